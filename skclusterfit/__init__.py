@@ -1,0 +1,9 @@
+"""skclusterfit: ClusterFit (CVPR 2020) behind the scikit-learn API."""
+
+from ._clusterfit import ClusterFit
+from .features import FeatureExtractor
+from .training import NetClassifier
+
+__version__ = "0.1.0"
+
+__all__ = ["ClusterFit", "FeatureExtractor", "NetClassifier", "__version__"]

@@ -1,0 +1,66 @@
+"""Behaviour shared by the estimators that hold a torch network."""
+
+import torch
+from torch import nn
+
+from ._torch_utils import autocast_context, check_finite_features
+from .data import iter_batches
+
+
+class TorchStateMixin:
+    """Pickle fitted networks on the CPU so a GPU-fitted model loads anywhere."""
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for key, value in state.items():
+            if key.endswith("_") and isinstance(value, nn.Module):
+                value.to("cpu")
+        return state
+
+
+def prepare_network(network, device):
+    """Move ``network`` to ``device`` in eval mode (channels-last on CUDA)."""
+    network.to(device).eval()
+    if device.type == "cuda":
+        network.to(memory_format=torch.channels_last)
+    return network
+
+
+def run_network(
+    network, source, *, batch_size, device, forward=None, preprocess=None,
+    mixed_precision=True
+):
+    """Apply ``forward`` (default ``network``) batch by batch; float32 numpy out.
+
+    No gradients are kept; batches go to the device with non-blocking copies
+    from pinned memory when it is a GPU.
+    """
+    import numpy as np
+
+    forward = forward or network
+    prepare_network(network, device)
+    on_cuda = device.type == "cuda"
+    out = None
+    with torch.inference_mode():
+        for x, index in iter_batches(source, batch_size, pin_memory=on_cuda):
+            x = x.to(device, non_blocking=True)
+            if on_cuda and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if preprocess is not None:
+                x = preprocess(x)
+            with autocast_context(device, mixed_precision):
+                result = forward(x)
+            result = torch.flatten(result.float(), 1)
+            check_finite_features(result, _describe_batch(index))
+            if out is None:
+                out = np.empty((len(source), result.shape[1]), dtype=np.float32)
+            out[index] = result.cpu().numpy()
+    if out is None:
+        raise ValueError("cannot extract features from an empty input.")
+    return out
+
+
+def _describe_batch(index):
+    if isinstance(index, slice):
+        return f"the batch of samples {index.start}..{index.stop - 1}"
+    return f"the batch of samples {int(index[0])}..{int(index[-1])}"

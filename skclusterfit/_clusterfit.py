@@ -1,0 +1,389 @@
+"""ClusterFit: teacher features -> clustering -> student trained on the clusters."""
+
+import copy
+import time
+from numbers import Integral
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    clone,
+)
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_memory
+from torch import nn
+
+from ._torch_utils import resolve_device
+from ._validation import validate_input
+from .backbones import reset_parameters
+from .cluster import KMeans
+from .features import FeatureExtractor
+from .training import NetClassifier
+
+# Parameter names through which scikit-learn clusterers take the cluster count.
+_K_PARAMETERS = ("n_clusters", "n_components")
+
+
+def _extract_teacher_features(fingerprint, teacher, X):
+    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher."""
+    return np.asarray(teacher.transform(X), dtype=np.float32)
+
+
+def network_fingerprint(estimator):
+    """A hash of an estimator's parameters and network weights, for the feature cache.
+
+    Hashing the fitted weights (not the pickled object) keeps the key stable
+    across fits that build the same network.
+    """
+    if isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    params = {
+        name: value if not isinstance(value, nn.Module) else type(value).__name__
+        for name, value in estimator.get_params(deep=False).items()
+    }
+    weights = [
+        {key: tensor.detach().cpu().numpy() for key, tensor in value.state_dict().items()}
+        for name, value in sorted(vars(estimator).items())
+        if name.endswith("_") and isinstance(value, nn.Module)
+    ]
+    return joblib.hash((type(estimator).__qualname__, repr(params), weights))
+
+
+class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """ClusterFit (Yan et al., CVPR 2020) as a scikit-learn transformer.
+
+    ``fit`` extracts the teacher's features for ``X``, clusters them into
+    ``K`` groups, and trains a student network from scratch with the cluster
+    ids as labels. ``transform`` returns the student's penultimate features,
+    which transfer better than the teacher's when the teacher was trained on
+    a noisy or proxy objective.
+
+    Parameters
+    ----------
+    teacher : FeatureExtractor, str, nn.Module or FrozenEstimator, default="resnet50"
+        The pre-trained network N_pre; ClusterFit never trains it. A
+        :class:`FeatureExtractor`; a torchvision model name (built with its
+        default pretrained weights, ``weights="DEFAULT"``); an ``nn.Module``
+        used with its current weights; or any fitted transformer wrapped in
+        ``sklearn.frozen.FrozenEstimator`` (e.g. a :class:`NetClassifier`
+        trained on labels).
+    K : int, default=16000
+        Number of clusters, i.e. of pseudo-labels. The paper uses an order of
+        magnitude more than the pre-training label count.
+    clusterer : "kmeans" or estimator, default="kmeans"
+        "kmeans" is :class:`skclusterfit.cluster.KMeans` (L2-normalised
+        features). Any estimator with ``fit_predict`` or ``labels_`` works
+        (scikit-learn's KMeans, MiniBatchKMeans, GaussianMixture, a Pipeline
+        ending in one); ``K`` is set on a clone as ``n_clusters`` or
+        ``n_components``.
+    student : NetClassifier, str, nn.Module or None, default=None
+        The network N_cf trained on the pseudo-labels. None: the teacher's
+        architecture with fresh weights (for a frozen NetClassifier teacher,
+        its training settings too). A str or module is wrapped in a
+        :class:`NetClassifier` with default settings.
+    memory : str, joblib.Memory or None, default=None
+        Caches the teacher features, so that a grid search over ``K`` extracts
+        them once per fold.
+    device : str, default="auto"
+        Pushed onto the teacher, clusterer and student clones unless "auto".
+    random_state : int, RandomState instance or None, default=None
+        Seeds the clusterer and the student (pushed onto their clones).
+    verbose : int, default=0
+        Report each stage (and, > 1, each student epoch).
+
+    Attributes
+    ----------
+    teacher_ : estimator
+        The fitted teacher (a clone, or the FrozenEstimator given).
+    clusterer_ : estimator
+        The fitted clusterer.
+    student_ : NetClassifier
+        The student trained on the pseudo-labels.
+    labels_ : ndarray of shape (n_samples,)
+        Pseudo-label (cluster id) of each training sample.
+    cluster_centers_ : ndarray of shape (n_clusters, n_teacher_features)
+        Cluster centres from the clusterer (``cluster_centers_`` or
+        ``means_``), else the mean teacher feature of each cluster.
+    input_shape_ : tuple
+        Shape of one sample seen in fit.
+    n_features_in_ : int
+        ``X.shape[1]`` seen in fit (array input).
+    n_features_out_ : int
+        Dimension of the student features.
+
+    See Also
+    --------
+    FeatureExtractor : a frozen teacher (and the N_pre baseline).
+    NetClassifier : the training loop of the student.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+    >>> X = load_digits().data.astype("float32")
+    >>> cf = ClusterFit(
+    ...     teacher=FeatureExtractor("mlp", random_state=0),
+    ...     K=20,
+    ...     student=NetClassifier(max_epochs=2),
+    ...     random_state=0,
+    ... ).fit(X)
+    >>> cf.transform(X).shape
+    (1797, 128)
+    >>> len(set(cf.labels_))
+    20
+    """
+
+    _parameter_constraints = {
+        "teacher": [str, nn.Module, HasMethods(["transform"])],
+        "K": [Interval(Integral, 2, None, closed="left")],
+        "clusterer": [StrOptions({"kmeans"}), HasMethods(["fit"])],
+        "student": [NetClassifier, str, nn.Module, callable, None],
+        "memory": [None, str, HasMethods(["cache"])],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        teacher="resnet50",
+        K=16000,
+        *,
+        clusterer="kmeans",
+        student=None,
+        memory=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.teacher = teacher
+        self.K = K
+        self.clusterer = clusterer
+        self.student = student
+        self.memory = memory
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"[ClusterFit] {message}", flush=True)
+
+    def fit(self, X, y=None):
+        """Extract teacher features, cluster them, train the student on the clusters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+            Images (n, C, H, W), (n, H, W, C), (n, H, W) or vectors (n, d).
+            No labels are needed.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : ClusterFit
+        """
+        self._validate_params()
+        X = validate_input(self, X, reset=True)
+        n_samples = len(X)
+        if self.K > n_samples:
+            raise ValueError(
+                f"K={self.K} clusters need at least as many samples, but "
+                f"n_samples={n_samples}."
+            )
+        if self.device != "auto":
+            resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        clusterer_seed, student_seed = rng.randint(2**31 - 1, size=2)
+
+        start = time.perf_counter()
+        self.teacher_ = self._fit_teacher(X)
+        features = self._teacher_features(X)
+        self._log(
+            f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s"
+        )
+
+        start = time.perf_counter()
+        self.clusterer_ = self._make_clusterer(int(clusterer_seed))
+        self.labels_ = cluster_labels(self.clusterer_, features)
+        self.cluster_centers_ = cluster_centers(self.clusterer_, features, self.labels_)
+        self._log(
+            f"{len(np.unique(self.labels_))} clusters in "
+            f"{time.perf_counter() - start:.1f}s"
+        )
+
+        start = time.perf_counter()
+        self.student_ = self._make_student(int(student_seed))
+        self.student_.fit(X, self.labels_)
+        self.n_features_out_ = self.student_.n_features_out_
+        self._log(f"student trained in {time.perf_counter() - start:.1f}s")
+        return self
+
+    def _fit_teacher(self, X):
+        teacher = self.teacher
+        if isinstance(teacher, FrozenEstimator):
+            check_is_fitted(teacher)
+            return teacher
+        if isinstance(teacher, FeatureExtractor):
+            teacher = clone(teacher)
+        elif isinstance(teacher, (str, nn.Module)):
+            weights = "DEFAULT" if isinstance(teacher, str) else None
+            teacher = FeatureExtractor(teacher, weights=weights)
+        else:
+            raise TypeError(
+                f"teacher={teacher!r} would have to be trained, and ClusterFit never "
+                "trains its teacher: pass a FeatureExtractor, a torchvision model "
+                "name, an nn.Module, or a fitted transformer wrapped in "
+                "sklearn.frozen.FrozenEstimator."
+            )
+        if self.device != "auto":
+            teacher.set_params(device=self.device)
+        return teacher.fit(X)
+
+    def _teacher_features(self, X):
+        memory = check_memory(self.memory)
+        extract = memory.cache(_extract_teacher_features, ignore=["teacher"])
+        fingerprint = network_fingerprint(self.teacher_) if self.memory is not None else None
+        features = extract(fingerprint, self.teacher_, X)
+        if features.ndim != 2 or len(features) != len(X):
+            raise ValueError(
+                f"the teacher returned features of shape {features.shape} for "
+                f"{len(X)} samples; it must return (n_samples, n_features)."
+            )
+        if not np.isfinite(features).all():
+            raise ValueError(
+                "the teacher produced NaN or inf features; check its weights "
+                "and the input scaling before clustering."
+            )
+        return features
+
+    def _make_clusterer(self, seed):
+        if isinstance(self.clusterer, str):
+            device = self.device
+            return KMeans(n_clusters=self.K, device=device, random_state=seed)
+        if not (
+            hasattr(self.clusterer, "fit_predict") or hasattr(self.clusterer, "fit")
+        ):
+            raise TypeError(
+                f"clusterer={self.clusterer!r} has neither fit_predict nor fit."
+            )
+        clusterer = clone(self.clusterer)
+        target = clusterer.steps[-1][1] if isinstance(clusterer, Pipeline) else clusterer
+        params = target.get_params(deep=False)
+        k_name = next((name for name in _K_PARAMETERS if name in params), None)
+        if k_name is None:
+            raise ValueError(
+                f"clusterer={self.clusterer!r} has no n_clusters or n_components "
+                f"parameter to receive K={self.K}."
+            )
+        updates = {k_name: self.K}
+        if "random_state" in params and self.random_state is not None:
+            updates["random_state"] = seed
+        if "device" in params and self.device != "auto":
+            updates["device"] = self.device
+        target.set_params(**updates)
+        return clusterer
+
+    def _make_student(self, seed):
+        student = self.student
+        if student is None:
+            student = self._student_like_teacher()
+        elif isinstance(student, NetClassifier):
+            student = clone(student)
+        else:
+            student = NetClassifier(model=student)
+        updates = {}
+        if self.random_state is not None:
+            updates["random_state"] = seed
+        if self.device != "auto":
+            updates["device"] = self.device
+        if self.verbose > 1:
+            updates["verbose"] = self.verbose - 1
+        return student.set_params(**updates)
+
+    def _student_like_teacher(self):
+        """The teacher's architecture, re-initialised (the paper's N_cf)."""
+        teacher = self.teacher_
+        if isinstance(teacher, FrozenEstimator):
+            teacher = teacher.estimator
+        if isinstance(teacher, NetClassifier):
+            return clone(teacher)
+        model = teacher.get_params().get("model") if hasattr(teacher, "get_params") else None
+        if model is None:
+            raise ValueError(
+                f"student=None copies the teacher's architecture, but teacher="
+                f"{self.teacher!r} has no 'model'; pass student= explicitly "
+                "(a NetClassifier, a model name or an nn.Module)."
+            )
+        if isinstance(model, nn.Module):
+            model = reset_parameters(copy.deepcopy(model))
+        return NetClassifier(model=model)
+
+    def transform(self, X):
+        """Student penultimate features of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+            Inputs shaped like those seen in fit.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self, "student_")
+        X = validate_input(self, X, reset=False)
+        return self.student_.transform(X)
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.requires_fit = True
+        return tags
+
+
+def cluster_labels(clusterer, features):
+    """Fit ``clusterer`` and return its labels as a 1-D integer array."""
+    if hasattr(clusterer, "fit_predict"):
+        labels = clusterer.fit_predict(features)
+    else:
+        labels = getattr(clusterer.fit(features), "labels_", None)
+        if labels is None:
+            raise TypeError(
+                f"clusterer={clusterer!r} has no fit_predict and sets no labels_ "
+                "after fit; ClusterFit needs one of them."
+            )
+    labels = np.asarray(labels)
+    if labels.shape != (len(features),):
+        raise ValueError(
+            f"the clusterer returned labels of shape {labels.shape}; expected "
+            f"({len(features)},)."
+        )
+    return labels.astype(np.int64)
+
+
+def cluster_centers(clusterer, features, labels):
+    """The clusterer's centres if it has them, else the mean feature per cluster."""
+    if isinstance(clusterer, Pipeline):
+        clusterer = clusterer.steps[-1][1]
+    for name in ("cluster_centers_", "means_"):
+        centers = getattr(clusterer, name, None)
+        if centers is not None:
+            return np.asarray(centers, dtype=np.float32)
+    ids = np.unique(labels)
+    sums = np.zeros((ids.max() + 1, features.shape[1]))
+    np.add.at(sums, labels, features)
+    counts = np.bincount(labels, minlength=len(sums))[:, None]
+    return (sums / np.maximum(counts, 1)).astype(np.float32)

