@@ -8,7 +8,10 @@ from .data import image_layout, is_dataset
 _ACCEPTED_DTYPES = [np.float32, np.float64, np.uint8]
 
 
-def validate_input(estimator, X, y=None, *, reset):
+_NO_Y = "no_validation"
+
+
+def validate_input(estimator, X, y=_NO_Y, *, reset):
     """Validate ``X`` (and ``y``) the scikit-learn way, keeping image arrays n-D.
 
     A torch Dataset passes through untouched. Arrays keep float32, float64 or
@@ -16,12 +19,13 @@ def validate_input(estimator, X, y=None, *, reset):
     ``reset`` record their per-sample shape in ``input_shape_``; later calls
     must match it.
     """
+    has_y = not (isinstance(y, str) and y == _NO_Y)
     if is_dataset(X):
-        if y is not None:
+        if has_y:
             y = validate_data(estimator, X="no_validation", y=y, reset=False)
-        return (X, y) if y is not None else X
+        return (X, y) if has_y else X
     kwargs = dict(reset=reset, allow_nd=True, dtype=_ACCEPTED_DTYPES)
-    if y is not None:
+    if has_y:
         X, y = validate_data(estimator, X, y, **kwargs)
     else:
         X = validate_data(estimator, X, **kwargs)
@@ -35,4 +39,4 @@ def validate_input(estimator, X, y=None, *, reset):
             f"{type(estimator).__name__} was fitted on samples of shape "
             f"{estimator.input_shape_}."
         )
-    return (X, y) if y is not None else X
+    return (X, y) if has_y else X

@@ -329,6 +329,7 @@ class NetClassifier(
         -------
         y : ndarray of shape (n_samples,)
         """
+        check_is_fitted(self)
         return self.classes_[np.argmax(self._run(X, features=False), axis=1)]
 
     def transform(self, X):

@@ -1,0 +1,239 @@
+"""ClusterFit end to end: the user's card, composition, caching, persistence."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import Normalizer
+from torch import nn
+
+from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+from skclusterfit.cluster import KMeans
+from skclusterfit.models import SmallCNN
+
+
+def fast_cf(**params):
+    defaults = dict(
+        teacher=FeatureExtractor("cnn", random_state=0),
+        K=10,
+        student=NetClassifier(max_epochs=2, batch_size=64),
+        random_state=0,
+    )
+    defaults.update(params)
+    return ClusterFit(**defaults)
+
+
+def test_users_card_pipeline_and_grid_search(digits_images):
+    X, y = digits_images
+    pipe = Pipeline(
+        [
+            ("cf", fast_cf(K=20)),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    )
+    search = GridSearchCV(pipe, {"cf__K": [10, 20]}, cv=2).fit(X, y)
+    assert set(search.cv_results_["param_cf__K"]) == {10, 20}
+    assert search.best_params_["cf__K"] in (10, 20)
+    # The fitted pipeline really classifies digits from student features.
+    assert search.score(X, y) > 0.5
+    assert search.best_estimator_.named_steps["cf"].student_.n_features_out_ == 128
+
+
+def test_fit_state_and_transform(digits_small):
+    X, _ = digits_small
+    cf = fast_cf().fit(X)
+    assert cf.labels_.shape == (len(X),)
+    assert len(np.unique(cf.labels_)) == 10
+    assert cf.cluster_centers_.shape == (10, 128)
+    features = cf.transform(X)
+    assert features.dtype == np.float32 and features.shape == (len(X), 128)
+    assert isinstance(cf.student_, NetClassifier)
+    # The student learned the pseudo-labels, not the teacher's (absent) labels.
+    assert set(cf.student_.classes_) == set(np.unique(cf.labels_))
+    names = cf.get_feature_names_out()
+    assert names[0] == "clusterfit0" and len(names) == 128
+
+
+def test_nested_params_reach_the_parts_and_user_objects_stay_untouched():
+    student = NetClassifier(max_epochs=2)
+    cf = fast_cf(student=student)
+    pipe = Pipeline([("cf", cf), ("clf", LogisticRegression())])
+    params = pipe.get_params(deep=True)
+    assert params["cf__student__max_epochs"] == 2
+    assert params["cf__K"] == 10
+    pipe.set_params(cf__student__max_epochs=3)
+    assert student.max_epochs == 3
+
+
+def test_fit_pushes_onto_clones_not_user_objects(digits_small):
+    X, _ = digits_small
+    student = NetClassifier(max_epochs=1)
+    clusterer = SKKMeans(n_clusters=2, n_init=1)
+    cf = fast_cf(student=student, clusterer=clusterer, K=7, random_state=3).fit(X)
+    assert clusterer.n_clusters == 2 and student.random_state is None
+    assert cf.clusterer_.n_clusters == 7
+    assert cf.student_.random_state is not None
+    assert cf.clusterer_ is not clusterer and cf.student_ is not student
+    assert not hasattr(student, "model_")
+
+
+@pytest.mark.parametrize(
+    "clusterer",
+    [
+        SKKMeans(n_init=1),
+        MiniBatchKMeans(n_init=1),
+        GaussianMixture(covariance_type="diag"),
+        make_pipeline(Normalizer(), SKKMeans(n_init=1)),
+        KMeans(normalize=False),
+    ],
+    ids=["sklearn-kmeans", "minibatch", "gmm", "pipeline", "ours-raw"],
+)
+def test_pluggable_clusterers(digits_small, clusterer):
+    X, _ = digits_small
+    cf = fast_cf(clusterer=clusterer, K=6).fit(X)
+    assert cf.labels_.shape == (len(X),)
+    assert 1 < len(np.unique(cf.labels_)) <= 6
+    assert cf.cluster_centers_.shape[0] == 6
+
+
+def test_teacher_forms(digits_small):
+    X, y = digits_small
+    labelled = NetClassifier(max_epochs=2, random_state=0).fit(X, y)
+    frozen = fast_cf(teacher=FrozenEstimator(labelled)).fit(X)
+    # A frozen teacher is used as given, never refitted.
+    assert frozen.teacher_.estimator is labelled
+    module_teacher = fast_cf(teacher=SmallCNN(in_channels=1)).fit(X)
+    assert module_teacher.teacher_.n_features_out_ == 128
+
+
+def test_teacher_that_would_need_training_is_refused(digits_small):
+    from sklearn.decomposition import PCA
+
+    X, _ = digits_small
+    with pytest.raises(TypeError, match="never trains its teacher"):
+        fast_cf(teacher=PCA(5)).fit(X.reshape(len(X), -1))
+
+
+def test_student_none_copies_teacher_architecture(digits_small):
+    X, y = digits_small
+    teacher = NetClassifier(max_epochs=3, lr=0.07, random_state=0).fit(X, y)
+    cf = ClusterFit(FrozenEstimator(teacher), K=8, random_state=0).fit(X)
+    assert cf.student_.max_epochs == 3 and cf.student_.lr == 0.07
+    teacher_weights = teacher.model_.backbone.features[0][0].weight
+    student_weights = cf.student_.model_.backbone.features[0][0].weight
+    assert not np.allclose(teacher_weights.detach(), student_weights.detach())
+
+
+def test_student_forms(digits_small):
+    X, _ = digits_small
+    cf = fast_cf(student=SmallCNN(in_channels=1, width=8)).fit(X)
+    assert cf.transform(X[:3]).shape == (3, 32)
+    cf = fast_cf(student="mlp").fit(X)
+    assert cf.transform(X[:3]).shape == (3, 128)
+
+
+def test_memory_extracts_teacher_features_once_per_data(digits_small, tmp_path, monkeypatch):
+    X, _ = digits_small
+    calls = []
+    original = FeatureExtractor.transform
+
+    def counting_transform(self, X):
+        calls.append(len(X))
+        return original(self, X)
+
+    monkeypatch.setattr(FeatureExtractor, "transform", counting_transform)
+    memory = joblib.Memory(tmp_path, verbose=0)
+    for K in (5, 10, 15):
+        fast_cf(K=K, memory=memory).fit(X)
+    assert calls == [len(X)]
+    fast_cf(K=5, memory=memory).fit(X[:200])
+    assert calls == [len(X), 200]
+    fast_cf(K=5, memory=None).fit(X)
+    assert len(calls) == 3
+
+
+def test_grid_search_over_K_extracts_once_per_fold(digits_small, tmp_path, monkeypatch):
+    X, y = digits_small
+    calls = []
+    original = FeatureExtractor.transform
+
+    def counting_transform(self, X):
+        calls.append(len(X))
+        return original(self, X)
+
+    monkeypatch.setattr(FeatureExtractor, "transform", counting_transform)
+    pipe = Pipeline(
+        [("cf", fast_cf(memory=str(tmp_path))), ("clf", LogisticRegression(max_iter=500))]
+    )
+    GridSearchCV(pipe, {"cf__K": [5, 10, 15]}, cv=2, refit=False).fit(X, y)
+    # One extraction per training fold; the other K values hit the cache.
+    assert len(calls) == 2
+
+
+def test_clone_and_pickle_round_trip(digits_small):
+    X, _ = digits_small
+    cf = fast_cf()
+    assert clone(cf).get_params()["K"] == 10
+    cf.fit(X)
+    restored = pickle.loads(pickle.dumps(cf))
+    np.testing.assert_array_equal(restored.transform(X[:50]), cf.transform(X[:50]))
+    np.testing.assert_array_equal(restored.labels_, cf.labels_)
+
+
+def test_same_seed_same_result(digits_small):
+    X, _ = digits_small
+    first = fast_cf(random_state=7).fit(X)
+    second = fast_cf(random_state=7).fit(X)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_array_equal(first.transform(X), second.transform(X))
+
+
+def test_set_output_pandas(digits_small):
+    pd = pytest.importorskip("pandas")
+    X, _ = digits_small
+    vectors = X.reshape(len(X), -1)
+    cf = fast_cf(teacher=FeatureExtractor("mlp", random_state=0)).set_output(
+        transform="pandas"
+    )
+    out = cf.fit(vectors).transform(vectors)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns[:2]) == ["clusterfit0", "clusterfit1"]
+
+
+def test_default_parameters_mean_the_paper():
+    cf = ClusterFit()
+    assert cf.teacher == "resnet50" and cf.K == 16000 and cf.student is None
+
+
+def test_torchvision_name_teacher_without_network_fails_clearly(monkeypatch):
+    import torchvision
+
+    def offline(self, *args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    X = np.zeros((4, 3, 32, 32), dtype=np.float32)
+    with pytest.raises(RuntimeError, match=r"weights='DEFAULT'.*local path"):
+        ClusterFit(K=2).fit(X)
+
+
+def test_module_teacher_and_fresh_student_weights(digits_small):
+    X, _ = digits_small
+    module = SmallCNN(in_channels=1, width=8)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    cf = ClusterFit(
+        teacher=module, K=4, student=NetClassifier(SmallCNN(in_channels=1, width=8), max_epochs=1),
+        random_state=0,
+    ).fit(X)
+    for key, value in module.state_dict().items():
+        assert (value == before[key]).all(), f"user's module changed at {key}"
+    assert isinstance(cf.student_.model_.head, nn.Linear)

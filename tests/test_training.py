@@ -1,0 +1,91 @@
+"""NetClassifier: the one training loop."""
+
+import numpy as np
+import pytest
+
+from skclusterfit import NetClassifier
+from skclusterfit.training import balanced_order
+
+
+def test_learns_digits_images(digits_images):
+    X, y = digits_images
+    clf = NetClassifier(max_epochs=4, random_state=0).fit(X[:1200], y[:1200])
+    assert clf.score(X[1200:], y[1200:]) > 0.85
+    proba = clf.predict_proba(X[:5])
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert clf.transform(X[:5]).shape == (5, 128)
+    assert [h["epoch"] for h in clf.history_] == [1, 2, 3, 4]
+    assert clf.history_[-1]["loss"] < clf.history_[0]["loss"]
+
+
+def test_head_sized_to_classes_and_string_labels(digits_small):
+    X, y = digits_small
+    names = np.array(["zero", "one", "two"])[y % 3]
+    clf = NetClassifier(max_epochs=1, random_state=0).fit(X, names)
+    assert clf.model_.head.out_features == 3
+    assert set(clf.predict(X)) <= set(names)
+
+
+def test_torchvision_student_from_scratch():
+    X = np.random.RandomState(0).rand(8, 3, 32, 32).astype(np.float32)
+    y = np.arange(8) % 2
+    clf = NetClassifier("resnet18", max_epochs=1, batch_size=4, random_state=0).fit(X, y)
+    assert clf.model_.head.out_features == 2
+    assert clf.transform(X).shape == (8, 512)
+
+
+def test_verbose_prints_epochs(digits_small, capsys):
+    X, y = digits_small
+    NetClassifier(max_epochs=2, verbose=1, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "loss" in out
+
+
+def test_balanced_order_is_uniform_over_classes():
+    y = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    order = balanced_order(y, np.random.RandomState(0))
+    counts = np.bincount(y[order], minlength=3)
+    assert len(order) == len(y)
+    assert all(abs(c - len(y) / 3) < 60 for c in counts), counts
+
+
+def test_balanced_sampler_trains(digits_images):
+    X, y = digits_images
+    clf = NetClassifier(max_epochs=3, sampler="balanced", random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.6
+
+
+def test_constant_schedule_and_no_augmentation(digits_images):
+    X, y = digits_images
+    clf = NetClassifier(
+        max_epochs=3, lr_schedule="constant", augment=None, random_state=0
+    ).fit(X, y)
+    assert clf.score(X, y) > 0.6
+
+
+def test_custom_augmentation_is_called(digits_small):
+    X, y = digits_small
+    calls = []
+
+    def augment(batch, generator):
+        calls.append(batch.shape)
+        return batch.flip(-1)
+
+    NetClassifier(max_epochs=1, augment=augment, batch_size=100).fit(X, y)
+    assert len(calls) == 4 and calls[0] == (100, 1, 8, 8)
+
+
+@pytest.mark.gpu
+def test_gpu_fit_then_cpu_pickle(digits_small):
+    import pickle
+
+    import torch
+
+    X, y = digits_small
+    clf = NetClassifier(max_epochs=1, device="cuda", random_state=0).fit(X, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    restored.set_params(device="cpu")
+    assert next(restored.model_.parameters()).device == torch.device("cpu")
+    np.testing.assert_allclose(
+        restored.predict_proba(X[:10]), clf.predict_proba(X[:10]), atol=1e-2
+    )
