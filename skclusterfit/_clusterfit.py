@@ -37,10 +37,11 @@ def _extract_teacher_features(fingerprint, teacher, X):
 
 
 def network_fingerprint(estimator):
-    """A hash of an estimator's parameters and network weights, for the feature cache.
+    """A hash of an estimator's parameters and fitted state, for the feature cache.
 
-    Hashing the fitted weights (not the pickled object) keeps the key stable
-    across fits that build the same network.
+    Networks are hashed by their weights (not as pickled objects), so the key
+    is stable across fits that build the same network, and differs between
+    two teachers with the same parameters but other training.
     """
     if isinstance(estimator, FrozenEstimator):
         estimator = estimator.estimator
@@ -48,12 +49,22 @@ def network_fingerprint(estimator):
         name: value if not isinstance(value, nn.Module) else type(value).__name__
         for name, value in estimator.get_params(deep=False).items()
     }
-    weights = [
-        {key: tensor.detach().cpu().numpy() for key, tensor in value.state_dict().items()}
-        for name, value in sorted(vars(estimator).items())
-        if name.endswith("_") and isinstance(value, nn.Module)
-    ]
-    return joblib.hash((type(estimator).__qualname__, repr(params), weights))
+    return joblib.hash((type(estimator).__qualname__, repr(params), fitted_state(estimator)))
+
+
+def fitted_state(value):
+    """Fitted attributes (trailing underscore) as hashable data, recursively."""
+    if isinstance(value, nn.Module):
+        return {k: t.detach().cpu().numpy() for k, t in value.state_dict().items()}
+    if isinstance(value, BaseEstimator):
+        return {
+            name: fitted_state(attribute)
+            for name, attribute in sorted(vars(value).items())
+            if name.endswith("_") and not name.startswith("_")
+        }
+    if isinstance(value, (list, tuple)):
+        return [fitted_state(item) for item in value]
+    return value
 
 
 class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

@@ -237,3 +237,14 @@ def test_module_teacher_and_fresh_student_weights(digits_small):
     for key, value in module.state_dict().items():
         assert (value == before[key]).all(), f"user's module changed at {key}"
     assert isinstance(cf.student_.model_.head, nn.Linear)
+
+
+def test_feature_cache_tells_teachers_with_equal_params_apart(digits_small, tmp_path):
+    X, y = digits_small
+    first = NetClassifier(max_epochs=1, random_state=1).fit(X, y)
+    second = NetClassifier(max_epochs=1, random_state=1).fit(X, y[::-1])
+    memory = joblib.Memory(tmp_path, verbose=0)
+    a = fast_cf(teacher=FrozenEstimator(first), memory=memory).fit(X)
+    b = fast_cf(teacher=FrozenEstimator(second), memory=memory).fit(X)
+    # Same parameters, other weights: no shared cache entry.
+    assert not np.array_equal(a.cluster_centers_, b.cluster_centers_)
