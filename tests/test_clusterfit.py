@@ -248,3 +248,15 @@ def test_feature_cache_tells_teachers_with_equal_params_apart(digits_small, tmp_
     b = fast_cf(teacher=FrozenEstimator(second), memory=memory).fit(X)
     # Same parameters, other weights: no shared cache entry.
     assert not np.array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_torch_dataset_through_clusterfit(digits_small):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    X, y = digits_small
+    dataset = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    cf = fast_cf().fit(dataset)
+    assert cf.labels_.shape == (len(X),)
+    from_dataset = cf.transform(dataset)
+    np.testing.assert_allclose(from_dataset, cf.transform(X), rtol=1e-5, atol=1e-6)
