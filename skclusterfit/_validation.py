@@ -27,10 +27,19 @@ def validate_input(estimator, X, y=None, *, reset):
         _check_sample_shape(estimator, tuple(first_input(X[0]).shape), reset)
         return (X, y) if y is not None else X
     kwargs = dict(reset=reset, allow_nd=True, dtype=_ACCEPTED_DTYPES)
-    if y is not None:
-        X, y = validate_data(estimator, X, y, **kwargs)
-    else:
-        X = validate_data(estimator, X, **kwargs)
+    try:
+        if y is not None:
+            X, y = validate_data(estimator, X, y, **kwargs)
+        else:
+            X = validate_data(estimator, X, **kwargs)
+    except ValueError as exc:
+        if "could not convert" not in str(exc):
+            raise
+        # numpy's message names the value but not the parameter, nor what would work.
+        raise ValueError(
+            f"X must hold numbers (an array of images or vectors) or be a list of "
+            f"image paths; {exc}."
+        ) from exc
     image_layout(X.shape)  # raises on unsupported ndim
     _check_sample_shape(estimator, tuple(X.shape[1:]), reset)
     return (X, y) if y is not None else X
