@@ -22,7 +22,12 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
 from ._torch_utils import resolve_device
-from .checkpoint import FitCheckpoint, data_fingerprint, parameter_fingerprint
+from .checkpoint import (
+    FitCheckpoint,
+    data_fingerprint,
+    parameter_fingerprint,
+    weights_fingerprint,
+)
 from ._validation import validate_input
 from .backbones import reset_parameters
 from .cluster import KMeans
@@ -274,7 +279,7 @@ class ClusterFit(
             return None
         parameters = parameter_fingerprint(self)
         # A teacher given by name or file: its weights, not its name, define the features.
-        parameters["teacher_ weights"] = network_fingerprint(self.teacher_)
+        parameters["teacher_ weights"] = weights_fingerprint(self.teacher_)
         fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
         return FitCheckpoint(self.checkpoint_dir, fingerprint, log=self._log)
 

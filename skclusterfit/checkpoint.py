@@ -142,6 +142,22 @@ def _hash_arrays(arrays):
     return digest.hexdigest()[:16]
 
 
+def weights_fingerprint(estimator):
+    """A hash of the fitted networks of ``estimator`` (e.g. a FrozenEstimator's inner one).
+
+    The teacher's weights, not its name, define the features: a weight file
+    replaced on disk must invalidate the checkpoint. Only the weights are
+    hashed, so moving the teacher to another device keeps the fingerprint.
+    """
+    estimator = getattr(estimator, "estimator", estimator)  # FrozenEstimator
+    arrays = {}
+    for name, value in sorted(vars(estimator).items()):
+        if name.endswith("_") and isinstance(value, nn.Module):
+            for key, tensor in value.state_dict().items():
+                arrays[f"{name}.{key}"] = tensor.detach().cpu().numpy()
+    return _hash_arrays(arrays)
+
+
 def parameter_fingerprint(estimator):
     """``{parameter: text}`` for every (nested) parameter that affects the result."""
     params = estimator.get_params(deep=True)
@@ -368,4 +384,5 @@ __all__ = [
     "atomic_write",
     "data_fingerprint",
     "parameter_fingerprint",
+    "weights_fingerprint",
 ]
