@@ -112,8 +112,9 @@ class ClusterFit(
         assignment, every student epoch) is saved atomically. Fitting again
         with the same data and parameters resumes from the last completed
         stage or epoch, with the same result as an uninterrupted fit; a
-        checkpoint of other data or parameters is refused. See
-        :mod:`skclusterfit.checkpoint`.
+        checkpoint of other data or parameters is refused. One directory
+        per fit: in a grid search leave it None (``memory`` shares the teacher
+        features). See :mod:`skclusterfit.checkpoint`.
     verbose : int, default=0
         Report each stage (and, > 1, each student epoch).
 
@@ -260,9 +261,10 @@ class ClusterFit(
 
         start = time.perf_counter()
         self.student_ = self._make_student(int(student_seed))
-        student_checkpoint = checkpoint.student() if checkpoint is not None else None
+        # Only with a checkpoint: a student class of the user's may not take the argument.
+        fit_params = {} if checkpoint is None else {"checkpoint": checkpoint.student()}
         try:
-            self.student_.fit(X, self.labels_, checkpoint=student_checkpoint)
+            self.student_.fit(X, self.labels_, **fit_params)
         except KeyboardInterrupt:
             if checkpoint is not None:
                 self._log(

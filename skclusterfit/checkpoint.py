@@ -317,7 +317,8 @@ class EpochCheckpoint:
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved by a disabled scaler (CPU, bf16)
+            scaler.load_state_dict(state["scaler"])
         numpy_state = state["numpy_rng"]
         rng.set_state(
             (
