@@ -22,14 +22,14 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
 from ._torch_utils import resolve_device
+from ._validation import validate_input
+from .backbones import reset_parameters
 from .checkpoint import (
     FitCheckpoint,
     data_fingerprint,
     parameter_fingerprint,
     weights_fingerprint,
 )
-from ._validation import validate_input
-from .backbones import reset_parameters
 from .cluster import KMeans
 from .features import FeatureExtractor
 from .persistence import PersistenceMixin

@@ -274,7 +274,8 @@ class _Encoder:
 
     def encode_array(self, value, path):
         if value.dtype.kind in "biuf":
-            return {"__array__": self.add_tensor(path, torch.from_numpy(np.ascontiguousarray(value)))}
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+            return {"__array__": self.add_tensor(path, tensor)}
         if value.dtype.kind in "US" or (
             value.dtype == object and all(isinstance(v, str) for v in value.ravel())
         ):

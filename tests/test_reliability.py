@@ -168,7 +168,7 @@ def test_checkpoint_of_other_parameters_or_data_is_refused(vectors, tmp_path):
         ).fit(vectors)
     changed = vectors.copy()
     changed[7, 3] += 1
-    with pytest.raises(ValueError, match=r"checkpoint_dir=.*ckpt' holds a checkpoint .* other data"):
+    with pytest.raises(ValueError, match=r"checkpoint_dir=.*ckpt' holds a checkpoint of .* data"):
         vector_clusterfit(checkpoint_dir=directory).fit(changed)
     # verbose and device do not change the result: the checkpoint is reused.
     vector_clusterfit(checkpoint_dir=directory, verbose=1, device="cpu").fit(vectors)
