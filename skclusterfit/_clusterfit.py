@@ -244,9 +244,7 @@ class ClusterFit(
         check_subsample(self.clusterer_, len(features), self.K)
         stored = checkpoint.load_clusters() if checkpoint is not None else None
         if stored is not None:
-            self.labels_, self.cluster_centers_, fitted_clusterer = stored
-            if fitted_clusterer is not None:
-                self.clusterer_ = fitted_clusterer
+            self.labels_, self.cluster_centers_, self.clusterer_ = stored
         else:
             self.labels_ = cluster_labels(self.clusterer_, features)
             self.cluster_centers_ = cluster_centers(

@@ -8,8 +8,8 @@ parameters picks up from the last completed one. Layout::
     checkpoint_dir/
       fingerprint.json        data and parameter fingerprint of the fit
       teacher_features.npy    stage 1: (n_samples, n_teacher_features) float32
-      clusters.npz            stage 2: labels and centres
       clusterer.skcf          stage 2: the fitted clusterer (skclusterfit.save)
+      clusters.npz            stage 2: labels and centres (written last)
       student.pt              stage 3: epoch, network, optimizer, scheduler,
                               loss scaler and every random generator's state
 
@@ -243,10 +243,14 @@ class FitCheckpoint:
             return None
         from .persistence import load
 
+        try:
+            clusterer = load(self.path(CLUSTERER_FILE))
+        except (OSError, ValueError) as exc:
+            # Without the fitted clusterer, clusterer_ would be unfitted: cluster again.
+            self.log(f"clustering again: the fitted clusterer cannot be restored ({exc})")
+            return None
         with np.load(path, allow_pickle=False) as stored:
             labels, centers = stored["labels"], stored["centers"]
-        clusterer_path = self.path(CLUSTERER_FILE)
-        clusterer = load(clusterer_path) if os.path.exists(clusterer_path) else None
         self.log(f"resuming from the cluster assignment in {path}")
         return labels, centers, clusterer
 
@@ -256,7 +260,8 @@ class FitCheckpoint:
         try:
             save(clusterer, self.path(CLUSTERER_FILE))
         except TypeError as exc:  # a clusterer holding objects save() cannot store
-            self.log(f"the fitted clusterer is not checkpointed: {exc}")
+            self.log(f"the cluster stage is not checkpointed: {exc}")
+            return
         # Written last: its presence marks the stage complete.
         atomic_write(
             self.path(CLUSTERS_FILE),
