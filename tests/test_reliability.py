@@ -25,7 +25,7 @@ ROOT = os.path.dirname(TESTS)
 
 @pytest.fixture(scope="module")
 def images():
-    return load_digits().images[:200, None].astype(np.float32)
+    return load_digits().images[:120, None].astype(np.float32)
 
 
 class InterruptAt:
@@ -46,7 +46,7 @@ def make_clusterfit(interrupt_at=None, **params):
     return ClusterFit(
         teacher=FeatureExtractor("cnn", random_state=0),
         K=8,
-        student=NetClassifier(max_epochs=3, batch_size=50, augment=InterruptAt(interrupt_at)),
+        student=NetClassifier(max_epochs=3, batch_size=40, augment=InterruptAt(interrupt_at)),
         random_state=0,
         **params,
     )
@@ -79,9 +79,9 @@ def test_keyboard_interrupt_then_resume_matches_uninterrupted(
     images, uninterrupted, tmp_path, capsys
 ):
     directory = str(tmp_path / "ckpt")
-    # 4 batches per epoch: batch 6 is in the middle of the second epoch.
+    # 3 batches per epoch: batch 5 is in the middle of the second epoch.
     with pytest.raises(KeyboardInterrupt):
-        make_clusterfit(interrupt_at=6, checkpoint_dir=directory, verbose=1).fit(images)
+        make_clusterfit(interrupt_at=5, checkpoint_dir=directory, verbose=1).fit(images)
     assert "interrupted; fit again to resume" in capsys.readouterr().out
     assert read_student_checkpoint(directory)["epoch"] == 1
     assert not temporaries(directory)
@@ -183,7 +183,7 @@ def test_malicious_student_checkpoint_is_refused(vectors, tmp_path):
         def __reduce__(self):
             return (exec, (f"open({str(marker)!r}, 'w').close()",))
 
-    (directory / STUDENT_FILE).write_bytes(pickle.dumps({"epoch": Payload()}))
+    (directory / STUDENT_FILE).write_bytes(pickle.dumps({"epoch": Payload()}, protocol=2))
     with pytest.raises(ValueError, match=r"student checkpoint .* cannot be read safely"):
         vector_clusterfit(checkpoint_dir=str(directory)).fit(vectors)
     assert not marker.exists()
