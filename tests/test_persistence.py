@@ -59,6 +59,18 @@ def test_feature_extractor_roundtrip(digits, tmp_path):
         np.testing.assert_array_equal(loaded.transform(images), extractor.transform(images))
 
 
+def test_torchvision_network_roundtrip(tmp_path):
+    """A torchvision architecture is rebuilt by name; the weights come from the file."""
+    images = np.random.RandomState(0).rand(6, 3, 32, 32).astype(np.float32)
+    for extractor in (
+        FeatureExtractor("resnet18", random_state=0),
+        FeatureExtractor("resnet18", layer="layer2", random_state=0),
+    ):
+        extractor.fit(images)
+        loaded = roundtrip(extractor, tmp_path)
+        np.testing.assert_array_equal(loaded.transform(images), extractor.transform(images))
+
+
 def test_net_classifier_roundtrip(digits, tmp_path):
     X, y = digits
     clf = NetClassifier(max_epochs=2, random_state=0).fit(X, y)

@@ -225,6 +225,26 @@ def test_kmeans_never_allocates_an_n_by_k_matrix():
     assert largest < n_by_k / 4
 
 
+def test_extraction_streams_batches_from_a_memmap(tmp_path):
+    """Extraction never converts the whole dataset to one float tensor."""
+    from torch.profiler import ProfilerActivity, profile
+
+    n_samples, n_features = 3000, 64
+    X = np.lib.format.open_memmap(
+        tmp_path / "X.npy", mode="w+", dtype=np.uint8, shape=(n_samples, n_features)
+    )
+    X[:] = np.random.RandomState(0).randint(0, 256, X.shape)
+    X.flush()
+    X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    extractor = FeatureExtractor("mlp", batch_size=100, random_state=0).fit(X)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        features = extractor.transform(X)
+    assert features.shape == (n_samples, 128)
+    largest = max(event.cpu_memory_usage for event in prof.events())
+    assert 0 < largest <= 4 * 100 * 256  # one batch of the widest layer
+    assert largest < 4 * n_samples * n_features / 4
+
+
 def run_script(args, **kwargs):
     env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.Popen(
