@@ -90,11 +90,12 @@ def data_fingerprint(X):
     type and a sample of items; image-file datasets by their paths, sizes and
     modification times.
     """
+    from .image_files import ImageFiles
+
     digest = hashlib.sha256()
-    paths = getattr(X, "paths", None)
-    if paths is not None:
-        digest.update(b"files")
-        for path in paths:
+    if isinstance(X, ImageFiles):
+        digest.update(f"files|{X.mode}|{X.size}".encode())
+        for path in X.paths:
             stat = os.stat(path)
             digest.update(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()

@@ -174,6 +174,32 @@ def test_checkpoint_of_other_parameters_or_data_is_refused(vectors, tmp_path):
     vector_clusterfit(checkpoint_dir=directory, verbose=1, device="cpu").fit(vectors)
 
 
+def test_data_fingerprint_sees_changes(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from skclusterfit import checkpoint
+    from skclusterfit.image_files import ImageFiles
+
+    X = np.random.RandomState(0).rand(50, 4).astype(np.float32)
+    assert checkpoint.data_fingerprint(X) == checkpoint.data_fingerprint(X.copy())
+    changed = X.copy()
+    changed[49, 3] += 1e-6
+    assert checkpoint.data_fingerprint(changed) != checkpoint.data_fingerprint(X)
+    assert checkpoint.data_fingerprint(X.astype(np.float64)) != checkpoint.data_fingerprint(X)
+    # Huge arrays: only a strided sample of rows (and the shape) is hashed.
+    monkeypatch.setattr(checkpoint, "_FULL_HASH_BYTES", 100)
+    monkeypatch.setattr(checkpoint, "_SAMPLED_ROWS", 5)
+    assert checkpoint.data_fingerprint(changed) != checkpoint.data_fingerprint(X)  # row 49
+    # Image files: paths, sizes and modification times.
+    paths = [str(tmp_path / f"{i}.png") for i in range(2)]
+    for path in paths:
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    before = checkpoint.data_fingerprint(ImageFiles(paths))
+    Image.fromarray(np.full((4, 4), 9, np.uint8)).save(paths[1])
+    os.utime(paths[1], ns=(10**9, 10**9))
+    assert checkpoint.data_fingerprint(ImageFiles(paths)) != before
+
+
 def test_malicious_student_checkpoint_is_refused(vectors, tmp_path):
     directory = tmp_path / "ckpt"
     vector_clusterfit(checkpoint_dir=str(directory)).fit(vectors)
