@@ -29,11 +29,12 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 
 # Before numba is imported (through skclusterfit): compile from scratch.
 os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="numba-cache-"))
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
@@ -42,6 +43,9 @@ from sklearn.cluster import MiniBatchKMeans  # noqa: E402
 from skclusterfit.cluster import KMeans  # noqa: E402
 from skclusterfit.cluster import _ann  # noqa: E402
 from skclusterfit.cluster._kmeans import squared_distances  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import PeakMemory, peak_rss  # noqa: E402
 
 try:
     import faiss
@@ -54,40 +58,6 @@ SIZES = {
     "200k": (200_000, 128, 4000, 10),
     "1m": (1_000_000, 256, 16000, 10),
 }
-
-
-class PeakMemory:
-    """Peak RSS (bytes) above the RSS at entry, sampled by a thread."""
-
-    def __init__(self, interval=0.005):
-        self.interval = interval
-
-    @staticmethod
-    def rss():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def __enter__(self):
-        self.base = self.rss()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-        self.above_base = self.peak - self.base
 
 
 def make_data(n_samples, n_features, n_modes, seed=0):
@@ -229,7 +199,7 @@ def bench_size(name, repeats, project):
             f"| {key} | {seconds:.2f} | {seconds / reference_time:.2f} | {ratio} | "
             f"{memory[key] / 2**30:.2f} GiB |"
         )
-    print(f"process peak RSS so far: {PeakMemory.rss() / 2**30:.2f} GiB (current)")
+    print(f"process peak RSS so far (VmHWM): {peak_rss() / 2**30:.2f} GiB")
 
 
 def main(argv=None):

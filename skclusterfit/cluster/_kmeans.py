@@ -299,7 +299,7 @@ class KMeans(ClusterMixin, BaseEstimator):
     >>> from skclusterfit.cluster import KMeans
     >>> X = np.array([[1, 0], [1.1, 0], [0, 1], [0, 1.1]])
     >>> km = KMeans(n_clusters=2, normalize=False, random_state=0).fit(X)
-    >>> sorted(np.bincount(km.labels_))
+    >>> sorted(np.bincount(km.labels_).tolist())
     [2, 2]
     >>> km.predict([[0.9, 0.1]]) == km.labels_[0]
     array([ True])
