@@ -23,6 +23,8 @@ Usage::
 
     python benchmarks/kmeans.py                 # the three sizes of issue 7
     python benchmarks/kmeans.py --sizes 100k --repeats 3
+    python benchmarks/kmeans.py --sizes 200k --repeats 3 \
+        --methods "ours exact,ours ann,sklearn KMeans"
 """
 
 import argparse
@@ -131,7 +133,7 @@ def methods(n_clusters):
     return out
 
 
-def projected(method, X, init, n_iter, slice_rows, iterations=2):
+def projected(method, X, init, n_iter, slice_rows, iterations=1):
     """Project a full run's time from ``iterations`` on ``slice_rows`` rows.
 
     A run of ``iterations`` Lloyd iterations makes ``iterations + 1`` passes
@@ -145,7 +147,7 @@ def projected(method, X, init, n_iter, slice_rows, iterations=2):
     return per_pass * (X.shape[0] / slice_rows) * (n_iter + 1)
 
 
-def bench_size(name, repeats, project):
+def bench_size(name, repeats, project, only=None):
     n_samples, n_features, n_clusters, n_iter = SIZES[name]
     print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, {n_iter} iterations")
     X = make_data(n_samples, n_features, max(1, n_clusters // 10))
@@ -155,6 +157,8 @@ def bench_size(name, repeats, project):
     # than the clustering).
     init = X[np.sort(rng.choice(n_samples, n_clusters, replace=False))].copy()
     runs = methods(n_clusters)
+    if only:
+        runs = {key: runs[key] for key in only}
     slow = set(project)
     times = {key: [] for key in runs}
     inertia = {}
@@ -172,7 +176,7 @@ def bench_size(name, repeats, project):
             print(f"  {key}: {times[key][-1]:.2f} s", flush=True)
     projected_times = {}
     for key in slow:
-        slice_rows = min(n_samples, 50_000)
+        slice_rows = min(n_samples, 20_000)
         projected_times[key] = projected(runs[key], X, init, n_iter, slice_rows)
         print(f"  {key}: projected {projected_times[key]:.1f} s", flush=True)
     reference_key = "sklearn KMeans"
@@ -211,7 +215,12 @@ def main(argv=None):
         help="comma-separated methods timed on a slice and projected, e.g. "
         "'sklearn KMeans,faiss-cpu' (default for 1m: all but 'ours ann')",
     )
+    parser.add_argument(
+        "--methods", default="",
+        help="comma-separated subset of the methods to run (default: all)",
+    )
     args = parser.parse_args(argv)
+    only = [m for m in args.methods.split(",") if m]
     start = time.perf_counter()
     _ann.warm_up()
     compile_seconds = time.perf_counter() - start
@@ -219,8 +228,11 @@ def main(argv=None):
     for name in args.sizes.split(","):
         project = [p for p in args.project.split(",") if p]
         if name == "1m" and not args.project:
-            project = [key for key in methods(SIZES[name][2]) if key != "ours ann"]
-        bench_size(name, args.repeats, project)
+            project = [
+                key for key in methods(SIZES[name][2])
+                if key != "ours ann" and (not only or key in only)
+            ]
+        bench_size(name, args.repeats, project, only)
     return 0
 
 
