@@ -173,7 +173,11 @@ def bench_size(name, repeats, project, only=None):
                 times[key].append(time.perf_counter() - start)
             inertia[key] = inertia_of(X, centers, labels)
             memory[key] = max(memory.get(key, 0), peak.above_base)
-            print(f"  {key}: {times[key][-1]:.2f} s", flush=True)
+            print(
+                f"  {key}: {times[key][-1]:.2f} s, peak RSS {peak.above_base / 2**30:.2f} "
+                f"GiB above base, process peak {peak_rss() / 2**30:.2f} GiB",
+                flush=True,
+            )
     projected_times = {}
     for key in slow:
         slice_rows = min(n_samples, 20_000)
@@ -182,8 +186,10 @@ def bench_size(name, repeats, project, only=None):
     reference_key = "sklearn KMeans"
     if reference_key in projected_times:
         reference_time = projected_times[reference_key]
-    else:
+    elif times.get(reference_key):
         reference_time = float(np.median(times[reference_key]))
+    else:
+        reference_time = float("nan")  # scikit-learn not run: no ratios
     reference_inertia = inertia.get(reference_key)
     print(f"\n| method | seconds | time / sklearn | inertia / sklearn | peak RSS above base |")
     print("|---|---|---|---|---|")

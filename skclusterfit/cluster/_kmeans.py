@@ -265,7 +265,11 @@ class KMeans(ClusterMixin, BaseEstimator):
     assign : {"auto", "exact", "ann"}, default="auto"
         "exact" computes every point-centre distance; "ann" walks the
         centroid kNN graph (runs on the CPU whatever ``device``); "auto" is
-        "ann" on the CPU when ``n_clusters >= 4096``, else "exact".
+        "ann" on the CPU when ``n_clusters >= 4096``, else "exact". The walk
+        cannot cross between well-separated groups of centroids: on data
+        with about one mode per cluster and seeds that miss modes it can be
+        markedly worse than exact (benchmarks/README.md); ClusterFit's
+        regime (K well above the number of classes) is the one it suits.
     backend : {"auto", "sklearn", "torch"}, default="auto"
         Engine for exact assignment. "auto": scikit-learn's compiled Lloyd on
         the CPU (the fastest we measured there), torch on a GPU.
