@@ -168,3 +168,24 @@ def test_sklearn_backend_needs_cpu(blobs):
     assert km.fit(X).engine_ == "sklearn"
     with pytest.raises(ValueError, match="backend='sklearn'"):
         km._resolve_engine(__import__("torch").device("cuda"))
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        KMeans(n_clusters=3, n_iter=5, device="cpu"),
+        KMeans(n_clusters=3, n_iter=5, device="cpu", assign="ann"),
+        KMeans(n_clusters=3, n_iter=5, device="cpu", backend="torch"),
+        PCAWhitening(2),
+    ],
+    ids=["kmeans-sklearn", "kmeans-ann", "kmeans-torch", "pcawhitening"],
+)
+def test_scikit_learn_estimator_checks(estimator):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    failed = [
+        result["check_name"]
+        for result in check_estimator(estimator, on_fail=None)
+        if result["status"] == "failed"
+    ]
+    assert failed == []

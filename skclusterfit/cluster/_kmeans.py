@@ -386,7 +386,8 @@ class KMeans(ClusterMixin, BaseEstimator):
         if self.whitener_ is not None:
             return self.whitener_.transform(X)  # a new float32 array, normalised if asked
         if self.normalize:
-            return l2_normalize_rows(X)
+            # C order: the engines need rows contiguous, whatever X's layout.
+            return np.ascontiguousarray(l2_normalize_rows(X))
         X = np.asarray(X, dtype=np.float32, order="C")
         return X if X.flags.writeable else X.copy()
 

@@ -125,7 +125,9 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 f"n_components={self.n_components} must be <= n_features={n_features}."
             )
         if X.shape[0] < 2:
-            raise ValueError(f"PCAWhitening needs at least 2 samples; got {X.shape[0]}.")
+            raise ValueError(
+                f"PCAWhitening needs at least 2 samples; got n_samples={X.shape[0]}."
+            )
         mean, covariance = _mean_and_covariance(X)
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         keep = np.argsort(eigenvalues)[::-1][:n_components]

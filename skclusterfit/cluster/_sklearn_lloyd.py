@@ -84,7 +84,10 @@ def predict(X, centers, labels=None, n_threads=None):
     if labels is None:
         labels = np.empty(X.shape[0], dtype=np.int32)
     sample_weight, weight_in_clusters, center_shift = _buffers(X, centers.shape[0])
-    centers = np.ascontiguousarray(centers, dtype=X.dtype)
+    # A writable copy (K x d, small): the Cython signature takes the output
+    # centres as writable even when update_centers=False, and fitted centres
+    # may be a read-only memory map after joblib pickling.
+    centers = np.array(centers, dtype=X.dtype, order="C", copy=True)
     with threadpool_limits(limits=1, user_api="blas"):
         lloyd_iter_chunked_dense(
             X, sample_weight, centers, centers, weight_in_clusters, labels,
