@@ -2,8 +2,9 @@
 
 from ._clusterfit import ClusterFit
 from .features import FeatureExtractor
+from .persistence import load, save
 from .training import NetClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["ClusterFit", "FeatureExtractor", "NetClassifier", "__version__"]
+__all__ = ["ClusterFit", "FeatureExtractor", "NetClassifier", "load", "save", "__version__"]

@@ -1,8 +1,9 @@
 """ClusterFit: teacher features -> clustering -> student trained on the clusters."""
 
 import copy
+import os
 import time
-from numbers import Integral
+from numbers import Integral, Real
 
 import joblib
 import numpy as np
@@ -21,10 +22,12 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
 from ._torch_utils import resolve_device
+from .checkpoint import FitCheckpoint, data_fingerprint, parameter_fingerprint
 from ._validation import validate_input
 from .backbones import reset_parameters
 from .cluster import KMeans
 from .features import FeatureExtractor
+from .persistence import PersistenceMixin
 from .training import NetClassifier
 
 # Parameter names through which scikit-learn clusterers take the cluster count.
@@ -56,7 +59,9 @@ def network_fingerprint(estimator):
     return joblib.hash((type(estimator).__qualname__, repr(params), weights))
 
 
-class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class ClusterFit(
+    PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """ClusterFit (Yan et al., CVPR 2020) as a scikit-learn transformer.
 
     ``fit`` extracts the teacher's features for ``X``, clusters them into
@@ -94,7 +99,16 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
     device : str, default="auto"
         Pushed onto the teacher, clusterer and student clones unless "auto".
     random_state : int, RandomState instance or None, default=None
-        Seeds the clusterer and the student (pushed onto their clones).
+        Seeds the clusterer and the student (pushed onto their clones). With
+        an int, two fits on the CPU give identical pseudo-labels and student
+        features.
+    checkpoint_dir : str, path or None, default=None
+        Directory where each completed stage (teacher features, cluster
+        assignment, every student epoch) is saved atomically. Fitting again
+        with the same data and parameters resumes from the last completed
+        stage or epoch, with the same result as an uninterrupted fit; a
+        checkpoint of other data or parameters is refused. See
+        :mod:`skclusterfit.checkpoint`.
     verbose : int, default=0
         Report each stage (and, > 1, each student epoch).
 
@@ -148,6 +162,7 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         "memory": [None, str, HasMethods(["cache"])],
         "device": [str, torch.device],
         "random_state": ["random_state"],
+        "checkpoint_dir": [None, str, os.PathLike],
         "verbose": ["verbose"],
     }
 
@@ -161,6 +176,7 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         memory=None,
         device="auto",
         random_state=None,
+        checkpoint_dir=None,
         verbose=0,
     ):
         self.teacher = teacher
@@ -170,6 +186,7 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         self.memory = memory
         self.device = device
         self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
 
     def _log(self, message):
@@ -206,15 +223,31 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         start = time.perf_counter()
         self.teacher_ = self._fit_teacher(X)
-        features = self._teacher_features(X)
+        checkpoint = self._open_checkpoint(X)
+        features = checkpoint.load_features() if checkpoint is not None else None
+        if features is None:
+            features = self._teacher_features(X)
+            if checkpoint is not None:
+                checkpoint.save_features(features)
         self._log(
             f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s"
         )
 
         start = time.perf_counter()
         self.clusterer_ = self._make_clusterer(int(clusterer_seed))
-        self.labels_ = cluster_labels(self.clusterer_, features)
-        self.cluster_centers_ = cluster_centers(self.clusterer_, features, self.labels_)
+        check_subsample(self.clusterer_, len(features), self.K)
+        stored = checkpoint.load_clusters() if checkpoint is not None else None
+        if stored is not None:
+            self.labels_, self.cluster_centers_, fitted_clusterer = stored
+            if fitted_clusterer is not None:
+                self.clusterer_ = fitted_clusterer
+        else:
+            self.labels_ = cluster_labels(self.clusterer_, features)
+            self.cluster_centers_ = cluster_centers(
+                self.clusterer_, features, self.labels_
+            )
+            if checkpoint is not None:
+                checkpoint.save_clusters(self.labels_, self.cluster_centers_, self.clusterer_)
         self._log(
             f"{len(np.unique(self.labels_))} clusters in "
             f"{time.perf_counter() - start:.1f}s"
@@ -222,10 +255,28 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         start = time.perf_counter()
         self.student_ = self._make_student(int(student_seed))
-        self.student_.fit(X, self.labels_)
+        student_checkpoint = checkpoint.student() if checkpoint is not None else None
+        try:
+            self.student_.fit(X, self.labels_, checkpoint=student_checkpoint)
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                self._log(
+                    f"interrupted; fit again to resume from {self.checkpoint_dir!r}"
+                )
+            raise
         self.n_features_out_ = self.student_.n_features_out_
         self._log(f"student trained in {time.perf_counter() - start:.1f}s")
         return self
+
+    def _open_checkpoint(self, X):
+        """The :class:`FitCheckpoint` of this fit, or None without checkpoint_dir."""
+        if self.checkpoint_dir is None:
+            return None
+        parameters = parameter_fingerprint(self)
+        # A teacher given by name or file: its weights, not its name, define the features.
+        parameters["teacher_ weights"] = network_fingerprint(self.teacher_)
+        fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
+        return FitCheckpoint(self.checkpoint_dir, fingerprint, log=self._log)
 
     def _fit_teacher(self, X):
         teacher = self.teacher
@@ -352,6 +403,25 @@ class ClusterFit(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.requires_fit = True
         return tags
+
+
+def check_subsample(clusterer, n_samples, K):
+    """Refuse a clusterer whose ``max_samples`` subsample has fewer than K points."""
+    target = clusterer.steps[-1][1] if isinstance(clusterer, Pipeline) else clusterer
+    max_samples = getattr(target, "max_samples", None)
+    if max_samples is None or isinstance(max_samples, str):
+        return
+    if isinstance(max_samples, Real) and not isinstance(max_samples, Integral):
+        n_used = int(max_samples * n_samples) if max_samples <= 1 else int(max_samples)
+    else:
+        n_used = int(max_samples)
+    n_used = min(n_used, n_samples)
+    if n_used < K:
+        raise ValueError(
+            f"the clusterer's max_samples={max_samples!r} keeps {n_used} of the "
+            f"{n_samples} samples, fewer than K={K} clusters; raise max_samples or "
+            "lower K."
+        )
 
 
 def cluster_labels(clusterer, features):

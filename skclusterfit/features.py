@@ -20,6 +20,7 @@ from .backbones import (
     torchvision_weights,
 )
 from .data import make_source
+from .persistence import PersistenceMixin
 
 
 class NodeFeatures(nn.Module):
@@ -40,7 +41,11 @@ class NodeFeatures(nn.Module):
 
 
 class FeatureExtractor(
-    TorchStateMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    PersistenceMixin,
+    TorchStateMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """A frozen network as a transformer: the teacher, or the N_pre baseline.
 

@@ -24,8 +24,10 @@ from ._torch_utils import autocast_context, resolve_device, seeded
 from ._validation import validate_input
 from .augment import random_shift
 from .backbones import build_module, with_new_head
+from .checkpoint import as_epoch_checkpoint
 from .data import iter_batches, make_source
 from .features import check_channels
+from .persistence import PersistenceMixin
 
 
 def balanced_order(y, rng):
@@ -52,6 +54,7 @@ def default_augmentation(sample_shape):
 
 
 class NetClassifier(
+    PersistenceMixin,
     TorchStateMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
@@ -184,7 +187,7 @@ class NetClassifier(
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y):
+    def fit(self, X, y, *, checkpoint=None):
         """Train the network from scratch on ``(X, y)``.
 
         Parameters
@@ -193,6 +196,12 @@ class NetClassifier(
             Images (n, C, H, W), (n, H, W, C), (n, H, W) or vectors (n, d).
         y : array-like of shape (n_samples,)
             Class labels (for ClusterFit's student: the pseudo-labels).
+        checkpoint : str, path, EpochCheckpoint or None, default=None
+            A file updated (atomically) after every epoch with the network,
+            optimizer, scheduler and random-generator state. If it exists, a
+            fit with the same data and parameters resumes from it and gives
+            the same network as an uninterrupted fit; one from another fit is
+            refused.
 
         Returns
         -------
@@ -208,17 +217,20 @@ class NetClassifier(
                 f"y has {len(y_encoded)} labels but X has {len(source)} samples."
             )
         device = resolve_device(self.device)
+        checkpoint = as_epoch_checkpoint(checkpoint, self, X, y_encoded)
         rng = check_random_state(self.random_state)
         with seeded(int(rng.randint(2**31 - 1)), device):
             module = build_module(self.model, source.sample_shape, len(self.classes_))
             check_channels(module, source.sample_shape, "student")
             network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
-            self.history_ = self._train(network, source, y_encoded, device, rng)
+            self.history_ = self._train(
+                network, source, y_encoded, device, rng, checkpoint=checkpoint
+            )
         self.model_ = network.eval()
         self.n_features_out_ = network.head.in_features
         return self
 
-    def _train(self, network, source, y, device, rng):
+    def _train(self, network, source, y, device, rng, checkpoint=None):
         n_samples = len(source)
         batch_size = min(self.batch_size, n_samples)
         steps_per_epoch = math.ceil(n_samples / batch_size)
@@ -253,7 +265,12 @@ class NetClassifier(
         labels = torch.from_numpy(y.astype(np.int64))
         on_cuda = device.type == "cuda"
         history = []
-        for epoch in range(self.max_epochs):
+        first_epoch = 0
+        if checkpoint is not None:
+            first_epoch, history = checkpoint.restore(
+                network, optimizer, scheduler, scaler, rng, generator
+            )
+        for epoch in range(first_epoch, self.max_epochs):
             start = time.perf_counter()
             network.train()
             if self.sampler == "balanced":
@@ -289,6 +306,10 @@ class NetClassifier(
                     f"[NetClassifier] epoch {epoch + 1}/{self.max_epochs} "
                     f"loss {epoch_loss:.4f} ({seconds:.1f}s)",
                     flush=True,
+                )
+            if checkpoint is not None:
+                checkpoint.save(
+                    epoch + 1, history, network, optimizer, scheduler, scaler, rng, generator
                 )
         return history
 

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._torch_utils import resolve_device
+from ..persistence import PersistenceMixin
 
 # Bytes of distances one chunk may hold: a few MB stay in cache on a CPU and
 # keep a GPU busy; nothing ever holds an n_samples x n_clusters matrix.
@@ -117,7 +118,7 @@ def kmeans_plusplus(X, n_clusters, generator, x_sq):
     return centers
 
 
-class KMeans(ClusterMixin, BaseEstimator):
+class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     """k-means (Lloyd) in torch on CPU or GPU, for clustering teacher features.
 
     Distances are computed by GEMM in chunks of rows, so no

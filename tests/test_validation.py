@@ -1,0 +1,255 @@
+"""Every bad input the reliability issue lists: the error type, and a message naming the value."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+from torch import nn
+
+from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+from skclusterfit.models import SmallCNN
+
+N = 60
+
+
+@pytest.fixture(scope="module")
+def X():
+    return load_digits().data[:N].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def images(X):
+    return X.reshape(-1, 1, 8, 8)
+
+
+def small_clusterfit(**params):
+    params.setdefault("teacher", FeatureExtractor("mlp", random_state=0))
+    params.setdefault("student", NetClassifier(max_epochs=1))
+    params.setdefault("K", 5)
+    return ClusterFit(random_state=0, **params)
+
+
+@pytest.fixture(scope="module")
+def fitted_on_images(images):
+    return small_clusterfit(teacher=FeatureExtractor("cnn", random_state=0)).fit(images)
+
+
+@pytest.fixture(scope="module")
+def fitted_on_vectors(X):
+    return small_clusterfit().fit(X)
+
+
+class NaNAfter(nn.Module):
+    """A teacher whose features turn NaN from sample ``start`` on (input column 0 holds the index)."""
+
+    def __init__(self, start):
+        super().__init__()
+        self.start = start
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        out = x[:, :2].clone()
+        out[x[:, 0] >= self.start] = float("nan")
+        return out
+
+
+class SpyClusterer(BaseEstimator):
+    """Records whether it was ever fitted."""
+
+    fitted = False
+
+    def __init__(self, n_clusters=2):
+        self.n_clusters = n_clusters
+
+    def fit_predict(self, X, y=None):
+        type(self).fitted = True
+        return np.arange(len(X)) % self.n_clusters
+
+    def fit(self, X, y=None):
+        return self
+
+
+class FitOnly(BaseEstimator):
+    """A clusterer with fit but neither fit_predict nor labels_."""
+
+    def __init__(self, n_clusters=2):
+        self.n_clusters = n_clusters
+
+    def fit(self, X, y=None):
+        return self
+
+
+class Subsampling(SpyClusterer):
+    """A clusterer that clusters a subsample of ``max_samples`` points."""
+
+    def __init__(self, n_clusters=2, max_samples=None):
+        self.n_clusters = n_clusters
+        self.max_samples = max_samples
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+def _no_download(monkeypatch):
+    import torchvision.models._api as api
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", refuse)
+
+
+# (id, call raising the error, error type, regex the message must match)
+# Each call gets a context with the data, fitted models, tmp_path and monkeypatch.
+CASES = [
+    ("ndim-1", lambda c: small_clusterfit().fit(np.arange(10.0)), ValueError,
+     r"1D array.*0\. 1\. 2\."),
+    ("ndim-5", lambda c: small_clusterfit().fit(np.zeros((4, 1, 2, 8, 8))), ValueError,
+     r"\(4, 1, 2, 8, 8\)"),
+    ("channels-the-teacher-does-not-take",
+     lambda c: small_clusterfit(teacher=FeatureExtractor(SmallCNN(in_channels=3))).fit(
+         c.images), ValueError, r"X has 1 channel\(s\).*takes 3"),
+    ("non-numeric", lambda c: small_clusterfit().fit(np.array([["a", "b"], ["c", "d"]],
+     dtype=object)), ValueError, r"X must hold numbers.*'a'"),
+    ("complex", lambda c: small_clusterfit().fit(c.X + 1j), ValueError, r"Complex data"),
+    ("nan-in-X", lambda c: small_clusterfit().fit(np.where(c.X == 0, np.nan, c.X)),
+     ValueError, r"X contains NaN"),
+    ("inf-in-X", lambda c: small_clusterfit().fit(np.where(c.X == 0, np.inf, c.X)),
+     ValueError, r"X contains infinity"),
+    ("nan-teacher-features",
+     lambda c: small_clusterfit(
+         teacher=FeatureExtractor(NaNAfter(start=32), batch_size=16), clusterer=SpyClusterer()
+     ).fit(np.c_[np.arange(N), c.X].astype(np.float32)),
+     ValueError, r"NaN or inf features in the batch of samples 32\.\.47"),
+    ("K-below-2", lambda c: small_clusterfit(K=1).fit(c.X), InvalidParameterError,
+     r"'K' parameter.*Got 1 instead"),
+    ("K-above-n-samples", lambda c: small_clusterfit(K=N + 1).fit(c.X), ValueError,
+     rf"K={N + 1}.*n_samples={N}"),
+    ("fewer-samples-than-K-after-max_samples",
+     lambda c: small_clusterfit(clusterer=Subsampling(max_samples=4)).fit(c.X), ValueError,
+     r"max_samples=4 keeps 4 .* K=5"),
+    ("fraction-max_samples",
+     lambda c: small_clusterfit(clusterer=Subsampling(max_samples=0.05)).fit(c.X),
+     ValueError, r"max_samples=0\.05 keeps 3 of the 60"),
+    ("transform-before-fit", lambda c: small_clusterfit().transform(c.X), NotFittedError,
+     r"ClusterFit instance is not fitted"),
+    ("feature-count-differs", lambda c: c.fitted_on_vectors.transform(c.X[:, :10]),
+     ValueError, r"X has 10 features.*expecting 64"),
+    ("image-size-differs",
+     lambda c: c.fitted_on_images.transform(np.zeros((2, 1, 6, 6), np.float32)), ValueError,
+     r"\(1, 6, 6\).*\(1, 8, 8\)"),
+    ("image-path-missing",
+     lambda c: small_clusterfit().fit([str(c.tmp_path / "absent.png")]), ValueError,
+     r"absent\.png' does not exist"),
+    ("image-path-not-an-image",
+     lambda c: small_clusterfit().fit([_write(c.tmp_path / "notes.png", b"plain text")]),
+     ValueError, r"notes\.png' is not an image file"),
+    ("torchvision-weights-without-network",
+     lambda c: (_no_download(c.monkeypatch),
+                FeatureExtractor("resnet18", weights="DEFAULT").fit(c.images)),
+     RuntimeError, r"could not fetch weights='DEFAULT'.*local path"),
+    ("teacher-name-without-network",
+     lambda c: (_no_download(c.monkeypatch), small_clusterfit(teacher="resnet18").fit(c.images)),
+     RuntimeError, r"could not fetch weights='DEFAULT'"),
+    ("weight-name-for-a-network-without-weights",
+     lambda c: FeatureExtractor("mlp", weights="DEFAULT").fit(c.X), ValueError,
+     r"weights='DEFAULT' is neither an existing file nor a torchvision weight name"),
+    ("clusterer-without-fit", lambda c: small_clusterfit(clusterer=object()).fit(c.X),
+     InvalidParameterError, r"'clusterer' parameter.*<object object"),
+    ("clusterer-without-fit_predict-or-labels_",
+     lambda c: small_clusterfit(clusterer=FitOnly()).fit(c.X), TypeError,
+     r"clusterer=FitOnly\(.*no fit_predict and sets no labels_"),
+    ("student-head-cannot-be-replaced",
+     lambda c: small_clusterfit(student=nn.Sequential(nn.Flatten(), nn.ReLU())).fit(c.X),
+     ValueError, r"model=Sequential\(.*has no final nn\.Linear"),
+    ("device-unknown", lambda c: small_clusterfit(device="tpu").fit(c.X), ValueError,
+     r"device='tpu' is not a device torch knows"),
+    ("device-absent", lambda c: small_clusterfit(device="cuda:7").fit(c.X), ValueError,
+     r"device='cuda:7'"),
+    ("netclassifier-device-absent",
+     lambda c: NetClassifier(device="cuda:7").fit(c.X, np.arange(N) % 2), ValueError,
+     r"device='cuda:7'"),
+]
+
+
+class Context:
+    pass
+
+
+@pytest.mark.parametrize("call, error, match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_naming_the_value(
+    call, error, match, X, images, fitted_on_images, fitted_on_vectors, tmp_path, monkeypatch
+):
+    context = Context()
+    context.X, context.images = X, images
+    context.fitted_on_images, context.fitted_on_vectors = fitted_on_images, fitted_on_vectors
+    context.tmp_path, context.monkeypatch = tmp_path, monkeypatch
+    with pytest.raises(error, match=re.compile(match, re.DOTALL)):
+        call(context)
+
+
+def test_nan_teacher_stops_before_clustering(X):
+    SpyClusterer.fitted = False
+    cf = small_clusterfit(
+        teacher=FeatureExtractor(NaNAfter(start=32), batch_size=16), clusterer=SpyClusterer()
+    )
+    with pytest.raises(ValueError, match="NaN"):
+        cf.fit(np.c_[np.arange(N), X].astype(np.float32))
+    assert not SpyClusterer.fitted
+
+
+def test_bad_image_files_can_be_skipped_with_a_warning(tmp_path):
+    from PIL import Image
+
+    from skclusterfit.image_files import ImageFiles
+
+    good = []
+    for i in range(3):
+        good.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((5, 7), 40 * i, np.uint8)).save(good[-1])
+    bad = _write(tmp_path / "bad.jpg", b"\xff\xd8 truncated")
+    missing = str(tmp_path / "missing.png")
+    with pytest.warns(UserWarning, match=r"skipped 2 of 5 .*bad\.jpg"):
+        images = ImageFiles([good[0], bad, good[1], missing, good[2]], mode="L", on_error="skip")
+    assert images.paths == good
+    assert [path for path, _ in images.skipped] == [bad, missing]
+    assert torch.allclose(images[2], torch.full((1, 5, 7), 80 / 255))
+
+
+def test_image_files_of_other_sizes_are_named_or_resized(tmp_path):
+    from PIL import Image
+
+    from skclusterfit.image_files import ImageFiles
+
+    paths = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(paths[0])
+    Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(paths[1])
+    with pytest.raises(ValueError, match=r"b\.png' is 6x9 \(HxW\) but the first is 8x8"):
+        ImageFiles(paths)
+    assert ImageFiles(paths, size=(4, 4))[1].shape == (3, 4, 4)
+
+
+def test_image_paths_fit_like_arrays(tmp_path, images):
+    """A list of paths is decoded and gives the same features as the pixel array."""
+    from PIL import Image
+
+    pixels = (images[:20, 0] * 16).astype(np.uint8)  # digits are 0..16
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    from skclusterfit.image_files import ImageFiles
+
+    extractor = FeatureExtractor("cnn", random_state=0).fit(ImageFiles(paths, mode="L"))
+    np.testing.assert_allclose(
+        extractor.transform(ImageFiles(paths, mode="L")),
+        extractor.transform(pixels[:, None]),
+        rtol=1e-5, atol=1e-6,
+    )
