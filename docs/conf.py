@@ -17,7 +17,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )  # the gallery's worker processes import the same checkout
 
 import skclusterfit  # noqa: E402
-from sphinx_gallery.sorting import ExplicitOrder, FileNameSortKey  # noqa: E402
 
 project = "skclusterfit"
 author = "the skclusterfit developers"
@@ -56,15 +55,13 @@ sphinx_gallery_conf = {
     # Only plot_* files run; the others (a real ResNet-50, a GPU run) are shown
     # as code because they need weights, images or a GPU this build lacks.
     "filename_pattern": r"/plot_",
-    "subsection_order": ExplicitOrder(
-        [
-            "../examples/getting_started",
-            "../examples/paper",
-            "../examples/clustering",
-            "../examples/real_world",
-        ]
-    ),
-    "within_subsection_order": FileNameSortKey,
+    "subsection_order": [
+        "../examples/getting_started",
+        "../examples/paper",
+        "../examples/clustering",
+        "../examples/real_world",
+    ],
+    "within_subsection_order": "sphinx_gallery.sorting.FileNameSortKey",
     "doc_module": ("skclusterfit",),
     "reference_url": {"skclusterfit": None},
     "backreferences_dir": "gen_modules/backreferences",

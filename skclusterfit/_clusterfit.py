@@ -388,7 +388,7 @@ class ClusterFit(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "student_")
         X = validate_input(self, X, reset=False)

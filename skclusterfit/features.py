@@ -210,7 +210,7 @@ class FeatureExtractor(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self)
         X = validate_input(self, X, reset=False)

@@ -361,7 +361,7 @@ class NetClassifier(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         return self._run(X, features=True)
 

@@ -1,6 +1,6 @@
 """
 Fit once on unlabelled images, reuse everywhere with FrozenEstimator
-===================================================================
+====================================================================
 
 ClusterFit needs no labels: it can be fitted once on a large pool of
 unlabelled images, and its features then serve any number of small labelled

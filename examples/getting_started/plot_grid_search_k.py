@@ -1,6 +1,6 @@
 """
 ClusterFit in a Pipeline, and a grid search over K
-=================================================
+==================================================
 
 The shortest useful program with skclusterfit: ClusterFit as the feature step
 of a scikit-learn :class:`~sklearn.pipeline.Pipeline`, a logistic regression

@@ -1,6 +1,6 @@
 """
 The control experiment: the noisier the teacher, the more ClusterFit helps
-=========================================================================
+==========================================================================
 
 The paper's central claim (Yan et al., CVPR 2020, section 3.2) is that a
 network pre-trained on a *proxy* objective overfits the proxy's artifacts,
