@@ -35,7 +35,7 @@ extensions = [
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "build.sh"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/_*.rst", "scripts"]
 root_doc = "index"
 default_role = "py:obj"
 
@@ -54,7 +54,9 @@ sphinx_gallery_conf = {
     "gallery_dirs": ["auto_examples"],
     # Only plot_* files run; the others (a real ResNet-50, a GPU run) are shown
     # as code because they need weights, images or a GPU this build lacks.
-    "filename_pattern": r"/plot_",
+    # SKCLUSTERFIT_DOCS_EXAMPLES=<regex> runs only the matching examples
+    # (e.g. "plot_grid" while editing one); the others are shown unexecuted.
+    "filename_pattern": os.environ.get("SKCLUSTERFIT_DOCS_EXAMPLES", r"/plot_"),
     "subsection_order": [
         "../examples/getting_started",
         "../examples/paper",

@@ -70,6 +70,9 @@ class ClusterFit(
     which transfer better than the teacher's when the teacher was trained on
     a noisy or proxy objective.
 
+    Read more in the :ref:`user guide <what_is_clusterfit>`; the gallery
+    examples using ClusterFit are listed at the end of its reference page.
+
     Parameters
     ----------
     teacher : FeatureExtractor, str, nn.Module or FrozenEstimator, default="resnet50"

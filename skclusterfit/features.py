@@ -54,6 +54,8 @@ class FeatureExtractor(
     penultimate layer: the input of the final ``nn.Linear``), batched and
     without gradients.
 
+    Read more in :ref:`pretrained_teacher` and :ref:`components`.
+
     Parameters
     ----------
     model : str, nn.Module or callable, default="resnet50"

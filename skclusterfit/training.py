@@ -68,6 +68,8 @@ class NetClassifier(
     cosine learning-rate schedule. ``transform`` returns the penultimate
     features (the input of that head).
 
+    Read more in :ref:`components` (the student) and :ref:`gpu`.
+
     Parameters
     ----------
     model : str, nn.Module or callable, default="auto"

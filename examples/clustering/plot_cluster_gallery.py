@@ -101,14 +101,21 @@ for name, marker in zip(spaces, "os"):
 for ax, title in [(ax1, "NMI with the true digits"), (ax2, "purity")]:
     ax.set_xscale("log")
     ax.set_xticks(Ks, [str(k) for k in Ks])
+    ax.minorticks_off()
     ax.set(xlabel="K", title=title)
     ax.grid(alpha=0.3)
 ax1.legend()
 plt.show()
 
 # %%
-# The teacher's features cluster by digit far better than pixels do, even
-# though 80% of the labels it learned from were wrong: the visual similarity
-# survives the noise, and that is what ClusterFit transfers to the student.
+# A humbling result: on 8x8 digits, which are centred and size-normalised,
+# raw pixels already cluster by digit a little *better* than the features of
+# this teacher, whose training on 80% wrong labels has blurred some digit
+# boundaries. The clusters of its features are still mostly one digit each
+# (purity 0.9 at ``K=50``), and that is all the student needs: trained on
+# them, it probes better than the teacher (see
+# :ref:`sphx_glr_auto_examples_paper_plot_label_noise.py`). On real photos,
+# where pixels cluster by colour and background rather than by object, the
+# teacher's features are the only usable space to cluster in.
 print(f"K=50: NMI {normalized_mutual_info_score(y, labels):.3f}, "
       f"purity {purity(y, labels):.3f}")

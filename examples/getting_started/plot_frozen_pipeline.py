@@ -89,6 +89,7 @@ for (name, s), marker in zip(scores.items(), "^os"):
     ax.fill_between(budgets, mean - std, mean + std, alpha=0.15)
 ax.set_xscale("log")
 ax.set_xticks(budgets, [str(b) for b in budgets])
+ax.minorticks_off()
 ax.set(xlabel="labelled images per class", ylabel="accuracy on the other images (%)",
        title="Few labels on top of frozen features")
 ax.legend(loc="lower right")

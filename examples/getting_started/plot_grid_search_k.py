@@ -87,6 +87,7 @@ ax.annotate("number of classes", (10, ax.get_ylim()[0]), xytext=(4, 4),
             textcoords="offset points", color="gray")
 ax.set_xscale("log")
 ax.set_xticks(Ks, [str(k) for k in Ks])
+ax.minorticks_off()
 ax.set(xlabel="K (clusters)", ylabel="3-fold CV accuracy (%)",
        title="Linear-probe accuracy against the number of clusters")
 ax.legend(loc="lower right")

@@ -75,13 +75,16 @@ ax1.grid(alpha=0.3)
 gain = cf_acc - pre
 ax2.bar(labels, gain, color=np.where(gain >= 0, "tab:green", "tab:red"))
 ax2.axhline(0, color="black", linewidth=0.8)
+ax2.margins(y=0.15)
 ax2.set(
     xlabel="labels replaced by a wrong class",
     ylabel="$N_{cf}$ minus $N_{pre}$ (points)",
     title="ClusterFit's gain over its teacher",
 )
 for i, g in enumerate(gain):
-    ax2.annotate(f"{g:+.1f}", (i, g), ha="center", va="bottom" if g >= 0 else "top")
+    ax2.annotate(f"{g:+.1f}", (i, g), xytext=(0, 3 if g >= 0 else -3),
+                 textcoords="offset points", ha="center",
+                 va="bottom" if g >= 0 else "top")
 plt.show()
 
 # %%
