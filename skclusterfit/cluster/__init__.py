@@ -1,5 +1,6 @@
-"""Clustering of teacher features: fast torch k-means and its helpers."""
+"""Clustering of teacher features: fast k-means and its preprocessing."""
 
 from ._kmeans import KMeans
+from ._preprocessing import PCAWhitening
 
-__all__ = ["KMeans"]
+__all__ = ["KMeans", "PCAWhitening"]

@@ -1,4 +1,5 @@
-"""k-means in torch: GEMM distances in chunks, CPU or GPU, empty clusters split."""
+"""k-means: exact Lloyd (scikit-learn's compiled iteration on CPU, torch GEMM on GPU)
+or approximate (a walk on the centroid kNN graph) for large K."""
 
 import math
 from numbers import Integral, Real
@@ -12,6 +13,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._torch_utils import resolve_device
 from ..persistence import PersistenceMixin
+from . import _ann, _sklearn_lloyd
+from ._preprocessing import PCAWhitening, l2_normalize_rows
 
 # Bytes of distances one chunk may hold: a few MB stay in cache on a CPU and
 # keep a GPU busy; nothing ever holds an n_samples x n_clusters matrix.
@@ -19,6 +22,12 @@ _CHUNK_BYTES = 32 * 2**20
 # faiss's split of an empty cluster: copy the largest one's centre and push the
 # two apart by this relative amount so they separate at the next assignment.
 _SPLIT_EPS = 1.0 / 1024
+# From this many clusters assign="auto" uses the centroid-graph walk on the CPU
+# (benchmarks/README.md: it wins by far at K=4000, and exact Lloyd costs grow
+# with K while the walk's do not).
+_ANN_MIN_CLUSTERS = 4096
+# Rows preprocessed and assigned at a time when streaming (max_samples, predict).
+_STREAM_ROWS = 65536
 
 
 def auto_chunk_size(n_clusters, chunk_size=None):
@@ -118,14 +127,102 @@ def kmeans_plusplus(X, n_clusters, generator, x_sq):
     return centers
 
 
-class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
-    """k-means (Lloyd) in torch on CPU or GPU, for clustering teacher features.
+def squared_distances(X, centers, labels, block_rows=65536):
+    """Squared distance of every row to its assigned centre (float32, by blocks)."""
+    out = np.empty(X.shape[0], dtype=np.float32)
+    for start in range(0, X.shape[0], block_rows):
+        stop = start + block_rows
+        diff = X[start:stop] - centers[labels[start:stop]]
+        out[start:stop] = np.einsum("ij,ij->i", diff, diff)
+    return out
 
-    Distances are computed by GEMM in chunks of rows, so no
-    ``n_samples x n_clusters`` matrix is held; empty clusters are re-seeded by
-    splitting the largest one (as faiss does) rather than left empty. With
-    ``normalize=True`` rows are L2-normalised first, as VISSL and DeepCluster
-    do before clustering features.
+
+def torch_lloyd(X, centers, n_iter, tolerance, chunk_size, verbose=0):
+    """Lloyd with torch tensors (any device); centers, labels, n_iter, n_empty."""
+    n_clusters = centers.shape[0]
+    n_empty = 0
+    previous = None
+    converged = False
+    for iteration in range(n_iter):
+        labels, min_sq = assign(X, centers, chunk_size)
+        if previous is not None and torch.equal(labels, previous):
+            converged = True  # the centres are the means of these labels already
+            break
+        new_centers, counts = update_centers(X, labels, n_clusters)
+        n_empty += split_empty_clusters(new_centers, counts)
+        shift = float(((new_centers - centers) ** 2).sum())
+        centers = new_centers
+        previous = labels
+        if verbose:
+            print(
+                f"[KMeans] iteration {iteration + 1}: inertia "
+                f"{float(min_sq.sum()):.6g}, shift {shift:.3g}",
+                flush=True,
+            )
+        if shift <= tolerance:
+            break
+    if not converged:
+        labels, _ = assign(X, centers, chunk_size)
+    return centers, labels, iteration + 1, n_empty
+
+
+def graph_lloyd(X, centers, n_iter, tolerance, n_neighbors, rng, chunk_size, verbose=0):
+    """Lloyd whose assignment is the greedy centroid-graph walk (CPU, numpy in/out)."""
+    n_clusters = centers.shape[0]
+    X_t = torch.from_numpy(X)
+    labels = _ann.entry_labels(X, centers, rng, chunk_size)
+    previous = None
+    n_empty = 0
+    converged = False
+    for iteration in range(n_iter):
+        graph = _ann.centroid_graph(centers, n_neighbors)
+        min_sq = _ann.graph_assign(X, centers, graph, labels)
+        if previous is not None and np.array_equal(labels, previous):
+            converged = True
+            break
+        new_centers, counts = update_centers(
+            X_t, torch.from_numpy(labels.astype(np.int64)), n_clusters
+        )
+        n_empty += split_empty_clusters(new_centers, counts)
+        new_centers = new_centers.numpy()
+        shift = float(((new_centers - centers).astype(np.float64) ** 2).sum())
+        centers = new_centers
+        previous = labels.copy()
+        if verbose:
+            print(
+                f"[KMeans] iteration {iteration + 1}: inertia "
+                f"{float(min_sq.sum(dtype=np.float64)):.6g}, shift {shift:.3g}",
+                flush=True,
+            )
+        if shift <= tolerance:
+            break
+    if not converged:
+        graph = _ann.centroid_graph(centers, n_neighbors)
+        _ann.graph_assign(X, centers, graph, labels)
+    return centers, labels, iteration + 1, n_empty
+
+
+class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
+    """k-means (Lloyd) for clustering teacher features, exact or approximate.
+
+    Three engines, picked by ``device``, ``backend`` and ``assign``:
+
+    - exact on the CPU: scikit-learn's compiled Lloyd iteration (cache-sized
+      chunks, BLAS GEMM fused with the arg-min), driven by our loop;
+    - exact in torch (the GPU engine, or ``backend="torch"``): GEMM distances
+      with precomputed norms in chunks of rows, so no
+      ``n_samples x n_clusters`` matrix is held;
+    - approximate (``assign="ann"``, the default on the CPU from
+      ``n_clusters >= 4096``): each point compares itself only with the
+      ``n_neighbors`` nearest centroids of its current centre and walks to
+      the best one (a greedy search on the exact centroid kNN graph).
+
+    Empty clusters are re-seeded, not left empty (scikit-learn's engine moves
+    them onto far points; the torch and graph engines split the largest
+    cluster, as faiss does). Before clustering, rows may be PCA-whitened
+    (``whiten``) and L2-normalised (``normalize``), as DeepCluster and VISSL
+    do. For data too big to iterate over, ``max_samples`` fits the centres on
+    a random sample and then assigns every row by streaming blocks.
 
     Parameters
     ----------
@@ -134,34 +231,64 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     n_iter : int, default=20
         Maximum Lloyd iterations.
     init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
-        Seeding. An array gives the initial centres (in the normalised space
-        when ``normalize=True``).
+        Seeding. An array gives the initial centres (in the preprocessed
+        space: whitened and/or normalised when those are on).
     normalize : bool, default=True
-        L2-normalise rows before clustering (and before ``predict``).
+        L2-normalise rows (after whitening) before clustering and predicting.
     tol : float, default=1e-4
-        Stop when the squared centre shift falls below ``tol`` times the mean
-        feature variance (scikit-learn's criterion).
+        Stop when the summed squared centre shift falls below ``tol`` times
+        the mean feature variance (scikit-learn's criterion); Lloyd also
+        stops when no label changes.
     chunk_size : int, default=None
-        Rows per distance chunk; None sizes chunks to ~32 MB of distances.
+        Rows per distance chunk of the torch engine (and of the entry search
+        of the graph engine); None sizes chunks to ~32 MB of distances.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     random_state : int, RandomState instance or None, default=None
-        Seeds the initialisation.
+        Seeds the initialisation and the samples drawn.
     verbose : int, default=0
-        Print the inertia of each iteration when > 0.
+        Print a line per iteration when > 0.
+    assign : {"auto", "exact", "ann"}, default="auto"
+        "exact" computes every point-centre distance; "ann" walks the
+        centroid kNN graph (runs on the CPU whatever ``device``); "auto" is
+        "ann" on the CPU when ``n_clusters >= 4096``, else "exact".
+    backend : {"auto", "sklearn", "torch"}, default="auto"
+        Engine for exact assignment. "auto": scikit-learn's compiled Lloyd on
+        the CPU (the fastest we measured there), torch on a GPU.
+    n_neighbors : int, default=32
+        Centroid neighbours compared per walk step when ``assign="ann"``.
+        More is slower and closer to exact.
+    max_samples : int or float, default=None
+        Fit the centres on a random sample of this many rows (a float: this
+        fraction of the rows), then assign all rows by streaming blocks. None
+        fits on every row.
+    init_size : int, default=None
+        Draw the k-means++ (or random) seeds from a random subset of this many
+        rows instead of all of them: greedy k-means++ costs
+        ``n_samples * n_clusters * log(n_clusters)`` distances.
+    whiten : int, default=None
+        PCA-whiten to this many components before clustering (fitted on the
+        rows the centres are fitted on). None: no whitening.
 
     Attributes
     ----------
-    cluster_centers_ : ndarray of shape (n_clusters, n_features)
-        Centres (in the normalised space when ``normalize=True``).
+    cluster_centers_ : ndarray of shape (n_clusters, n_features_out)
+        Centres, in the preprocessed space.
     labels_ : ndarray of shape (n_samples,)
-        Cluster of each training sample.
+        Cluster of each training sample (every sample, also with
+        ``max_samples``).
     inertia_ : float
-        Sum of squared distances of samples to their centre.
+        Sum of squared distances of the samples to their assigned centre.
     n_iter_ : int
         Lloyd iterations run.
     n_empty_splits_ : int
         Empty clusters re-seeded over the whole fit.
+    engine_ : str
+        The engine that ran: "sklearn", "torch" or "graph".
+    whitener_ : PCAWhitening or None
+        The fitted whitening, when ``whiten`` is set.
+    centroid_graph_ : ndarray of shape (n_clusters, n_neighbors) or None
+        Nearest centroids of each centre, with the graph engine.
     n_features_in_ : int
         Features seen in fit.
 
@@ -187,6 +314,16 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "assign": [StrOptions({"auto", "exact", "ann"})],
+        "backend": [StrOptions({"auto", "sklearn", "torch"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "max_samples": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+            None,
+        ],
+        "init_size": [Interval(Integral, 1, None, closed="left"), None],
+        "whiten": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -201,6 +338,12 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        assign="auto",
+        backend="auto",
+        n_neighbors=32,
+        max_samples=None,
+        init_size=None,
+        whiten=None,
     ):
         self.n_clusters = n_clusters
         self.n_iter = n_iter
@@ -211,25 +354,86 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.assign = assign
+        self.backend = backend
+        self.n_neighbors = n_neighbors
+        self.max_samples = max_samples
+        self.init_size = init_size
+        self.whiten = whiten
 
-    def _prepare(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
-        X_t = as_tensor(X, resolve_device(self.device))
-        return l2_normalize(X_t) if self.normalize else X_t
+    # -- preprocessing -------------------------------------------------------
 
-    def _initial_centers(self, X, generator):
-        if isinstance(self.init, str) and self.init == "random":
-            chosen = torch.randperm(X.shape[0], generator=generator)[: self.n_clusters]
-            return X[chosen.to(X.device)].clone()
-        if isinstance(self.init, str):
-            return kmeans_plusplus(X, self.n_clusters, generator, (X * X).sum(1))
-        init = np.asarray(self.init, dtype=np.float32)
-        if init.shape != (self.n_clusters, X.shape[1]):
+    def _preprocess(self, X):
+        """Whiten and/or L2-normalise rows; float32, C-contiguous, writable."""
+        if self.whitener_ is not None:
+            return self.whitener_.transform(X)  # a new float32 array, normalised if asked
+        if self.normalize:
+            return l2_normalize_rows(X)
+        X = np.asarray(X, dtype=np.float32, order="C")
+        return X if X.flags.writeable else X.copy()
+
+    def _preprocess_blocks(self, X):
+        """Yield ``(slice, preprocessed rows)``, a block at a time (streaming)."""
+        for start in range(0, X.shape[0], _STREAM_ROWS):
+            rows = slice(start, min(start + _STREAM_ROWS, X.shape[0]))
+            yield rows, self._preprocess(X[rows])
+
+    # -- choices -------------------------------------------------------------
+
+    def _resolve_engine(self, device):
+        use_graph = self.assign == "ann" or (
+            self.assign == "auto"
+            and device.type == "cpu"
+            and self.n_clusters >= _ANN_MIN_CLUSTERS
+        )
+        if use_graph:
+            return "graph"
+        if self.backend == "torch" or (self.backend == "auto" and device.type != "cpu"):
+            return "torch"
+        if self.backend == "sklearn" and device.type != "cpu":
             raise ValueError(
-                f"init has shape {init.shape}; expected (n_clusters, n_features) = "
-                f"({self.n_clusters}, {X.shape[1]})."
+                f"backend='sklearn' runs on the CPU only; got device={self.device!r}."
             )
-        return torch.from_numpy(init.copy()).to(X.device)
+        return "sklearn" if _sklearn_lloyd.available() else "torch"
+
+    def _sample_size(self, n_samples):
+        if self.max_samples is None:
+            return n_samples
+        if isinstance(self.max_samples, Integral):
+            size = min(self.max_samples, n_samples)
+        else:
+            size = int(math.ceil(self.max_samples * n_samples))
+        if size < self.n_clusters:
+            raise ValueError(
+                f"max_samples={self.max_samples} gives {size} samples, fewer than "
+                f"n_clusters={self.n_clusters}."
+            )
+        return size
+
+    def _initial_centers(self, X, rng):
+        """Seeds from the preprocessed fit rows ``X`` (numpy float32)."""
+        if not isinstance(self.init, str):
+            init = np.asarray(self.init, dtype=np.float32)
+            if init.shape != (self.n_clusters, X.shape[1]):
+                raise ValueError(
+                    f"init has shape {init.shape}; expected (n_clusters, n_features) "
+                    f"= ({self.n_clusters}, {X.shape[1]})."
+                )
+            return init.copy()
+        if self.init_size is not None and self.init_size < X.shape[0]:
+            if self.init_size < self.n_clusters:
+                raise ValueError(
+                    f"init_size={self.init_size} must be >= n_clusters={self.n_clusters}."
+                )
+            X = X[np.sort(rng.choice(X.shape[0], self.init_size, replace=False))]
+        generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        if self.init == "random":
+            chosen = torch.randperm(X.shape[0], generator=generator)[: self.n_clusters]
+            return X[np.sort(chosen.numpy())].copy()
+        X_t = torch.from_numpy(X)
+        return kmeans_plusplus(X_t, self.n_clusters, generator, (X_t * X_t).sum(1)).numpy()
+
+    # -- fit / predict -------------------------------------------------------
 
     def fit(self, X, y=None):
         """Cluster ``X``.
@@ -246,42 +450,99 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self : KMeans
         """
         self._validate_params()
-        X = self._prepare(X, reset=True)
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
         n_samples = X.shape[0]
         if self.n_clusters > n_samples:
             raise ValueError(
                 f"n_clusters={self.n_clusters} must be <= n_samples={n_samples}."
             )
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        generator = torch.Generator().manual_seed(seed)
+        device = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        engine = self._resolve_engine(device)
+        sample_size = self._sample_size(n_samples)
+        streaming = sample_size < n_samples
+        fit_rows = (
+            X[np.sort(rng.choice(n_samples, sample_size, replace=False))]
+            if streaming
+            else X
+        )
+        self.whitener_ = None
+        if self.whiten is not None:
+            self.whitener_ = PCAWhitening(self.whiten, normalize=self.normalize)
+            self.whitener_.fit(fit_rows)
+        fit_X = self._preprocess(fit_rows)
+        del fit_rows
+        centers = self._initial_centers(fit_X, rng)
+        # scikit-learn's tolerance: tol times the mean per-feature variance.
+        tolerance = float(fit_X.var(axis=0, dtype=np.float64).mean()) * self.tol
         chunk = auto_chunk_size(self.n_clusters, self.chunk_size)
-        centers = self._initial_centers(X, generator)
-        tolerance = float(X.var(dim=0).mean()) * self.tol
-        self.n_empty_splits_ = 0
-        for iteration in range(self.n_iter):
-            labels, min_sq = assign(X, centers, chunk)
-            new_centers, counts = update_centers(X, labels, self.n_clusters)
-            self.n_empty_splits_ += split_empty_clusters(new_centers, counts)
-            shift = float(((new_centers - centers) ** 2).sum())
-            centers = new_centers
-            if self.verbose:
-                print(
-                    f"[KMeans] iteration {iteration + 1}: inertia "
-                    f"{float(min_sq.sum()):.6g}, shift {shift:.3g}",
-                    flush=True,
-                )
-            if shift <= tolerance:
-                break
-        # A last assignment so that labels_ and inertia_ match cluster_centers_.
-        labels, min_sq = assign(X, centers, chunk)
-        self.cluster_centers_ = centers.cpu().numpy()
-        self.labels_ = labels.cpu().numpy()
-        self.inertia_ = float(min_sq.double().sum())
-        self.n_iter_ = iteration + 1
+        if engine == "sklearn":
+            centers, labels, n_iter, n_empty = _sklearn_lloyd.lloyd(
+                fit_X, centers, self.n_iter, tolerance, self.verbose
+            )
+        elif engine == "graph":
+            centers, labels, n_iter, n_empty = graph_lloyd(
+                fit_X, centers, self.n_iter, tolerance, self.n_neighbors, rng, chunk,
+                self.verbose,
+            )
+        else:
+            X_t = as_tensor(fit_X, device)
+            centers_t, labels_t, n_iter, n_empty = torch_lloyd(
+                X_t, torch.from_numpy(centers).to(device), self.n_iter, tolerance,
+                chunk, self.verbose,
+            )
+            del X_t
+            centers, labels = centers_t.cpu().numpy(), labels_t.cpu().numpy()
+        self.engine_ = engine
+        self.cluster_centers_ = np.ascontiguousarray(centers, dtype=np.float32)
+        self.centroid_graph_ = (
+            _ann.centroid_graph(self.cluster_centers_, self.n_neighbors)
+            if engine == "graph"
+            else None
+        )
+        self.n_iter_ = n_iter
+        self.n_empty_splits_ = n_empty
+        if streaming:
+            del fit_X
+            self.labels_, self.inertia_ = self._assign_stream(X, device, rng)
+        else:
+            self.labels_ = labels.astype(np.int64)
+            self.inertia_ = float(
+                squared_distances(fit_X, self.cluster_centers_, labels).sum(dtype=np.float64)
+            )
         return self
 
+    def _assign_prepared(self, X, device, rng):
+        """Labels (int64) of preprocessed rows with the fitted engine."""
+        centers = self.cluster_centers_
+        chunk = auto_chunk_size(self.n_clusters, self.chunk_size)
+        if self.engine_ == "graph":
+            labels = _ann.entry_labels(X, centers, rng, chunk)
+            _ann.graph_assign(X, centers, self.centroid_graph_, labels)
+        elif self.engine_ == "sklearn":
+            labels = _sklearn_lloyd.predict(X, centers)
+        else:
+            labels_t, _ = assign(
+                as_tensor(X, device), torch.from_numpy(centers).to(device), chunk
+            )
+            labels = labels_t.cpu().numpy()
+        return labels.astype(np.int64)
+
+    def _assign_stream(self, X, device, rng):
+        """Labels of all rows of raw ``X`` and the inertia, a block at a time."""
+        labels = np.empty(X.shape[0], dtype=np.int64)
+        inertia = 0.0
+        for rows, block in self._preprocess_blocks(X):
+            labels[rows] = self._assign_prepared(block, device, rng)
+            inertia += float(
+                squared_distances(block, self.cluster_centers_, labels[rows]).sum(
+                    dtype=np.float64
+                )
+            )
+        return labels, inertia
+
     def predict(self, X):
-        """Index of the nearest centre for each sample.
+        """Index of the nearest centre for each sample (approximate with "ann").
 
         Parameters
         ----------
@@ -292,10 +553,12 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = self._prepare(X, reset=False)
-        centers = torch.from_numpy(self.cluster_centers_).to(X.device)
-        labels, _ = assign(X, centers, auto_chunk_size(self.n_clusters, self.chunk_size))
-        return labels.cpu().numpy()
+        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        # A fixed seed: the entry centroids of the graph walk, so predict is
+        # deterministic.
+        rng = np.random.RandomState(0)
+        labels, _ = self._assign_stream(X, resolve_device(self.device), rng)
+        return labels
 
     def fit_predict(self, X, y=None):
         """Cluster ``X`` and return the label of each sample.

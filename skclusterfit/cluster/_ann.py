@@ -1,0 +1,192 @@
+"""Approximate assignment for large K: a greedy walk on the centroids' kNN graph.
+
+Exact assignment costs ``n_samples * K * n_features`` per Lloyd iteration.
+Between two iterations a point's nearest centre is almost always its current
+one or one of that centre's near neighbours, so each point only compares
+itself with the ``n_neighbors`` nearest centroids of its current centre, moves
+to the best one, and repeats until nothing is closer (a greedy search on the
+centroid k-nearest-neighbour graph, the idea behind graph ANN indexes such as
+pynndescent's). Per iteration that is ``n_samples * n_neighbors * hops``
+distances instead of ``n_samples * K``, plus ``K^2 * n_features`` for the
+exact centroid graph, one GEMM.
+
+Points without a current centre (the first assignment, ``predict``) start
+from the nearest centroid among a few probed groups of an inverted file over
+the centroids (``CentroidGroups``).
+
+The walk is a numba kernel (numba comes with pynndescent). It is compiled on
+first use and cached on disk (``cache=True``); benchmarks/kmeans.py reports
+that compile time separately.
+"""
+
+import math
+
+import numba
+import numpy as np
+import torch
+
+# Hops allowed per point and assignment: a safety net, the walk stops as soon
+# as no neighbour is closer (1-3 hops once the centres have settled).
+MAX_HOPS = 64
+# Rows of centroid-centroid distances computed per GEMM when building the graph.
+_GRAPH_BLOCK = 1024
+# Centroid groups probed per point by the first assignment (of ~sqrt(K) groups).
+N_PROBE = 4
+
+
+@numba.njit(inline="always", fastmath=True)
+def _dot(a, b):
+    total = np.float32(0.0)
+    for k in range(a.shape[0]):
+        total += a[k] * b[k]
+    return total
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, max_hops):
+    """Walk each point ``order[p]`` from ``labels[i]`` to a local nearest centre.
+
+    Scores are ``|c|^2 / 2 - x.c`` (the squared distance minus |x|^2, halved),
+    so one dot product per candidate. ``labels`` is updated in place.
+    """
+    n_neighbors = graph.shape[1]
+    for p in numba.prange(order.shape[0]):
+        i = order[p]
+        x = X[i]
+        current = labels[i]
+        best = current
+        best_value = half_center_sq[current] - _dot(x, centers[current])
+        for _ in range(max_hops):
+            for j in range(n_neighbors):
+                candidate = graph[current, j]
+                value = half_center_sq[candidate] - _dot(x, centers[candidate])
+                if value < best_value:
+                    best_value = value
+                    best = candidate
+            if best == current:
+                break
+            current = best
+        labels[i] = best
+        best_score[i] = best_value
+
+
+def centroid_graph(centers, n_neighbors):
+    """The ``n_neighbors`` nearest other centroids of every centroid (exact, GEMM).
+
+    Returns an int32 array of shape (n_clusters, min(n_neighbors, n_clusters - 1)).
+    """
+    n_clusters = centers.shape[0]
+    n_neighbors = min(n_neighbors, n_clusters - 1)
+    graph = np.empty((n_clusters, n_neighbors), dtype=np.int32)
+    if n_neighbors == 0:
+        return graph
+    C = torch.from_numpy(centers)
+    sq = (C * C).sum(1)
+    for start in range(0, n_clusters, _GRAPH_BLOCK):
+        block = C[start : start + _GRAPH_BLOCK]
+        rows = torch.arange(len(block))
+        distances = torch.addmm(sq, block, C.T, alpha=-2.0)
+        distances[rows, rows + start] = float("inf")  # a centre is not its own neighbour
+        nearest = distances.topk(n_neighbors, dim=1, largest=False, sorted=True).indices
+        graph[start : start + len(block)] = nearest.numpy()
+    return graph
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+def _probe_groups(X, probes, members, offsets, centers, half_center_sq, labels, best_score):
+    """Nearest centre of each point among the members of its probed groups."""
+    for i in numba.prange(X.shape[0]):
+        x = X[i]
+        best = -1
+        best_value = np.float32(np.inf)
+        for g in probes[i]:
+            for p in range(offsets[g], offsets[g + 1]):
+                candidate = members[p]
+                value = half_center_sq[candidate] - _dot(x, centers[candidate])
+                if value < best_value:
+                    best_value = value
+                    best = candidate
+        labels[i] = best
+        best_score[i] = best_value
+
+
+class CentroidGroups:
+    """An inverted file over the centroids: where a point's walk starts.
+
+    The centroids are clustered into ~sqrt(K) groups (a few exact Lloyd
+    iterations over the K centroids); a point probes its ``n_probe`` nearest
+    groups (one small GEMM) and starts from the nearest centroid among their
+    members. Starting from a few random "entry" centroids instead leaves the
+    walk stuck in the wrong region when the data has separated modes (the
+    centroid graph is then nearly disconnected): on blob data it cost 4% of
+    inertia.
+    """
+
+    def __init__(self, centers, random_state, n_probe=N_PROBE):
+        from . import _sklearn_lloyd
+
+        n_clusters = centers.shape[0]
+        n_groups = max(1, int(round(math.sqrt(n_clusters))))
+        seeds = centers[np.sort(random_state.choice(n_clusters, n_groups, replace=False))]
+        if _sklearn_lloyd.available():
+            self.group_centers, groups, _, _ = _sklearn_lloyd.lloyd(
+                centers, seeds, n_iter=10, tolerance=0.0
+            )
+        else:  # pragma: no cover - scikit-learn moved its private Lloyd
+            groups = np.zeros(n_clusters, dtype=np.int32)
+            self.group_centers = centers.mean(0, keepdims=True)
+        self.group_centers = np.ascontiguousarray(self.group_centers, dtype=np.float32)
+        self.members = np.argsort(groups, kind="stable").astype(np.int32)
+        counts = np.bincount(groups, minlength=len(self.group_centers))
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.n_probe = min(n_probe, len(self.group_centers))
+
+    def nearest(self, X, centers, chunk_size):
+        """Approximate nearest centre (int32) of every row of ``X``."""
+        G = torch.from_numpy(self.group_centers)
+        half_center_sq = (0.5 * np.einsum("ij,ij->i", centers, centers)).astype(np.float32)
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        score = np.empty(X.shape[0], dtype=np.float32)
+        group_sq = (G * G).sum(1)
+        for start in range(0, X.shape[0], chunk_size):
+            block = torch.from_numpy(X[start : start + chunk_size])
+            distances = torch.addmm(group_sq, block, G.T, alpha=-2.0)
+            probes = distances.topk(self.n_probe, dim=1, largest=False).indices
+            stop = start + len(block)
+            _probe_groups(
+                X[start:stop], probes.to(torch.int32).numpy(), self.members,
+                self.offsets, centers, half_center_sq, labels[start:stop],
+                score[start:stop],
+            )
+        return labels
+
+
+def entry_labels(X, centers, random_state, chunk_size, n_probe=N_PROBE):
+    """Start of the walk for points with no current centre (see CentroidGroups)."""
+    groups = CentroidGroups(centers, random_state, n_probe)
+    return groups.nearest(X, centers, chunk_size)
+
+
+def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS):
+    """Improve ``labels`` (int32, in place) by the greedy walk; squared distances out.
+
+    Points are visited grouped by their current label, so the centroids a
+    thread reads stay in cache.
+    """
+    order = np.argsort(labels, kind="stable").astype(np.int64)
+    half_center_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    score = np.empty(X.shape[0], dtype=np.float32)
+    _greedy_walk(
+        X, order, centers, half_center_sq.astype(np.float32), graph, labels, score,
+        max_hops,
+    )
+    x_sq = np.einsum("ij,ij->i", X, X)
+    return np.maximum(x_sq + 2.0 * score, 0.0, dtype=np.float32)
+
+
+def warm_up():
+    """Compile (or load from numba's cache) the walk kernel; returns nothing."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(8, 2)).astype(np.float32)
+    centers = X[:3].copy()
+    graph_assign(X, centers, centroid_graph(centers, 2), np.zeros(8, dtype=np.int32))
