@@ -22,9 +22,14 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
 from ._torch_utils import resolve_device
-from .checkpoint import FitCheckpoint, data_fingerprint, parameter_fingerprint
 from ._validation import validate_input
 from .backbones import reset_parameters
+from .checkpoint import (
+    FitCheckpoint,
+    data_fingerprint,
+    parameter_fingerprint,
+    weights_fingerprint,
+)
 from .cluster import KMeans
 from .features import FeatureExtractor
 from .persistence import PersistenceMixin
@@ -110,8 +115,9 @@ class ClusterFit(
         assignment, every student epoch) is saved atomically. Fitting again
         with the same data and parameters resumes from the last completed
         stage or epoch, with the same result as an uninterrupted fit; a
-        checkpoint of other data or parameters is refused. See
-        :mod:`skclusterfit.checkpoint`.
+        checkpoint of other data or parameters is refused. One directory
+        per fit: in a grid search leave it None (``memory`` shares the teacher
+        features). See :mod:`skclusterfit.checkpoint`.
     verbose : int, default=0
         Report each stage (and, > 1, each student epoch).
 
@@ -241,9 +247,7 @@ class ClusterFit(
         check_subsample(self.clusterer_, len(features), self.K)
         stored = checkpoint.load_clusters() if checkpoint is not None else None
         if stored is not None:
-            self.labels_, self.cluster_centers_, fitted_clusterer = stored
-            if fitted_clusterer is not None:
-                self.clusterer_ = fitted_clusterer
+            self.labels_, self.cluster_centers_, self.clusterer_ = stored
         else:
             self.labels_ = cluster_labels(self.clusterer_, features)
             self.cluster_centers_ = cluster_centers(
@@ -258,9 +262,10 @@ class ClusterFit(
 
         start = time.perf_counter()
         self.student_ = self._make_student(int(student_seed))
-        student_checkpoint = checkpoint.student() if checkpoint is not None else None
+        # Only with a checkpoint: a student class of the user's may not take the argument.
+        fit_params = {} if checkpoint is None else {"checkpoint": checkpoint.student()}
         try:
-            self.student_.fit(X, self.labels_, checkpoint=student_checkpoint)
+            self.student_.fit(X, self.labels_, **fit_params)
         except KeyboardInterrupt:
             if checkpoint is not None:
                 self._log(
@@ -277,7 +282,7 @@ class ClusterFit(
             return None
         parameters = parameter_fingerprint(self)
         # A teacher given by name or file: its weights, not its name, define the features.
-        parameters["teacher_ weights"] = network_fingerprint(self.teacher_)
+        parameters["teacher_ weights"] = weights_fingerprint(self.teacher_)
         fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
         return FitCheckpoint(self.checkpoint_dir, fingerprint, log=self._log)
 

@@ -8,8 +8,8 @@ parameters picks up from the last completed one. Layout::
     checkpoint_dir/
       fingerprint.json        data and parameter fingerprint of the fit
       teacher_features.npy    stage 1: (n_samples, n_teacher_features) float32
-      clusters.npz            stage 2: labels and centres
       clusterer.skcf          stage 2: the fitted clusterer (skclusterfit.save)
+      clusters.npz            stage 2: labels and centres (written last)
       student.pt              stage 3: epoch, network, optimizer, scheduler,
                               loss scaler and every random generator's state
 
@@ -90,11 +90,12 @@ def data_fingerprint(X):
     type and a sample of items; image-file datasets by their paths, sizes and
     modification times.
     """
+    from .image_files import ImageFiles
+
     digest = hashlib.sha256()
-    paths = getattr(X, "paths", None)
-    if paths is not None:
-        digest.update(b"files")
-        for path in paths:
+    if isinstance(X, ImageFiles):
+        digest.update(f"files|{X.mode}|{X.size}".encode())
+        for path in X.paths:
             stat = os.stat(path)
             digest.update(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
@@ -140,6 +141,22 @@ def _hash_arrays(arrays):
         digest.update(f"{key}|{array.dtype.str}|{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(estimator):
+    """A hash of the fitted networks of ``estimator`` (e.g. a FrozenEstimator's inner one).
+
+    The teacher's weights, not its name, define the features: a weight file
+    replaced on disk must invalidate the checkpoint. Only the weights are
+    hashed, so moving the teacher to another device keeps the fingerprint.
+    """
+    estimator = getattr(estimator, "estimator", estimator)  # FrozenEstimator
+    arrays = {}
+    for name, value in sorted(vars(estimator).items()):
+        if name.endswith("_") and isinstance(value, nn.Module):
+            for key, tensor in value.state_dict().items():
+                arrays[f"{name}.{key}"] = tensor.detach().cpu().numpy()
+    return _hash_arrays(arrays)
 
 
 def parameter_fingerprint(estimator):
@@ -227,10 +244,14 @@ class FitCheckpoint:
             return None
         from .persistence import load
 
+        try:
+            clusterer = load(self.path(CLUSTERER_FILE))
+        except (OSError, ValueError) as exc:
+            # Without the fitted clusterer, clusterer_ would be unfitted: cluster again.
+            self.log(f"clustering again: the fitted clusterer cannot be restored ({exc})")
+            return None
         with np.load(path, allow_pickle=False) as stored:
             labels, centers = stored["labels"], stored["centers"]
-        clusterer_path = self.path(CLUSTERER_FILE)
-        clusterer = load(clusterer_path) if os.path.exists(clusterer_path) else None
         self.log(f"resuming from the cluster assignment in {path}")
         return labels, centers, clusterer
 
@@ -240,7 +261,8 @@ class FitCheckpoint:
         try:
             save(clusterer, self.path(CLUSTERER_FILE))
         except TypeError as exc:  # a clusterer holding objects save() cannot store
-            self.log(f"the fitted clusterer is not checkpointed: {exc}")
+            self.log(f"the cluster stage is not checkpointed: {exc}")
+            return
         # Written last: its presence marks the stage complete.
         atomic_write(
             self.path(CLUSTERS_FILE),
@@ -301,7 +323,8 @@ class EpochCheckpoint:
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state["scheduler"] is not None:
             scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when saved by a disabled scaler (CPU, bf16)
+            scaler.load_state_dict(state["scaler"])
         numpy_state = state["numpy_rng"]
         rng.set_state(
             (
@@ -368,4 +391,5 @@ __all__ = [
     "atomic_write",
     "data_fingerprint",
     "parameter_fingerprint",
+    "weights_fingerprint",
 ]

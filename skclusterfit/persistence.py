@@ -138,7 +138,7 @@ def read_metadata(path):
     return document
 
 
-def load(path, *, custom_objects=None):
+def load(path, *, custom_objects=None, device=None):
     """Load an estimator written by ``save``; never unpickles, always onto the CPU.
 
     Parameters
@@ -150,6 +150,10 @@ def load(path, *, custom_objects=None):
         callables given as parameters), keyed by parameter path (as in the
         error message, e.g. ``"teacher"`` or ``"student.model"``) or by class
         name. A module's weights are loaded from the file into a copy.
+    device : str or None, default=None
+        If given, replaces the ``device`` parameter of the estimator and of
+        every estimator inside it: ``device="cpu"`` runs a model saved with
+        ``device="cuda"`` on a machine without a GPU.
 
     Returns
     -------
@@ -180,7 +184,7 @@ def load(path, *, custom_objects=None):
 
     document = read_metadata(path)
     tensors = load_file(os.fspath(path), device="cpu")
-    decoder = _Decoder(tensors, custom_objects or {})
+    decoder = _Decoder(tensors, custom_objects or {}, device)
     decoder.check_custom_objects(document["estimator"], "")
     return decoder.decode(document["estimator"], "")
 
@@ -199,6 +203,7 @@ class _Encoder:
     def __init__(self):
         self.tensors = {}
         self.seen = {}  # id(object) -> first path, for objects stored by reference
+        self.modules = []  # (module, path) of the nn.Modules stored so far
 
     def add_tensor(self, path, tensor):
         key = f"{len(self.tensors)}:{path}"
@@ -247,6 +252,13 @@ class _Encoder:
             return self.encode_estimator(value, path)
         if id(value) in self.seen:
             return {"__ref__": self.seen[id(value)]}
+        if isinstance(value, nn.Module):
+            # clone() deep-copies a module parameter: store the copy as a reference
+            # so that load() asks for each user module once.
+            for seen, seen_path in self.modules:
+                if _same_module(seen, value):
+                    return {"__ref__": seen_path}
+            self.modules.append((value, path))
         if isinstance(value, nn.Module) or callable(value):
             self.seen[id(value)] = path
             stored = {"class": _class_path(type(value)), "path": path}
@@ -262,7 +274,8 @@ class _Encoder:
 
     def encode_array(self, value, path):
         if value.dtype.kind in "biuf":
-            return {"__array__": self.add_tensor(path, torch.from_numpy(np.ascontiguousarray(value)))}
+            tensor = torch.from_numpy(np.ascontiguousarray(value))
+            return {"__array__": self.add_tensor(path, tensor)}
         if value.dtype.kind in "US" or (
             value.dtype == object and all(isinstance(v, str) for v in value.ravel())
         ):
@@ -311,6 +324,16 @@ class _Encoder:
         return {"__estimator__": encoded}
 
 
+def _same_module(a, b):
+    if type(a) is not type(b):
+        return False
+    state_a, state_b = a.state_dict(), b.state_dict()
+    return state_a.keys() == state_b.keys() and all(
+        state_a[k].shape == state_b[k].shape and torch.equal(state_a[k], state_b[k])
+        for k in state_a
+    )
+
+
 def _build_shape(network):
     """A sample shape that makes ``build_module`` rebuild a built-in network.
 
@@ -347,9 +370,10 @@ def _resolve_class(class_path):
 
 
 class _Decoder:
-    def __init__(self, tensors, custom_objects):
+    def __init__(self, tensors, custom_objects, device=None):
         self.tensors = tensors
         self.custom_objects = custom_objects
+        self.device = device
         self.objects = {}  # path -> object built, for references
 
     def tensor(self, key):
@@ -458,6 +482,8 @@ class _Decoder:
     def decode_estimator(self, stored, path):
         cls = _resolve_class(stored["class"])
         params = {k: self.decode(v, _join(path, k)) for k, v in stored["params"].items()}
+        if self.device is not None and "device" in params:
+            params["device"] = self.device
         estimator = cls(**params)
         for name, value in stored["state"].items():
             setattr(estimator, name, self.decode(value, _join(path, name)))

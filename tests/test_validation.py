@@ -45,7 +45,7 @@ def fitted_on_vectors(X):
 
 
 class NaNAfter(nn.Module):
-    """A teacher whose features turn NaN from sample ``start`` on (input column 0 holds the index)."""
+    """A teacher whose features are NaN from sample ``start`` on (column 0 holds the index)."""
 
     def __init__(self, start):
         super().__init__()
