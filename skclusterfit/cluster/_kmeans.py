@@ -224,6 +224,8 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     do. For data too big to iterate over, ``max_samples`` fits the centres on
     a random sample and then assigns every row by streaming blocks.
 
+    Read more in :ref:`components` (the clusterer).
+
     Parameters
     ----------
     n_clusters : int, default=8
