@@ -13,6 +13,8 @@ This example clusters the same teacher features four ways and shows what
 each does to the pseudo-labels and to the student trained on them.
 """
 
+# sphinx_gallery_thumbnail_number = 2
+
 # %%
 # A teacher trained on digits with 80% wrong labels.
 import matplotlib.pyplot as plt

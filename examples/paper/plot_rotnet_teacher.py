@@ -13,6 +13,8 @@ Here the whole chain uses no labels: RotNet on the digits, ClusterFit on its
 features. Labels appear only in the linear probe that judges the result.
 """
 
+# sphinx_gallery_thumbnail_number = 2
+
 # %%
 # The pretext task: each image is shown at 0, 90, 180 and 270 degrees, and
 # the network predicts which.
