@@ -84,6 +84,21 @@ def layer_features(network, layers, X, *, batch_size=256):
     Returns
     -------
     features : dict of str to ndarray of shape (n_samples, n_channels)
+
+    See Also
+    --------
+    layerwise_probe : a linear probe on each of these layers.
+
+    Examples
+    --------
+    >>> from skclusterfit import NetClassifier
+    >>> from skclusterfit.datasets import load_digits_images
+    >>> from skclusterfit.evaluation import layer_features
+    >>> X, y = load_digits_images()
+    >>> clf = NetClassifier(max_epochs=1, random_state=0).fit(X[:200], y[:200])
+    >>> features = layer_features(clf.model_, ["backbone.features.0", "head"], X[:5])
+    >>> {name: f.shape for name, f in features.items()}
+    {'backbone.features.0': (5, 32), 'head': (5, 10)}
     """
     import torch
     from torchvision.models.feature_extraction import (

@@ -37,6 +37,22 @@ class RotatedImages(Dataset):
     ----------
     source : ArraySource or DatasetSource
         The images, from :func:`skclusterfit.data.make_source`.
+
+    See Also
+    --------
+    RotNet : trains a network on these items and their rotation labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skclusterfit.data import make_source
+    >>> from skclusterfit.pretext import RotatedImages
+    >>> X = np.arange(8, dtype=np.float32).reshape(2, 1, 2, 2)
+    >>> rotated = RotatedImages(make_source(X))
+    >>> len(rotated), rotated.labels().tolist()
+    (8, [0, 0, 1, 1, 2, 2, 3, 3])
+    >>> rotated[2].tolist()  # image 0, rotated by 90 degrees
+    [[[1.0, 3.0], [0.0, 2.0]]]
     """
 
     def __init__(self, source):
