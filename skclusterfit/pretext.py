@@ -227,7 +227,7 @@ class RotNet(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self)
         X = validate_input(self, X, reset=False)
