@@ -12,6 +12,7 @@ import warnings
 # Document (and run the gallery against) this checkout, not an installed copy.
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gallery_order
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [REPO_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )  # the gallery's worker processes import the same checkout
@@ -63,7 +64,7 @@ sphinx_gallery_conf = {
         "../examples/clustering",
         "../examples/real_world",
     ],
-    "within_subsection_order": "sphinx_gallery.sorting.FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExplicitFileOrder",
     "doc_module": ("skclusterfit",),
     "reference_url": {"skclusterfit": None},
     "backreferences_dir": "gen_modules/backreferences",

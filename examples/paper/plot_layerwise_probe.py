@@ -16,6 +16,8 @@ output of named layers and fits a linear probe on each.
 # A RotNet teacher (rotation prediction, no labels) on the digits, and
 # ClusterFit with ``K=100`` on its features. The student is the same small
 # CNN, so the layers of the two networks line up.
+import textwrap
+
 import matplotlib.pyplot as plt
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
@@ -45,7 +47,7 @@ cf = ClusterFit(
 # 100 cluster logits. Any node name that
 # ``torchvision.models.feature_extraction`` reports works:
 _, nodes = get_graph_node_names(teacher.model_)
-print(nodes)
+print(textwrap.fill(", ".join(nodes), 78))
 layers = {
     "backbone.features.0": "block 1",
     "backbone.features.1": "block 2",
