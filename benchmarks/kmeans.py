@@ -23,17 +23,20 @@ Usage::
 
     python benchmarks/kmeans.py                 # the three sizes of issue 7
     python benchmarks/kmeans.py --sizes 100k --repeats 3
+    python benchmarks/kmeans.py --sizes 200k --repeats 3 \
+        --methods "ours exact,ours ann,sklearn KMeans"
 """
 
 import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 
 # Before numba is imported (through skclusterfit): compile from scratch.
 os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="numba-cache-"))
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
@@ -42,6 +45,9 @@ from sklearn.cluster import MiniBatchKMeans  # noqa: E402
 from skclusterfit.cluster import KMeans  # noqa: E402
 from skclusterfit.cluster import _ann  # noqa: E402
 from skclusterfit.cluster._kmeans import squared_distances  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import PeakMemory, peak_rss  # noqa: E402
 
 try:
     import faiss
@@ -54,40 +60,6 @@ SIZES = {
     "200k": (200_000, 128, 4000, 10),
     "1m": (1_000_000, 256, 16000, 10),
 }
-
-
-class PeakMemory:
-    """Peak RSS (bytes) above the RSS at entry, sampled by a thread."""
-
-    def __init__(self, interval=0.005):
-        self.interval = interval
-
-    @staticmethod
-    def rss():
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def __enter__(self):
-        self.base = self.rss()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-        self.above_base = self.peak - self.base
 
 
 def make_data(n_samples, n_features, n_modes, seed=0):
@@ -161,7 +133,7 @@ def methods(n_clusters):
     return out
 
 
-def projected(method, X, init, n_iter, slice_rows, iterations=2):
+def projected(method, X, init, n_iter, slice_rows, iterations=1):
     """Project a full run's time from ``iterations`` on ``slice_rows`` rows.
 
     A run of ``iterations`` Lloyd iterations makes ``iterations + 1`` passes
@@ -175,7 +147,7 @@ def projected(method, X, init, n_iter, slice_rows, iterations=2):
     return per_pass * (X.shape[0] / slice_rows) * (n_iter + 1)
 
 
-def bench_size(name, repeats, project):
+def bench_size(name, repeats, project, only=None):
     n_samples, n_features, n_clusters, n_iter = SIZES[name]
     print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, {n_iter} iterations")
     X = make_data(n_samples, n_features, max(1, n_clusters // 10))
@@ -185,6 +157,8 @@ def bench_size(name, repeats, project):
     # than the clustering).
     init = X[np.sort(rng.choice(n_samples, n_clusters, replace=False))].copy()
     runs = methods(n_clusters)
+    if only:
+        runs = {key: runs[key] for key in only}
     slow = set(project)
     times = {key: [] for key in runs}
     inertia = {}
@@ -202,7 +176,7 @@ def bench_size(name, repeats, project):
             print(f"  {key}: {times[key][-1]:.2f} s", flush=True)
     projected_times = {}
     for key in slow:
-        slice_rows = min(n_samples, 50_000)
+        slice_rows = min(n_samples, 20_000)
         projected_times[key] = projected(runs[key], X, init, n_iter, slice_rows)
         print(f"  {key}: projected {projected_times[key]:.1f} s", flush=True)
     reference_key = "sklearn KMeans"
@@ -229,7 +203,7 @@ def bench_size(name, repeats, project):
             f"| {key} | {seconds:.2f} | {seconds / reference_time:.2f} | {ratio} | "
             f"{memory[key] / 2**30:.2f} GiB |"
         )
-    print(f"process peak RSS so far: {PeakMemory.rss() / 2**30:.2f} GiB (current)")
+    print(f"process peak RSS so far (VmHWM): {peak_rss() / 2**30:.2f} GiB")
 
 
 def main(argv=None):
@@ -241,7 +215,12 @@ def main(argv=None):
         help="comma-separated methods timed on a slice and projected, e.g. "
         "'sklearn KMeans,faiss-cpu' (default for 1m: all but 'ours ann')",
     )
+    parser.add_argument(
+        "--methods", default="",
+        help="comma-separated subset of the methods to run (default: all)",
+    )
     args = parser.parse_args(argv)
+    only = [m for m in args.methods.split(",") if m]
     start = time.perf_counter()
     _ann.warm_up()
     compile_seconds = time.perf_counter() - start
@@ -249,8 +228,11 @@ def main(argv=None):
     for name in args.sizes.split(","):
         project = [p for p in args.project.split(",") if p]
         if name == "1m" and not args.project:
-            project = [key for key in methods(SIZES[name][2]) if key != "ours ann"]
-        bench_size(name, args.repeats, project)
+            project = [
+                key for key in methods(SIZES[name][2])
+                if key != "ours ann" and (not only or key in only)
+            ]
+        bench_size(name, args.repeats, project, only)
     return 0
 
 

@@ -127,6 +127,19 @@ def kmeans_plusplus(X, n_clusters, generator, x_sq):
     return centers
 
 
+def mean_variance(X, block_rows=65536):
+    """Mean per-feature variance of ``X``, by blocks (``X.var`` would hold a
+    float64 copy of the whole array: 2 GB at 1M x 256)."""
+    total = np.zeros(X.shape[1])
+    total_sq = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block_rows):
+        block = X[start : start + block_rows].astype(np.float64)
+        total += block.sum(0)
+        total_sq += np.einsum("ij,ij->j", block, block)
+    mean = total / X.shape[0]
+    return float(np.maximum(total_sq / X.shape[0] - mean**2, 0).mean())
+
+
 def squared_distances(X, centers, labels, block_rows=65536):
     """Squared distance of every row to its assigned centre (float32, by blocks)."""
     out = np.empty(X.shape[0], dtype=np.float32)
@@ -300,7 +313,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     >>> from skclusterfit.cluster import KMeans
     >>> X = np.array([[1, 0], [1.1, 0], [0, 1], [0, 1.1]])
     >>> km = KMeans(n_clusters=2, normalize=False, random_state=0).fit(X)
-    >>> sorted(np.bincount(km.labels_))
+    >>> sorted(np.bincount(km.labels_).tolist())
     [2, 2]
     >>> km.predict([[0.9, 0.1]]) == km.labels_[0]
     array([ True])
@@ -476,7 +489,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         del fit_rows
         centers = self._initial_centers(fit_X, rng)
         # scikit-learn's tolerance: tol times the mean per-feature variance.
-        tolerance = float(fit_X.var(axis=0, dtype=np.float64).mean()) * self.tol
+        tolerance = mean_variance(fit_X) * self.tol
         chunk = auto_chunk_size(self.n_clusters, self.chunk_size)
         if engine == "sklearn":
             centers, labels, n_iter, n_empty = _sklearn_lloyd.lloyd(

@@ -1,0 +1,148 @@
+"""Student training and teacher extraction: NetClassifier / FeatureExtractor vs a bare PyTorch loop.
+
+Same network (SmallCNN, the same initial weights), same uint8 images, same
+batch size and optimiser (SGD, Nesterov momentum, weight decay), in this one
+process, interleaved over ``--repeats`` rounds. Printed: median images/s of
+each, their ratio (ours / bare: >= 1 means no overhead), and the peak RSS
+above the baseline while each ran.
+
+The bare loops are what a user would write for in-memory data: the images as
+one uint8 tensor, a random permutation split into batches, ``x.float() / 255``
+per batch; for extraction ``torch.inference_mode`` over ``model.features``.
+Augmentation is off on both sides (NetClassifier's ``augment=None``).
+
+Usage::
+
+    python benchmarks/loops.py --n-samples 4096 --epochs 2 --repeats 3
+"""
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import PeakMemory, peak_rss  # noqa: E402
+
+from skclusterfit import FeatureExtractor, NetClassifier  # noqa: E402
+from skclusterfit.models import SmallCNN  # noqa: E402
+
+
+def make_images(n_samples, side, n_classes, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(n_samples, 1, side, side), dtype=np.uint8)
+    y = rng.integers(n_classes, size=n_samples)
+    return X, y
+
+
+def train_ours(model, X, y, epochs, batch_size):
+    NetClassifier(
+        copy.deepcopy(model), max_epochs=epochs, batch_size=batch_size, lr=0.05,
+        augment=None, lr_schedule="constant", device="cpu", random_state=0,
+    ).fit(X, y)
+
+
+def train_bare(model, X, y, epochs, batch_size):
+    model = copy.deepcopy(model).train()
+    X_t = torch.from_numpy(X)
+    y_t = torch.from_numpy(y.astype(np.int64))
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
+    criterion = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for index in torch.randperm(len(X_t), generator=generator).split(batch_size):
+            x = X_t[index].float().div_(255)
+            loss = criterion(model(x), y_t[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+def fitted_extractor(model, X, batch_size):
+    """Built outside the timing: fit only wraps the network (one sample through it)."""
+    return FeatureExtractor(model, batch_size=batch_size, device="cpu").fit(X[:1])
+
+
+def extract_bare(model, X, batch_size):
+    model.eval()
+    X_t = torch.from_numpy(X)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(X_t), batch_size):
+            out.append(model.features(X_t[start : start + batch_size].float().div_(255)))
+    return torch.cat(out).numpy()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-samples", type=int, default=4096)
+    parser.add_argument("--side", type=int, default=28)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--extract-batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    X, y = make_images(args.n_samples, args.side, args.classes)
+    model = SmallCNN(in_channels=1, num_classes=args.classes)
+    print(
+        f"{args.n_samples} images 1x{args.side}x{args.side} uint8, SmallCNN, "
+        f"batch {args.batch_size} (extraction {args.extract_batch_size}), "
+        f"{args.epochs} epochs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device cpu"
+    )
+    extractor = fitted_extractor(model, X, args.extract_batch_size)
+    runs = {
+        "train ours": lambda: train_ours(model, X, y, args.epochs, args.batch_size),
+        "train bare": lambda: train_bare(model, X, y, args.epochs, args.batch_size),
+        "extract ours": lambda: extractor.transform(X),
+        "extract bare": lambda: extract_bare(model, X, args.extract_batch_size),
+    }
+    images = {
+        "train ours": args.n_samples * args.epochs,
+        "train bare": args.n_samples * args.epochs,
+        "extract ours": args.n_samples,
+        "extract bare": args.n_samples,
+    }
+    # Same output from both extractors (the comparison is of equal work).
+    np.testing.assert_allclose(
+        extractor.transform(X[:64]), extract_bare(model, X[:64], 64), rtol=1e-4,
+        atol=1e-5,
+    )
+    rates = {key: [] for key in runs}
+    memory = {key: 0 for key in runs}
+    for _ in range(args.repeats):
+        for key, run in runs.items():
+            with PeakMemory() as peak:
+                start = time.perf_counter()
+                run()
+                seconds = time.perf_counter() - start
+            rates[key].append(images[key] / seconds)
+            memory[key] = max(memory[key], peak.above_base)
+            print(f"  {key}: {rates[key][-1]:.0f} images/s", flush=True)
+    median = {key: float(np.median(value)) for key, value in rates.items()}
+    print("\n| loop | ours images/s | bare images/s | ours / bare | peak RSS above base (ours, bare) |")
+    print("|---|---|---|---|---|")
+    for task in ("train", "extract"):
+        ours, bare = median[f"{task} ours"], median[f"{task} bare"]
+        ratios = [a / b for a, b in zip(rates[f"{task} ours"], rates[f"{task} bare"])]
+        print(
+            f"| {task} | {ours:.0f} | {bare:.0f} | {ours / bare:.3f} "
+            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}) | "
+            f"{memory[f'{task} ours'] / 2**20:.0f} MiB, "
+            f"{memory[f'{task} bare'] / 2**20:.0f} MiB |"
+        )
+    print(f"process peak RSS: {peak_rss() / 2**30:.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
