@@ -18,6 +18,29 @@ over the final name (``os.replace``), so a file under its final name is always
 complete: a fit killed mid-write leaves at most a ``.*.tmp`` file, which the
 next fit removes. Nothing is unpickled on reading: arrays are read with
 ``allow_pickle=False`` and ``student.pt`` with ``torch.load(weights_only=True)``.
+
+Examples
+--------
+>>> import tempfile
+>>> from sklearn.datasets import load_digits
+>>> from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+>>> X = load_digits().data[:300].astype("float32")
+>>> def clusterfit(directory):
+...     return ClusterFit(
+...         teacher=FeatureExtractor("mlp", random_state=0), K=10,
+...         student=NetClassifier(max_epochs=2), random_state=0,
+...         checkpoint_dir=directory, verbose=1,
+...     )
+>>> directory = tempfile.mkdtemp()
+>>> first = clusterfit(directory).fit(X)  # doctest: +ELLIPSIS
+[ClusterFit] teacher features (300, 128) in ...
+>>> again = clusterfit(directory).fit(X)  # doctest: +ELLIPSIS
+[ClusterFit] resuming from teacher features in ...teacher_features.npy
+...
+[ClusterFit] resuming from epoch 2 of the student in ...student.pt
+...
+>>> bool((again.transform(X) == first.transform(X)).all())
+True
 """
 
 import contextlib
@@ -39,6 +62,7 @@ FEATURES_FILE = "teacher_features.npy"
 CLUSTERS_FILE = "clusters.npz"
 CLUSTERER_FILE = "clusterer.skcf"
 STUDENT_FILE = "student.pt"
+_STAGE_FILES = (FEATURES_FILE, CLUSTERS_FILE, CLUSTERER_FILE, STUDENT_FILE)
 
 # Parameters that change how a fit reports or where it runs, not what it computes:
 # a checkpoint stays valid when they change (e.g. resuming a CPU fit on a GPU).
@@ -203,6 +227,13 @@ class FitCheckpoint:
     def _check_fingerprint(self):
         path = self.path(FINGERPRINT_FILE)
         if not os.path.exists(path):
+            stages = [name for name in _STAGE_FILES if os.path.exists(self.path(name))]
+            if stages:  # written first, so its absence means these came from elsewhere
+                raise ValueError(
+                    f"checkpoint_dir={self.directory!r} holds {', '.join(stages)} but no "
+                    f"{FINGERPRINT_FILE}, so they cannot be matched to this fit; use an "
+                    "empty directory."
+                )
             atomic_write(path, lambda f: f.write(json.dumps(self.fingerprint, indent=1).encode()))
             return
         with open(path, encoding="utf-8") as file:
@@ -337,7 +368,7 @@ class EpochCheckpoint:
         )
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state["cuda_rng"]:
+        if state["cuda_rng"] and len(state["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.log(f"resuming from epoch {state['epoch']} of the student in {self.path}")
         return int(state["epoch"]), list(state["history"])

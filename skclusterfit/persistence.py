@@ -17,8 +17,10 @@ Code is not stored. A parameter holding an ``nn.Module`` or another callable
 (a custom network, an augmentation function) is recorded by its class name
 and weights, and must be given back when loading, by parameter path or class
 name: ``load(path, custom_objects={"MyNet": MyNet()})``; its weights are then
-loaded from the file into a copy of the object given. The JSON can be read
-without loading: ``read_metadata(path)``.
+loaded from the file into a copy of the object given. Estimator classes
+outside skclusterfit and scikit-learn are given back the same way (the class
+itself), and only then instantiated. The JSON can be read without loading:
+``read_metadata(path)``.
 """
 
 import copy
@@ -149,7 +151,10 @@ def load(path, *, custom_objects=None, device=None):
         Objects that cannot be stored as data (``nn.Module`` and other
         callables given as parameters), keyed by parameter path (as in the
         error message, e.g. ``"teacher"`` or ``"student.model"``) or by class
-        name. A module's weights are loaded from the file into a copy.
+        name. A module's weights are loaded from the file into a copy. An
+        estimator class of your own (e.g. a clusterer) is given the same way,
+        ``{"MyClusterer": MyClusterer}``; only classes of skclusterfit and
+        scikit-learn are found without it.
     device : str or None, default=None
         If given, replaces the ``device`` parameter of the estimator and of
         every estimator inside it: ``device="cpu"`` runs a model saved with
@@ -354,7 +359,8 @@ def _resolve_class(class_path):
     if module_name.split(".")[0] not in _ALLOWED_PACKAGES:
         raise ValueError(
             f"the file names class {class_path!r}; load() only builds estimators "
-            f"from {', '.join(_ALLOWED_PACKAGES)}."
+            f"from {', '.join(_ALLOWED_PACKAGES)} unless the class itself is given: "
+            f"load(path, custom_objects={{{qualname.rpartition('.')[2]!r}: <the class>}})."
         )
     try:
         target = importlib.import_module(module_name)
@@ -479,8 +485,17 @@ class _Decoder:
         self.objects[stored["path"]] = obj
         return obj
 
+    def resolve_class(self, class_path):
+        """An estimator class the user passed in custom_objects, else an allowed one."""
+        name = class_path.rpartition(":")[2]
+        for key in (class_path, name, name.rpartition(".")[2]):
+            given = self.custom_objects.get(key)
+            if isinstance(given, type) and issubclass(given, BaseEstimator):
+                return given
+        return _resolve_class(class_path)
+
     def decode_estimator(self, stored, path):
-        cls = _resolve_class(stored["class"])
+        cls = self.resolve_class(stored["class"])
         params = {k: self.decode(v, _join(path, k)) for k, v in stored["params"].items()}
         if self.device is not None and "device" in params:
             params["device"] = self.device

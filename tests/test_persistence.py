@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
@@ -137,6 +138,32 @@ def test_user_module_must_be_given_back_at_load(digits, tmp_path):
     assert not torch.equal(user_teacher.fc.weight, cf.teacher.fc.weight)
     assert torch.equal(loaded.teacher.fc.weight, cf.teacher.fc.weight)
     np.testing.assert_array_equal(loaded.teacher_.transform(X), cf.teacher_.transform(X))
+
+
+class ModuloClusterer(BaseEstimator):
+    """A user's own clusterer class, outside skclusterfit and scikit-learn."""
+
+    def __init__(self, n_clusters=2):
+        self.n_clusters = n_clusters
+
+    def fit(self, X, y=None):
+        self.labels_ = np.arange(len(X)) % self.n_clusters
+        return self
+
+
+def test_user_estimator_class_must_be_given_back_at_load(digits, tmp_path):
+    X, _ = digits
+    cf = ClusterFit(
+        teacher=FeatureExtractor("mlp", random_state=0), K=4, clusterer=ModuloClusterer(),
+        student=NetClassifier(max_epochs=1), random_state=0,
+    ).fit(X)
+    path = cf.save(tmp_path / "cf.skcf")
+    with pytest.raises(ValueError, match=r"ModuloClusterer.*custom_objects=\{'ModuloClusterer'"):
+        skclusterfit.load(path)
+    loaded = skclusterfit.load(path, custom_objects={"ModuloClusterer": ModuloClusterer})
+    assert isinstance(loaded.clusterer_, ModuloClusterer)
+    np.testing.assert_array_equal(loaded.clusterer_.labels_, cf.clusterer_.labels_)
+    np.testing.assert_array_equal(loaded.transform(X), cf.transform(X))
 
 
 def test_save_names_a_value_it_cannot_store(tmp_path):

@@ -172,6 +172,9 @@ def test_checkpoint_of_other_parameters_or_data_is_refused(vectors, tmp_path):
         vector_clusterfit(checkpoint_dir=directory).fit(changed)
     # verbose and device do not change the result: the checkpoint is reused.
     vector_clusterfit(checkpoint_dir=directory, verbose=1, device="cpu").fit(vectors)
+    os.remove(os.path.join(directory, "fingerprint.json"))
+    with pytest.raises(ValueError, match=r"teacher_features\.npy.* but no fingerprint\.json"):
+        vector_clusterfit(checkpoint_dir=directory).fit(vectors)
 
 
 def test_data_fingerprint_sees_changes(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+from skclusterfit.cluster import KMeans
 from skclusterfit.models import SmallCNN
 
 N = 60
@@ -173,6 +174,20 @@ CASES = [
      r"device='tpu' is not a device torch knows"),
     ("device-absent", lambda c: small_clusterfit(device="cuda:7").fit(c.X), ValueError,
      r"device='cuda:7'"),
+    ("feature-extractor-transform-before-fit",
+     lambda c: FeatureExtractor("mlp").transform(c.X), NotFittedError,
+     r"FeatureExtractor instance is not fitted"),
+    ("net-classifier-feature-count-differs",
+     lambda c: c.fitted_on_vectors.student_.predict(c.X[:, :10]), ValueError,
+     r"X has 10 features.*expecting 64"),
+    ("net-classifier-labels-of-other-length",
+     lambda c: NetClassifier(max_epochs=1).fit(c.X, np.arange(N - 1) % 2), ValueError,
+     rf"\[{N}, {N - 1}\]"),
+    ("kmeans-more-clusters-than-samples",
+     lambda c: KMeans(n_clusters=N + 1).fit(c.X), ValueError,
+     rf"n_clusters={N + 1} must be <= n_samples={N}"),
+    ("kmeans-predict-before-fit", lambda c: KMeans().predict(c.X), NotFittedError,
+     r"KMeans instance is not fitted"),
     ("netclassifier-device-absent",
      lambda c: NetClassifier(device="cuda:7").fit(c.X, np.arange(N) % 2), ValueError,
      r"device='cuda:7'"),
