@@ -38,6 +38,13 @@ class RotatedImages(Dataset):
     source : ArraySource or DatasetSource
         The images, from :func:`skclusterfit.data.make_source`.
 
+    Attributes
+    ----------
+    source : ArraySource or DatasetSource
+        The images given.
+    n_images : int
+        Number of source images; the dataset has four times as many items.
+
     See Also
     --------
     RotNet : trains a network on these items and their rotation labels.
