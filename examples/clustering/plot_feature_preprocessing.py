@@ -96,7 +96,7 @@ ax2.barh(names, probe, color=colors)
 ax2.axvline(100 * pre, color="tab:red", linestyle="--", label="teacher")
 ax2.set(xlabel="linear-probe accuracy (%)", title="Student features",
         xlim=(min(probe + [100 * pre]) - 3, 100))
-ax2.legend(loc="lower right")
+ax2.legend(loc="upper right")
 for ax in (ax1, ax2):
     ax.invert_yaxis()
 plt.show()

@@ -3,7 +3,7 @@ Swapping the clusterer
 ======================
 
 The clustering step is a parameter: ``clusterer="kmeans"`` is skclusterfit's
-torch k-means, and any scikit-learn estimator with ``fit_predict`` (or
+own k-means, and any scikit-learn estimator with ``fit_predict`` (or
 ``labels_`` after ``fit``) can replace it. ClusterFit sets ``K`` on a clone
 as ``n_clusters`` or ``n_components``, on the last step when the clusterer is
 a :class:`~sklearn.pipeline.Pipeline`.
@@ -91,10 +91,11 @@ axes[1].bar(short, [runs[n]["nmi"] for n in names], color=colors)
 axes[1].set(ylabel="NMI", title="Pseudo-labels vs true digits", ylim=(0, 1))
 probe = [100 * runs[n]["probe"] for n in names]
 axes[2].bar(short, probe, color=colors)
-axes[2].axhline(100 * pre, color="tab:red", linestyle="--", label="teacher")
+axes[2].axhline(100 * pre, color="tab:red", linestyle="--")
+axes[2].annotate("teacher", (-0.4, 100 * pre), xytext=(0, 3),
+                 textcoords="offset points", color="tab:red", fontsize=8)
 axes[2].set(ylabel="linear-probe accuracy (%)", title="Student features",
             ylim=(min(probe + [100 * pre]) - 3, 100))
-axes[2].legend(loc="lower right")
 for ax in axes[1:]:
     ax.tick_params(axis="x", labelsize=8)
 plt.show()
