@@ -37,7 +37,9 @@ def build_parser():
     parser.add_argument("--quick", action="store_true",
                         help="one seed, p in {0, 0.5, 0.9}, one K, shorter training")
     parser.add_argument("--experiments", nargs="+", default=["control", "rotnet"],
-                        choices=["control", "rotnet"])
+                        choices=["control", "rotnet", "layers"],
+        help="'layers' (not in the default): layer-wise probes of a RotNet "
+        "teacher and its student, first seed, largest --rotnet-K")
     parser.add_argument("--noise", type=float, nargs="+",
                         default=[0.0, 0.25, 0.5, 0.75, 0.9])
     parser.add_argument("--K", type=int, nargs="+", default=[50, 200])
@@ -51,6 +53,9 @@ def build_parser():
                         help="MNIST side in pixels (14: 2x2 mean-pooled, 4x cheaper)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--from-csv", metavar="RUNS_CSV",
+                        help="train nothing: tables and plot from an earlier runs.csv "
+                        "(e.g. of a grid cut short)")
     return parser
 
 
@@ -148,6 +153,43 @@ def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
     return rows
 
 
+BLOCKS = {
+    "conv1": "backbone.features.0",
+    "conv2": "backbone.features.1",
+    "conv3": "backbone.features.2",
+}
+
+
+def layers_job(seed, K, rotnet_epochs, student_epochs, resolution):
+    """Layer-wise probes of a RotNet teacher and its ClusterFit student (paper Fig. 4)."""
+    _limit_threads()
+    from sklearn.frozen import FrozenEstimator
+
+    from skclusterfit import ClusterFit, NetClassifier
+    from skclusterfit.evaluation import layerwise_probe
+    from skclusterfit.pretext import RotNet
+
+    X_train, X_test, y_train, y_test = load_data(seed, resolution)
+    rotnet = RotNet(max_epochs=rotnet_epochs, device="cpu", random_state=seed).fit(X_train)
+    cf = ClusterFit(
+        teacher=FrozenEstimator(rotnet), K=K,
+        student=NetClassifier(max_epochs=student_epochs), device="cpu",
+        random_state=seed,
+    ).fit(X_train)
+    layers = list(BLOCKS.values())
+    return {
+        name: layerwise_probe(est, layers, X_train, y_train, X_test, y_test)
+        for name, est in (("RotNet N_pre", rotnet), (f"N_cf K={K}", cf))
+    }
+
+
+def layers_table(results, seed):
+    lines = [["network"] + [f"{name} (pooled)" for name in BLOCKS]]
+    for network, accuracies in results.items():
+        lines.append([network] + [f"{accuracies[node]:.3f}" for node in BLOCKS.values()])
+    return _grid(lines) + f"\nlinear probe of each conv block, seed {seed}.\n"
+
+
 def format_rows(rows):
     return "\n".join(
         f"{r['experiment']:8} {r['network']:5} p={r['p']!s:5} K={r['K']:<4} "
@@ -160,7 +202,8 @@ def summarise(rows):
     """Mean and standard deviation over seeds of every (experiment, network, p, K)."""
     groups = {}
     for r in rows:
-        key = (r["experiment"], r["network"], r["p"], r["K"])
+        p = None if np.isnan(r["p"]) else r["p"]  # nan != nan would split groups
+        key = (r["experiment"], r["network"], p, r["K"])
         groups.setdefault(key, []).append(r)
     out = []
     for (experiment, network, p, K), rs in groups.items():
@@ -188,8 +231,9 @@ def control_table(summary):
         line = [f"{p:.2f}", f"{pre['fit_noisy']:.3f}" if pre else "-", _pm(pre)]
         line += [_pm(cell.get(("N_cf", p, K)), pre) for K in Ks]
         lines.append(line)
-    n = max(s["n"] for s in control)
-    return _grid(lines) + f"\nmean +- std over {n} seeds; (+x) is N_cf - N_pre.\n"
+    n = sorted({s["n"] for s in control})
+    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]} to {n[-1]} (cells differ)"
+    return _grid(lines) + f"\nmean +- std over {seeds} seeds; (+x) is N_cf - N_pre.\n"
 
 
 def rotnet_table(summary):
@@ -241,7 +285,8 @@ def plot(summary, rows, path):
         ax.errorbar(100 * p, mean, yerr=std, capsize=3, label=label, **style)
     ax.set_xlabel("label noise p (%) in the teacher's training labels")
     ax.set_ylabel("linear-probe accuracy (clean labels)")
-    ax.set_title("ClusterFit control experiment, MNIST-5k")
+    n_seeds = len({r["seed"] for r in rows if r["experiment"] == "control"})
+    ax.set_title(f"ClusterFit control experiment, MNIST-5k, {n_seeds} seeds")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -261,6 +306,25 @@ def main(argv=None):
     from joblib import Parallel, delayed
 
     os.makedirs(args.out, exist_ok=True)
+    if args.from_csv:
+        rows = read_rows(args.from_csv)
+        seeds = sorted({r["seed"] for r in rows})
+        write_report(rows, f"from {args.from_csv}: {len(rows)} runs, seeds {seeds}",
+                     args.out)
+        return 0
+    if "layers" in args.experiments:
+        seed, K = args.seeds[0], max(args.rotnet_K)
+        start = time.perf_counter()
+        table = layers_table(
+            layers_job(seed, K, args.rotnet_epochs, args.student_epochs,
+                       args.resolution), seed)
+        table += f"{(time.perf_counter() - start) / 60:.1f} min\n"
+        print(table)
+        with open(os.path.join(args.out, "layers.txt"), "w") as f:
+            f.write("command: python " + " ".join(sys.argv) + "\n\n" + table)
+        args.experiments = [e for e in args.experiments if e != "layers"]
+        if not args.experiments:
+            return 0
     jobs = []
     if "rotnet" in args.experiments:
         jobs += [delayed(rotnet_job)(seed, args.rotnet_K, args.rotnet_epochs,
@@ -289,20 +353,36 @@ def main(argv=None):
             f.flush()
             rows += job_rows
     minutes = (time.perf_counter() - start) / 60
+    settings += f"; {minutes:.1f} min with --n-jobs {args.n_jobs}"
+    write_report(rows, settings, args.out)
+    return 0
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for name in ("p", "probe", "fit_noisy", "fit_clean", "seconds"):
+            r[name] = float(r[name]) if r[name] not in ("", "nan") else np.nan
+        r["K"], r["seed"] = int(r["K"]), int(r["seed"])
+    return rows
+
+
+def write_report(rows, settings, out):
+    """Print and save the tables; plot the control experiment."""
     summary = summarise(rows)
     report = "\n\n".join(filter(None, [
-        settings + f"; {minutes:.1f} min with --n-jobs {args.n_jobs}",
+        settings,
         "Control experiment (linear probe on clean held-out labels)",
         control_table(summary),
         "RotNet teacher",
         rotnet_table(summary),
     ]))
     print("\n" + report)
-    with open(os.path.join(args.out, "summary.txt"), "w") as f:
+    with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write("command: python " + " ".join(sys.argv) + "\n\n" + report + "\n")
     if any(s["experiment"] == "control" for s in summary):
-        plot(summary, rows, os.path.join(args.out, "control_experiment.png"))
-    return 0
+        plot(summary, rows, os.path.join(out, "control_experiment.png"))
 
 
 if __name__ == "__main__":
