@@ -86,6 +86,9 @@ class ClusterFit(
     which transfer better than the teacher's when the teacher was trained on
     a noisy or proxy objective.
 
+    Read more in the :ref:`user guide <what_is_clusterfit>`; the gallery
+    examples using ClusterFit are listed at the end of its reference page.
+
     Parameters
     ----------
     teacher : FeatureExtractor, str, nn.Module or FrozenEstimator, default="resnet50"
@@ -404,7 +407,7 @@ class ClusterFit(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self, "student_")
         X = validate_input(self, X, reset=False)

@@ -54,6 +54,8 @@ class FeatureExtractor(
     penultimate layer: the input of the final ``nn.Linear``), batched and
     without gradients.
 
+    Read more in :ref:`pretrained_teacher` and :ref:`components`.
+
     Parameters
     ----------
     model : str, nn.Module or callable, default="resnet50"
@@ -210,7 +212,7 @@ class FeatureExtractor(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self)
         X = validate_input(self, X, reset=False)

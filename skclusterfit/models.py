@@ -19,6 +19,28 @@ class SmallCNN(nn.Module):
         Outputs of the final linear layer ``fc``.
     width : int, default=32
         Channels of the first block; the next two have 2x and 4x as many.
+
+    Attributes
+    ----------
+    features : nn.Sequential
+        The three blocks, pooling and flattening: images to
+        ``(n, 4 * width)`` features.
+    fc : nn.Linear
+        The classification head.
+
+    See Also
+    --------
+    NetClassifier : trains it (``model="cnn"``, or ``"auto"`` for images).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skclusterfit.models import SmallCNN
+    >>> net = SmallCNN(in_channels=1, num_classes=10, width=16)
+    >>> net(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    >>> net.features(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 64])
     """
 
     def __init__(self, in_channels=1, num_classes=10, width=32):
@@ -59,6 +81,25 @@ class MLP(nn.Module):
         Outputs of the final linear layer.
     hidden : tuple of int, default=(256, 128)
         Widths of the hidden layers; the last one is the feature dimension.
+
+    Attributes
+    ----------
+    features : nn.Sequential
+        Linear, batch-norm and ReLU layers: inputs to ``(n, hidden[-1])``.
+    fc : nn.Linear
+        The classification head.
+
+    See Also
+    --------
+    NetClassifier : trains it (``model="mlp"``, or ``"auto"`` for vectors).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skclusterfit.models import MLP
+    >>> net = MLP(in_features=64, num_classes=10).eval()
+    >>> net(torch.zeros(3, 64)).shape
+    torch.Size([3, 10])
     """
 
     def __init__(self, in_features, num_classes=10, hidden=(256, 128)):

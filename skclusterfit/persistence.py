@@ -89,10 +89,31 @@ def save(estimator, path):
     path : str or path
         File to write; replaced atomically.
 
+    Returns
+    -------
+    None
+
     Raises
     ------
     TypeError
         If a value cannot be stored (the message names it).
+
+    See Also
+    --------
+    load : read the file back.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skclusterfit import load, save
+    >>> from skclusterfit.cluster import KMeans
+    >>> X = np.array([[1, 0], [1.1, 0], [0, 1], [0, 1.1]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "kmeans.skcf")
+    >>> save(km, path)
+    >>> load(path).cluster_centers_.shape
+    (2, 2)
     """
     encoder = _Encoder()
     document = {
@@ -109,7 +130,32 @@ def save(estimator, path):
 def read_metadata(path):
     """The JSON document of a saved estimator (no tensors are read).
 
-    Raises ValueError if ``path`` is not a file written by :func:`save`.
+    Parameters
+    ----------
+    path : str or path
+        A file written by :func:`save`.
+
+    Returns
+    -------
+    metadata : dict
+        The parsed JSON header: format, version, and the estimator's class,
+        parameters and fitted attributes (tensors appear by name only).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a file written by :func:`save`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skclusterfit import save
+    >>> from skclusterfit.cluster import KMeans
+    >>> from skclusterfit.persistence import read_metadata
+    >>> path = os.path.join(tempfile.mkdtemp(), "kmeans.skcf")
+    >>> save(KMeans(n_clusters=3), path)
+    >>> isinstance(read_metadata(path), dict)
+    True
     """
     from safetensors import safe_open
 

@@ -68,6 +68,8 @@ class NetClassifier(
     cosine learning-rate schedule. ``transform`` returns the penultimate
     features (the input of that head).
 
+    Read more in :ref:`components` (the student) and :ref:`gpu`.
+
     Parameters
     ----------
     model : str, nn.Module or callable, default="auto"
@@ -362,7 +364,7 @@ class NetClassifier(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         return self._run(X, features=True)
 

@@ -127,8 +127,6 @@ def kmeans_plusplus(X, n_clusters, generator, x_sq):
     return centers
 
 
-
-
 def mean_variance(X, block_rows=65536):
     """Mean per-feature variance of ``X``, by blocks (``X.var`` would hold a
     float64 copy of the whole array: 2 GB at 1M x 256)."""
@@ -238,6 +236,8 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     (``whiten``) and L2-normalised (``normalize``), as DeepCluster and VISSL
     do. For data too big to iterate over, ``max_samples`` fits the centres on
     a random sample and then assigns every row by streaming blocks.
+
+    Read more in :ref:`components` (the clusterer).
 
     Parameters
     ----------

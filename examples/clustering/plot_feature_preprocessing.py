@@ -1,0 +1,112 @@
+"""
+Preprocessing the teacher's features before k-means
+===================================================
+
+The public implementations of ClusterFit and DeepCluster do not cluster raw
+features: they L2-normalise them, and often PCA-whiten them to a few hundred
+dimensions first. Normalising makes k-means compare directions (cosine
+similarity) instead of magnitudes; whitening gives every principal direction
+the same variance, so that a few dominant directions do not decide every
+cluster alone.
+
+This example clusters the same teacher features four ways and shows what
+each does to the pseudo-labels and to the student trained on them.
+"""
+
+# sphinx_gallery_thumbnail_number = 2
+
+# %%
+# A teacher trained on digits with 80% wrong labels.
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import Normalizer
+
+from skclusterfit import ClusterFit, NetClassifier
+from skclusterfit.cluster import KMeans
+from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.evaluation import linear_probe
+
+X, y = load_digits_images()
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.3, stratify=y, random_state=0
+)
+teacher = NetClassifier(max_epochs=40, random_state=0).fit(
+    X_train, add_label_noise(y_train, 0.8, random_state=0)
+)
+features = teacher.transform(X_train)
+
+# %%
+# Why whitening: the spectrum of the teacher's features. A handful of
+# directions carry most of the variance; k-means on these features is mostly
+# k-means on those few directions.
+pca = PCA().fit(Normalizer().fit_transform(features))
+fig, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+ax.semilogy(np.arange(1, len(pca.explained_variance_ratio_) + 1),
+            pca.explained_variance_ratio_, ".-")
+ax.axvline(32, color="gray", linestyle=":")
+ax.annotate("32 components kept\nwhen whitening", (32, pca.explained_variance_ratio_[31]),
+            xytext=(10, 20), textcoords="offset points", color="gray")
+ax.set(xlabel="principal component", ylabel="fraction of variance",
+       title="Spectrum of the L2-normalised teacher features")
+plt.show()
+
+# %%
+# Four clusterers, all k-means with ``K=100``: on the raw features, on
+# L2-normalised features (the default), PCA-whitened to 32 dimensions, and
+# whitened then L2-normalised (DeepCluster's recipe). Both steps are options
+# of :class:`skclusterfit.cluster.KMeans`; the whitening is fitted on the
+# features being clustered.
+clusterers = {
+    "raw": KMeans(normalize=False),
+    "L2": KMeans(),
+    "whiten": KMeans(whiten=32, normalize=False),
+    "whiten + L2": KMeans(whiten=32),
+}
+results = {}
+for name, clusterer in clusterers.items():
+    cf = ClusterFit(
+        teacher=FrozenEstimator(teacher),
+        K=100,
+        clusterer=clusterer,
+        student=NetClassifier(max_epochs=30),
+        random_state=0,
+    ).fit(X_train)
+    results[name] = (
+        normalized_mutual_info_score(y_train, cf.labels_),
+        linear_probe(cf, X_train, y_train, X_test, y_test),
+    )
+    print(f"{name:>17}: NMI {results[name][0]:.3f}, probe {results[name][1]:.3f}")
+pre = linear_probe(teacher, X_train, y_train, X_test, y_test)
+
+# %%
+# Pseudo-label quality (NMI with the digits, left) and the student's
+# linear-probe accuracy (right), against the teacher's (dashed).
+names = list(results)
+nmi = [results[n][0] for n in names]
+probe = [100 * results[n][1] for n in names]
+colors = plt.cm.viridis(np.linspace(0.15, 0.85, len(names)))
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+ax1.barh(names, nmi, color=colors)
+ax1.set(xlabel="NMI with the true digits", title="Pseudo-labels", xlim=(0, 1))
+ax2.barh(names, probe, color=colors)
+ax2.axvline(100 * pre, color="tab:red", linestyle="--", label="teacher")
+ax2.set(xlabel="linear-probe accuracy (%)", title="Student features",
+        xlim=(min(probe + [100 * pre]) - 3, 100))
+ax2.legend(loc="upper right")
+for ax in (ax1, ax2):
+    ax.invert_yaxis()
+plt.show()
+
+# %%
+# On features this small the choice moves the result by about a point; on
+# 2048-dimensional ResNet features, where a few directions dominate far
+# more, the public implementations whiten to about 256 dimensions.
+#
+# Any other preprocessing can be put in front of a clusterer with a
+# :class:`~sklearn.pipeline.Pipeline`; ClusterFit sets ``K`` on its last
+# step, e.g.
+# ``make_pipeline(Normalizer(), PCA(64, whiten=True), KMeans(normalize=False))``.
