@@ -60,7 +60,7 @@ def test_rotated_images_rotate_and_label():
 
 
 def test_rotnet_is_a_transformer(rotnet, digits):
-    X_train, X_test = digits[0], digits[1]
+    X_test = digits[1]
     assert rotnet.classifier_.classes_.tolist() == [0, 1, 2, 3]
     assert rotnet.model_ is rotnet.classifier_.model_
     features = rotnet.transform(X_test[:5])
@@ -143,16 +143,17 @@ def _benchmark_module():
 
 def test_benchmark_tables_and_plot(tmp_path):
     bench = _benchmark_module()
+    def row(experiment, network, p, K, seed, probe):
+        return {"experiment": experiment, "network": network, "p": p, "K": K,
+                "seed": seed, "probe": probe, "fit_noisy": 1 - p, "fit_clean": 1.0,
+                "seconds": 1}
+
     rows = []
     for seed in range(3):
         for p in (0.0, 0.9):
-            rows.append(dict(experiment="control", network="N_pre", p=p, K=0, seed=seed,
-                             probe=0.9 - p / 2, fit_noisy=1.0, fit_clean=1.0, seconds=1))
-            rows.append(dict(experiment="control", network="N_cf", p=p, K=50, seed=seed,
-                             probe=0.85 - p / 10, fit_noisy=np.nan, fit_clean=np.nan,
-                             seconds=1))
-        rows.append(dict(experiment="rotnet", network="N_pre", p=np.nan, K=0, seed=seed,
-                         probe=0.7, fit_noisy=np.nan, fit_clean=np.nan, seconds=1))
+            rows.append(row("control", "N_pre", p, 0, seed, 0.9 - p / 2))
+            rows.append(row("control", "N_cf", p, 50, seed, 0.85 - p / 10))
+        rows.append(row("rotnet", "N_pre", np.nan, 0, seed, 0.7))
     summary = bench.summarise(rows)
     table = bench.control_table(summary)
     assert "0.450 +- 0.000" in table and "(+0.310)" in table
