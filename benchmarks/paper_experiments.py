@@ -26,10 +26,10 @@ import time
 
 import numpy as np
 
-QUICK = dict(
-    noise=[0.0, 0.5, 0.9], K=[100], seeds=[0], teacher_epochs=20, student_epochs=15,
-    rotnet_epochs=5, rotnet_K=[100],
-)
+QUICK = {
+    "noise": [0.0, 0.5, 0.9], "K": [100], "seeds": [0], "teacher_epochs": 20, "student_epochs": 15,
+    "rotnet_epochs": 5, "rotnet_K": [100],
+}
 
 
 def build_parser():
@@ -90,15 +90,15 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
     teacher = NetClassifier(max_epochs=teacher_epochs, device="cpu", random_state=seed)
     teacher.fit(X_train, y_noisy)
     seconds = time.perf_counter() - start
-    rows = [dict(
-        experiment="control", network="N_pre", p=p, K=0, seed=seed,
-        probe=linear_probe(teacher, X_train, y_train, X_test, y_test),
+    rows = [{
+        "experiment": "control", "network": "N_pre", "p": p, "K": 0, "seed": seed,
+        "probe": linear_probe(teacher, X_train, y_train, X_test, y_test),
         # How much of the noise the teacher memorised: its accuracy on the
         # noisy labels it was trained on, and on the clean ones.
-        fit_noisy=float(teacher.score(X_train, y_noisy)),
-        fit_clean=float(teacher.score(X_train, y_train)),
-        seconds=seconds,
-    )]
+        "fit_noisy": float(teacher.score(X_train, y_noisy)),
+        "fit_clean": float(teacher.score(X_train, y_train)),
+        "seconds": seconds,
+    }]
     for K in Ks:
         start = time.perf_counter()
         cf = ClusterFit(
@@ -108,12 +108,12 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
             device="cpu",
             random_state=seed,
         ).fit(X_train)
-        rows.append(dict(
-            experiment="control", network="N_cf", p=p, K=K, seed=seed,
-            probe=linear_probe(cf, X_train, y_train, X_test, y_test),
-            fit_noisy=np.nan, fit_clean=np.nan,
-            seconds=time.perf_counter() - start,
-        ))
+        rows.append({
+            "experiment": "control", "network": "N_cf", "p": p, "K": K, "seed": seed,
+            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
+            "fit_noisy": np.nan, "fit_clean": np.nan,
+            "seconds": time.perf_counter() - start,
+        })
     print(format_rows(rows), flush=True)
     return rows
 
@@ -130,11 +130,11 @@ def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
     X_train, X_test, y_train, y_test = load_data(seed, resolution)
     start = time.perf_counter()
     rotnet = RotNet(max_epochs=rotnet_epochs, device="cpu", random_state=seed).fit(X_train)
-    rows = [dict(
-        experiment="rotnet", network="N_pre", p=np.nan, K=0, seed=seed,
-        probe=linear_probe(rotnet, X_train, y_train, X_test, y_test),
-        fit_noisy=np.nan, fit_clean=np.nan, seconds=time.perf_counter() - start,
-    )]
+    rows = [{
+        "experiment": "rotnet", "network": "N_pre", "p": np.nan, "K": 0, "seed": seed,
+        "probe": linear_probe(rotnet, X_train, y_train, X_test, y_test),
+        "fit_noisy": np.nan, "fit_clean": np.nan, "seconds": time.perf_counter() - start,
+    }]
     for K in Ks:
         start = time.perf_counter()
         cf = ClusterFit(
@@ -144,11 +144,11 @@ def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
             device="cpu",
             random_state=seed,
         ).fit(X_train)
-        rows.append(dict(
-            experiment="rotnet", network="N_cf", p=np.nan, K=K, seed=seed,
-            probe=linear_probe(cf, X_train, y_train, X_test, y_test),
-            fit_noisy=np.nan, fit_clean=np.nan, seconds=time.perf_counter() - start,
-        ))
+        rows.append({
+            "experiment": "rotnet", "network": "N_cf", "p": np.nan, "K": K, "seed": seed,
+            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
+            "fit_noisy": np.nan, "fit_clean": np.nan, "seconds": time.perf_counter() - start,
+        })
     print(format_rows(rows), flush=True)
     return rows
 
@@ -208,11 +208,11 @@ def summarise(rows):
     out = []
     for (experiment, network, p, K), rs in groups.items():
         acc = np.array([r["probe"] for r in rs])
-        out.append(dict(
-            experiment=experiment, network=network, p=p, K=K, n=len(rs),
-            mean=acc.mean(), std=acc.std(ddof=1) if len(rs) > 1 else 0.0,
-            fit_noisy=np.mean([r["fit_noisy"] for r in rs]),
-        ))
+        out.append({
+            "experiment": experiment, "network": network, "p": p, "K": K, "n": len(rs),
+            "mean": acc.mean(), "std": acc.std(ddof=1) if len(rs) > 1 else 0.0,
+            "fit_noisy": np.mean([r["fit_noisy"] for r in rs]),
+        })
     return out
 
 
@@ -281,7 +281,7 @@ def plot(summary, rows, path):
                      if s["network"] == network and s["K"] == K)
         p, mean, std = map(np.array, zip(*pts))
         label = "N_pre" if network == "N_pre" else f"N_cf, K={K}"
-        style = dict(color="black", marker="o") if network == "N_pre" else dict(marker="s")
+        style = {"color": "black", "marker": "o"} if network == "N_pre" else {"marker": "s"}
         ax.errorbar(100 * p, mean, yerr=std, capsize=3, label=label, **style)
     ax.set_xlabel("label noise p (%) in the teacher's training labels")
     ax.set_ylabel("linear-probe accuracy (clean labels)")

