@@ -1,6 +1,7 @@
 """Behaviour shared by the estimators that hold a torch network."""
 
 import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from torch import nn
 
 from ._torch_utils import autocast_context, check_finite_features
@@ -16,6 +17,23 @@ class TorchStateMixin:
             if key.endswith("_") and isinstance(value, nn.Module):
                 value.to("cpu")
         return state
+
+
+class NetworkFeaturesMixin(ClassNamePrefixFeaturesOutMixin):
+    """Transformers whose output is ``n_features_out_`` float32 network features.
+
+    Feature names are ``<classname><i>``; the tags tell scikit-learn's checks
+    that the output is float32 whatever the input dtype.
+    """
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
 
 
 def prepare_network(network, device):

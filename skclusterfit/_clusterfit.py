@@ -8,12 +8,7 @@ from numbers import Integral, Real
 import joblib
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    clone,
-)
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
@@ -21,6 +16,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
+from ._base import NetworkFeaturesMixin
 from ._torch_utils import resolve_device
 from ._validation import validate_input
 from .backbones import reset_parameters
@@ -76,7 +72,7 @@ def fitted_state(value):
 
 
 class ClusterFit(
-    PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    PersistenceMixin, NetworkFeaturesMixin, TransformerMixin, BaseEstimator
 ):
     """ClusterFit (Yan et al., CVPR 2020) as a scikit-learn transformer.
 
@@ -412,16 +408,6 @@ class ClusterFit(
         check_is_fitted(self, "student_")
         X = validate_input(self, X, reset=False)
         return self.student_.transform(X)
-
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        tags.requires_fit = True
-        return tags
 
 
 def check_subsample(clusterer, n_samples, K):

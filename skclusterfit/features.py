@@ -4,12 +4,12 @@ import os
 from numbers import Integral
 
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._base import TorchStateMixin, run_network
+from ._base import NetworkFeaturesMixin, TorchStateMixin, run_network
 from ._torch_utils import resolve_device, seeded, torch_seed
 from ._validation import validate_input
 from .backbones import (
@@ -43,7 +43,7 @@ class NodeFeatures(nn.Module):
 class FeatureExtractor(
     PersistenceMixin,
     TorchStateMixin,
-    ClassNamePrefixFeaturesOutMixin,
+    NetworkFeaturesMixin,
     TransformerMixin,
     BaseEstimator,
 ):
@@ -182,9 +182,6 @@ class FeatureExtractor(
         self.n_features_out_ = self._transform_source(source.subset([0])).shape[1]
         return self
 
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
 
     def _resolve_preprocess(self):
         if self.preprocess != "auto":
@@ -217,12 +214,6 @@ class FeatureExtractor(
         check_is_fitted(self)
         X = validate_input(self, X, reset=False)
         return self._transform_source(make_source(X, self.num_workers))
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        tags.requires_fit = True
-        return tags
 
 
 def check_channels(module, sample_shape, role):

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from sklearn.base import (
     BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
 from sklearn.utils._param_validation import Interval
@@ -18,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.utils.data import Dataset
 
-from ._base import TorchStateMixin
+from ._base import NetworkFeaturesMixin, TorchStateMixin
 from ._validation import validate_input
 from .data import DatasetSource, first_input, make_source
 from .datasets import add_label_noise
@@ -97,7 +96,7 @@ class RotatedImages(Dataset):
 
 
 class RotNet(
-    TorchStateMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    TorchStateMixin, NetworkFeaturesMixin, TransformerMixin, BaseEstimator
 ):
     """RotNet (Gidaris et al., 2018): a teacher trained to predict image rotation.
 
@@ -243,12 +242,3 @@ class RotNet(
         check_is_fitted(self)
         X = validate_input(self, X, reset=False)
         return self.classifier_.transform(X)
-
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags

@@ -10,7 +10,6 @@ from scipy.special import softmax
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
-    ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
 from sklearn.utils import check_random_state
@@ -19,7 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._base import TorchStateMixin, prepare_network, run_network
+from ._base import NetworkFeaturesMixin, TorchStateMixin, prepare_network, run_network
 from ._torch_utils import autocast_context, resolve_device, seeded
 from ._validation import validate_input
 from .augment import random_shift
@@ -56,7 +55,7 @@ def default_augmentation(sample_shape):
 class NetClassifier(
     PersistenceMixin,
     TorchStateMixin,
-    ClassNamePrefixFeaturesOutMixin,
+    NetworkFeaturesMixin,
     TransformerMixin,
     ClassifierMixin,
     BaseEstimator,
@@ -367,12 +366,3 @@ class NetClassifier(
         features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         return self._run(X, features=True)
-
-    @property
-    def _n_features_out(self):
-        return self.n_features_out_
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float32"]
-        return tags
