@@ -189,3 +189,30 @@ def test_scikit_learn_estimator_checks(estimator):
         if result["status"] == "failed"
     ]
     assert failed == []
+
+
+def test_tf32_is_scoped_to_cuda_blocks():
+    import torch
+
+    from skclusterfit.cluster._kmeans import matmul_tf32
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    with matmul_tf32(torch.device("cuda"), not before):
+        assert torch.backends.cuda.matmul.allow_tf32 is (not before)
+        with matmul_tf32(torch.device("cuda"), before):
+            assert torch.backends.cuda.matmul.allow_tf32 is before
+        assert torch.backends.cuda.matmul.allow_tf32 is (not before)
+    assert torch.backends.cuda.matmul.allow_tf32 is before
+    with matmul_tf32(torch.device("cpu"), not before):
+        assert torch.backends.cuda.matmul.allow_tf32 is before
+
+
+@pytest.mark.gpu
+def test_gpu_labels_are_exact_nearest_centres():
+    """TF32 iterations on the GPU, but the returned labels are the exact argmin."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(20000, 64).astype(np.float32)
+    km = KMeans(n_clusters=256, n_iter=5, normalize=False, device="cuda", random_state=0).fit(X)
+    X64, C64 = X.astype(np.float64), km.cluster_centers_.astype(np.float64)
+    exact = np.argmin((C64**2).sum(1) - 2 * X64 @ C64.T, axis=1)
+    assert np.mean(exact == km.labels_) > 0.9999
