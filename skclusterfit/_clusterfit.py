@@ -23,8 +23,8 @@ from .backbones import reset_parameters
 from .checkpoint import (
     FitCheckpoint,
     data_fingerprint,
+    fitted_fingerprint,
     parameter_fingerprint,
-    weights_fingerprint,
 )
 from .cluster import KMeans
 from .features import FeatureExtractor
@@ -40,35 +40,17 @@ def _extract_teacher_features(fingerprint, teacher, X):
     return np.asarray(teacher.transform(X), dtype=np.float32)
 
 
-def network_fingerprint(estimator):
-    """A hash of an estimator's parameters and fitted state, for the feature cache.
+def teacher_cache_key(teacher):
+    """The feature cache's key for ``teacher``: its class, parameters and fitted state.
 
-    Networks are hashed by their weights (not as pickled objects), so the key
-    is stable across fits that build the same network, and differs between
-    two teachers with the same parameters but other training.
+    Networks count by their weights, never as pickled objects, so the key is
+    stable across fits that build the same network and differs between two
+    teachers with equal parameters but other training.
     """
-    if isinstance(estimator, FrozenEstimator):
-        estimator = estimator.estimator
-    params = {
-        name: value if not isinstance(value, nn.Module) else type(value).__name__
-        for name, value in estimator.get_params(deep=False).items()
-    }
-    return joblib.hash((type(estimator).__qualname__, repr(params), fitted_state(estimator)))
-
-
-def fitted_state(value):
-    """Fitted attributes (trailing underscore) as hashable data, recursively."""
-    if isinstance(value, nn.Module):
-        return {k: t.detach().cpu().numpy() for k, t in value.state_dict().items()}
-    if isinstance(value, BaseEstimator):
-        return {
-            name: fitted_state(attribute)
-            for name, attribute in sorted(vars(value).items())
-            if name.endswith("_") and not name.startswith("_")
-        }
-    if isinstance(value, (list, tuple)):
-        return [fitted_state(item) for item in value]
-    return value
+    inner = teacher.estimator if isinstance(teacher, FrozenEstimator) else teacher
+    return joblib.hash(
+        (type(inner).__qualname__, parameter_fingerprint(inner), fitted_fingerprint(inner))
+    )
 
 
 class ClusterFit(
@@ -289,7 +271,7 @@ class ClusterFit(
             return None
         parameters = parameter_fingerprint(self)
         # A teacher given by name or file: its weights, not its name, define the features.
-        parameters["teacher_ weights"] = weights_fingerprint(self.teacher_)
+        parameters["teacher_ weights"] = fitted_fingerprint(self.teacher_)
         fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
         return FitCheckpoint(self.checkpoint_dir, fingerprint, log=self._log)
 
@@ -317,7 +299,7 @@ class ClusterFit(
     def _teacher_features(self, X):
         memory = check_memory(self.memory)
         extract = memory.cache(_extract_teacher_features, ignore=["teacher"])
-        fingerprint = network_fingerprint(self.teacher_) if self.memory is not None else None
+        fingerprint = teacher_cache_key(self.teacher_) if self.memory is not None else None
         features = extract(fingerprint, self.teacher_, X)
         if features.ndim != 2 or len(features) != len(X):
             raise ValueError(

@@ -53,6 +53,8 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.frozen import FrozenEstimator
 from torch import nn
 
 from .data import first_input
@@ -167,20 +169,46 @@ def _hash_arrays(arrays):
     return digest.hexdigest()[:16]
 
 
-def weights_fingerprint(estimator):
-    """A hash of the fitted networks of ``estimator`` (e.g. a FrozenEstimator's inner one).
+def fitted_fingerprint(estimator):
+    """A hash of everything ``estimator`` learned or built in fit, recursively.
 
-    The teacher's weights, not its name, define the features: a weight file
-    replaced on disk must invalidate the checkpoint. Only the weights are
-    hashed, so moving the teacher to another device keeps the fingerprint.
+    Network weights (moved to the CPU, so the device does not matter), fitted
+    arrays and the fitted state of nested estimators: the teacher's fitted
+    state, not its name, defines the features, so a weight file replaced on
+    disk, or a teacher retrained with the same parameters, changes the hash.
     """
-    estimator = getattr(estimator, "estimator", estimator)  # FrozenEstimator
+    if isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
     arrays = {}
-    for name, value in sorted(vars(estimator).items()):
-        if name.endswith("_") and isinstance(value, nn.Module):
-            for key, tensor in value.state_dict().items():
-                arrays[f"{name}.{key}"] = tensor.detach().cpu().numpy()
+    _collect_fitted(estimator, type(estimator).__qualname__, arrays)
     return _hash_arrays(arrays)
+
+
+def _collect_fitted(value, prefix, arrays):
+    if isinstance(value, nn.Module):
+        for key, tensor in value.state_dict().items():
+            arrays[f"{prefix}.{key}"] = tensor.detach().cpu().numpy()
+    elif isinstance(value, BaseEstimator):
+        # Fitted attributes, and the estimators a meta-estimator holds as
+        # parameters (a Pipeline's steps, a FrozenEstimator's estimator).
+        for name, attribute in sorted(vars(value).items()):
+            if name.startswith("_"):
+                continue
+            if name.endswith("_") or _holds_estimator(attribute):
+                _collect_fitted(attribute, f"{prefix}.{name}", arrays)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _collect_fitted(item, f"{prefix}[{index}]", arrays)
+    elif isinstance(value, np.ndarray) and value.dtype != object:
+        arrays[prefix] = value
+    else:
+        arrays[prefix] = np.frombuffer(describe_value(value).encode(), dtype=np.uint8)
+
+
+def _holds_estimator(value):
+    if isinstance(value, BaseEstimator):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_estimator(v) for v in value)
 
 
 def parameter_fingerprint(estimator):
@@ -422,5 +450,5 @@ __all__ = [
     "atomic_write",
     "data_fingerprint",
     "parameter_fingerprint",
-    "weights_fingerprint",
+    "fitted_fingerprint",
 ]

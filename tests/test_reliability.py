@@ -326,3 +326,26 @@ def test_sigkill_during_student_training_then_resume_matches_uninterrupted(tmp_p
     )
     with open(os.path.join(directory, "fingerprint.json")) as file:
         assert set(json.load(file)) == {"data", "parameters"}
+
+
+def test_fitted_fingerprint_sees_nested_fitted_state():
+    """The teacher's fitted state defines the features, networks or not."""
+    from sklearn.decomposition import PCA
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import make_pipeline
+
+    from skclusterfit.checkpoint import fitted_fingerprint
+
+    rng = np.random.RandomState(0)
+    first, second = rng.rand(30, 5), rng.rand(30, 5)
+    a = FrozenEstimator(make_pipeline(PCA(2)).fit(first))
+    b = FrozenEstimator(make_pipeline(PCA(2)).fit(second))
+    assert fitted_fingerprint(a) != fitted_fingerprint(b)
+    assert fitted_fingerprint(a) == fitted_fingerprint(
+        FrozenEstimator(make_pipeline(PCA(2)).fit(first))
+    )
+    # A callable in the fitted state hashes by name, not by memory address.
+    extractor = FeatureExtractor("mlp", preprocess=lambda x: x, random_state=0)
+    extractor.fit(first.astype(np.float32))
+    assert fitted_fingerprint(extractor) == fitted_fingerprint(extractor)
+    assert "0x" not in repr(fitted_fingerprint(extractor))
