@@ -75,12 +75,37 @@ def _limit_threads():
     torch.set_num_threads(1)
 
 
-def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
-    """One noisy teacher, its probe, and ClusterFit for every K: a list of rows."""
-    _limit_threads()
+def clusterfit_rows(teacher, Ks, student_epochs, seed, split, *, experiment, p):
+    """ClusterFit on a fitted ``teacher`` for every K: one result row each."""
     from sklearn.frozen import FrozenEstimator
 
     from skclusterfit import ClusterFit, NetClassifier
+    from skclusterfit.evaluation import linear_probe
+
+    X_train, X_test, y_train, y_test = split
+    rows = []
+    for K in Ks:
+        start = time.perf_counter()
+        cf = ClusterFit(
+            teacher=FrozenEstimator(teacher),
+            K=K,
+            student=NetClassifier(max_epochs=student_epochs),
+            device="cpu",
+            random_state=seed,
+        ).fit(X_train)
+        rows.append({
+            "experiment": experiment, "network": "N_cf", "p": p, "K": K, "seed": seed,
+            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
+            "fit_noisy": np.nan, "fit_clean": np.nan,
+            "seconds": time.perf_counter() - start,
+        })
+    return rows
+
+
+def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
+    """One noisy teacher, its probe, and ClusterFit for every K: a list of rows."""
+    _limit_threads()
+    from skclusterfit import NetClassifier
     from skclusterfit.datasets import add_label_noise
     from skclusterfit.evaluation import linear_probe
 
@@ -99,21 +124,10 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
         "fit_clean": float(teacher.score(X_train, y_train)),
         "seconds": seconds,
     }]
-    for K in Ks:
-        start = time.perf_counter()
-        cf = ClusterFit(
-            teacher=FrozenEstimator(teacher),
-            K=K,
-            student=NetClassifier(max_epochs=student_epochs),
-            device="cpu",
-            random_state=seed,
-        ).fit(X_train)
-        rows.append({
-            "experiment": "control", "network": "N_cf", "p": p, "K": K, "seed": seed,
-            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
-            "fit_noisy": np.nan, "fit_clean": np.nan,
-            "seconds": time.perf_counter() - start,
-        })
+    rows += clusterfit_rows(
+        teacher, Ks, student_epochs, seed, (X_train, X_test, y_train, y_test),
+        experiment="control", p=p,
+    )
     print(format_rows(rows), flush=True)
     return rows
 
@@ -121,9 +135,6 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
 def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
     """A RotNet teacher (no labels), its probe, and ClusterFit for every K."""
     _limit_threads()
-    from sklearn.frozen import FrozenEstimator
-
-    from skclusterfit import ClusterFit, NetClassifier
     from skclusterfit.evaluation import linear_probe
     from skclusterfit.pretext import RotNet
 
@@ -135,20 +146,10 @@ def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
         "probe": linear_probe(rotnet, X_train, y_train, X_test, y_test),
         "fit_noisy": np.nan, "fit_clean": np.nan, "seconds": time.perf_counter() - start,
     }]
-    for K in Ks:
-        start = time.perf_counter()
-        cf = ClusterFit(
-            teacher=FrozenEstimator(rotnet),
-            K=K,
-            student=NetClassifier(max_epochs=student_epochs),
-            device="cpu",
-            random_state=seed,
-        ).fit(X_train)
-        rows.append({
-            "experiment": "rotnet", "network": "N_cf", "p": np.nan, "K": K, "seed": seed,
-            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
-            "fit_noisy": np.nan, "fit_clean": np.nan, "seconds": time.perf_counter() - start,
-        })
+    rows += clusterfit_rows(
+        rotnet, Ks, student_epochs, seed, (X_train, X_test, y_train, y_test),
+        experiment="rotnet", p=np.nan,
+    )
     print(format_rows(rows), flush=True)
     return rows
 

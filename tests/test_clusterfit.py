@@ -141,8 +141,9 @@ def test_student_forms(digits_small):
     assert cf.transform(X[:3]).shape == (3, 128)
 
 
-def test_memory_extracts_teacher_features_once_per_data(digits_small, tmp_path, monkeypatch):
-    X, _ = digits_small
+@pytest.fixture
+def extraction_calls(monkeypatch):
+    """The sizes of every teacher extraction (FeatureExtractor.transform call)."""
     calls = []
     original = FeatureExtractor.transform
 
@@ -151,6 +152,12 @@ def test_memory_extracts_teacher_features_once_per_data(digits_small, tmp_path, 
         return original(self, X)
 
     monkeypatch.setattr(FeatureExtractor, "transform", counting_transform)
+    return calls
+
+
+def test_memory_extracts_teacher_features_once_per_data(digits_small, tmp_path, extraction_calls):
+    X, _ = digits_small
+    calls = extraction_calls
     memory = joblib.Memory(tmp_path, verbose=0)
     for K in (5, 10, 15):
         fast_cf(K=K, memory=memory).fit(X)
@@ -161,16 +168,9 @@ def test_memory_extracts_teacher_features_once_per_data(digits_small, tmp_path, 
     assert len(calls) == 3
 
 
-def test_grid_search_over_K_extracts_once_per_fold(digits_small, tmp_path, monkeypatch):
+def test_grid_search_over_K_extracts_once_per_fold(digits_small, tmp_path, extraction_calls):
     X, y = digits_small
-    calls = []
-    original = FeatureExtractor.transform
-
-    def counting_transform(self, X):
-        calls.append(len(X))
-        return original(self, X)
-
-    monkeypatch.setattr(FeatureExtractor, "transform", counting_transform)
+    calls = extraction_calls
     pipe = Pipeline(
         [("cf", fast_cf(memory=str(tmp_path))), ("clf", LogisticRegression(max_iter=500))]
     )
