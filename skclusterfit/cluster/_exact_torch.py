@@ -81,13 +81,22 @@ class _DeviceRows:
             yield start, torch.from_numpy(block).to(self.device)
 
 
-def _sums(device_rows, labels, n_clusters, n_features, device):
+def _chunks(device_rows, chunk_size):
+    """``(start, rows)`` pairs of at most ``chunk_size`` rows, over all blocks."""
+    for start, block in device_rows.blocks():
+        for offset in range(0, block.shape[0], chunk_size):
+            yield start + offset, block[offset : offset + chunk_size]
+
+
+def _sums(device_rows, labels, n_clusters, n_features, chunk_size, device):
+    # float64 sums (a float64 copy of one chunk at a time): the centres do
+    # not accumulate float32 rounding over millions of rows.
     sums = torch.zeros(n_clusters, n_features, dtype=torch.float64, device=device)
     counts = torch.zeros(n_clusters, dtype=torch.int64, device=device)
-    for start, block in device_rows.blocks():
-        block_labels = labels[start : start + block.shape[0]]
-        sums.index_add_(0, block_labels, block.double())
-        counts += torch.bincount(block_labels, minlength=n_clusters)
+    for start, chunk in _chunks(device_rows, chunk_size):
+        chunk_labels = labels[start : start + chunk.shape[0]]
+        sums.index_add_(0, chunk_labels, chunk.double())
+        counts += torch.bincount(chunk_labels, minlength=n_clusters)
     return sums.cpu().numpy(), counts.cpu().numpy()
 
 
@@ -98,10 +107,10 @@ def _assign_all(device_rows, centers, n_rows, chunk_size, dtype, device):
     return labels
 
 
-def _inertia(device_rows, centers, labels):
+def _inertia(device_rows, centers, labels, chunk_size):
     total = 0.0
-    for start, block in device_rows.blocks():
-        diff = block - centers[labels[start : start + block.shape[0]]]
+    for start, chunk in _chunks(device_rows, chunk_size):
+        diff = chunk - centers[labels[start : start + chunk.shape[0]]]
         total += float((diff.double() ** 2).sum())
     return total
 
@@ -145,7 +154,7 @@ def lloyd_torch(
             labels = _assign_all(device_rows, C, rows.n_rows, chunk, iteration_dtype, device)
             changed = rows.n_rows if previous is None else int((labels != previous).sum())
             changed = int(comm.allreduce_sum(np.array([changed]))[0])
-            sums, counts = _sums(device_rows, labels, n_clusters, n_features, device)
+            sums, counts = _sums(device_rows, labels, n_clusters, n_features, chunk, device)
             sums, counts = comm.allreduce_sum(sums), comm.allreduce_sum(counts)
             new = sums / np.maximum(counts, 1)[:, None]
             new[counts == 0] = centers[counts == 0]
@@ -166,5 +175,6 @@ def lloyd_torch(
         # Labels of the returned centres, in full precision.
         dtype = exact_dtype(device)
         labels = _assign_all(device_rows, C, rows.n_rows, chunk, dtype, device)
-    total = float(comm.allreduce_sum(np.array([_inertia(device_rows, C, labels)]))[0])
+    total = _inertia(device_rows, C, labels, chunk)
+    total = float(comm.allreduce_sum(np.array([total]))[0])
     return KMeansResult(centers, labels.cpu().numpy(), total, iteration + 1, n_empty)
