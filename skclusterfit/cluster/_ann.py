@@ -25,6 +25,9 @@ import numba
 import numpy as np
 import torch
 
+from .._progress import progress
+from ._common import KMeansResult, inertia, small_kmeans, update_centers
+
 # Hops allowed per point and assignment: a safety net, the walk stops as soon
 # as no neighbour is closer (1-3 hops once the centres have settled).
 MAX_HOPS = 64
@@ -122,20 +125,10 @@ class CentroidGroups:
     inertia.
     """
 
-    def __init__(self, centers, random_state, n_probe=N_PROBE):
-        from . import _sklearn_lloyd
-
+    def __init__(self, centers, seed, n_probe=N_PROBE):
         n_clusters = centers.shape[0]
         n_groups = max(1, int(round(math.sqrt(n_clusters))))
-        seeds = centers[np.sort(random_state.choice(n_clusters, n_groups, replace=False))]
-        if _sklearn_lloyd.available():
-            self.group_centers, groups, _, _ = _sklearn_lloyd.lloyd(
-                centers, seeds, n_iter=10, tolerance=0.0
-            )
-        else:  # pragma: no cover - scikit-learn moved its private Lloyd
-            groups = np.zeros(n_clusters, dtype=np.int32)
-            self.group_centers = centers.mean(0, keepdims=True)
-        self.group_centers = np.ascontiguousarray(self.group_centers, dtype=np.float32)
+        self.group_centers, groups = small_kmeans(centers, n_groups, seed, n_iter=10)
         self.members = np.argsort(groups, kind="stable").astype(np.int32)
         counts = np.bincount(groups, minlength=len(self.group_centers))
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -161,9 +154,9 @@ class CentroidGroups:
         return labels
 
 
-def entry_labels(X, centers, random_state, chunk_size, n_probe=N_PROBE):
+def entry_labels(X, centers, seed, chunk_size, n_probe=N_PROBE):
     """Start of the walk for points with no current centre (see CentroidGroups)."""
-    groups = CentroidGroups(centers, random_state, n_probe)
+    groups = CentroidGroups(centers, seed, n_probe)
     return groups.nearest(X, centers, chunk_size)
 
 
@@ -190,3 +183,74 @@ def warm_up():
     X = rng.normal(size=(8, 2)).astype(np.float32)
     centers = X[:3].copy()
     graph_assign(X, centers, centroid_graph(centers, 2), np.zeros(8, dtype=np.int32))
+
+
+def _walk_all(rows, centers, graph, labels):
+    """The walk for every block of rows; returns the number of labels changed."""
+    changed = 0
+    for start, block in rows.blocks():
+        block_labels = labels[start : start + block.shape[0]]
+        before = block_labels.copy()
+        graph_assign(block, centers, graph, block_labels)
+        changed += int(np.count_nonzero(before != block_labels))
+    return changed
+
+
+def _entry_all(rows, centers, seed, chunk_size):
+    labels = np.empty(rows.n_rows, dtype=np.int32)
+    groups = CentroidGroups(centers, seed)
+    for start, block in rows.blocks():
+        labels[start : start + block.shape[0]] = groups.nearest(block, centers, chunk_size)
+    return labels
+
+
+def lloyd_graph(
+    rows, centers_init, *, max_iter, tol, verbose=0, comm, n_neighbors=32, seed=0,
+    chunk_size=4096,
+):
+    """Lloyd whose E-step is the greedy centroid-graph walk; the common engine signature.
+
+    Parameters
+    ----------
+    rows : ArrayRows or StreamRows
+        The (centred) data.
+    centers_init : ndarray of shape (n_clusters, n_features)
+        Initial centres.
+    max_iter, tol, verbose, comm
+        As for every engine (``_common.py``).
+    n_neighbors : int, default=32
+        Neighbours per centroid in the graph.
+    seed : int, default=0
+        Seeds the inverted file of the first assignment.
+    chunk_size : int, default=4096
+        Rows per GEMM chunk of the first assignment.
+
+    Returns
+    -------
+    result : KMeansResult
+        The labels are the walk's for the returned centres (approximate).
+    """
+    centers = np.ascontiguousarray(centers_init, dtype=np.float32)
+    labels = _entry_all(rows, centers, seed, chunk_size)
+    n_empty = 0
+    strict = False
+    with progress(total=max_iter, desc="k-means (ann)", unit="iter", verbose=verbose) as bar:
+        for iteration in range(max_iter):
+            graph = centroid_graph(centers, n_neighbors)
+            changed = _walk_all(rows, centers, graph, labels)
+            changed = int(comm.allreduce_sum(np.array([changed]))[0])
+            if iteration > 0 and changed == 0:
+                strict = True  # the centres are the means of these labels already
+                break
+            new_centers, empty = update_centers(rows, labels, centers, comm)
+            n_empty += empty
+            shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+            centers = new_centers
+            bar.update()
+            bar.set_postfix_str(f"shift {shift:.3g}")
+            if shift <= tol:
+                break
+    if not strict:
+        _walk_all(rows, centers, centroid_graph(centers, n_neighbors), labels)
+    total = inertia(rows, centers, labels, comm)
+    return KMeansResult(centers, labels.astype(np.int64), total, iteration + 1, n_empty)
