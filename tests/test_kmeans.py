@@ -436,3 +436,38 @@ def test_gpu_labels_are_exact_nearest_centres():
     expected, gap = exact_nearest(X, km.cluster_centers_)
     clear = gap > 1e-3
     assert np.mean(expected[clear] == km.labels_[clear]) == 1.0
+
+
+_CACHE_SCRIPT = """
+import numpy as np
+from skclusterfit.cluster import KMeans, _numba
+X = np.random.RandomState(0).rand(300, 4).astype(np.float32)
+KMeans(5, max_iter=2, device="cpu", random_state=0).fit(X)
+print(_numba.cache_dir())
+"""
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_numba_cache_lives_outside_the_package(tmp_path, writable):
+    """Compiled kernels go to the user cache directory, never into the package;
+    an unwritable cache directory only means compiling again."""
+    import os
+    import subprocess
+    import sys
+
+    package_cache = PACKAGE / "cluster" / "__pycache__"
+    before = set(package_cache.glob("*.nb*")) if package_cache.exists() else set()
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path) if writable else "/dev/null/not-a-directory"
+    env["PYTHONPATH"] = str(PACKAGE.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True,
+        check=True, timeout=600,
+    ).stdout.strip().splitlines()[-1]
+    after = set(package_cache.glob("*.nb*")) if package_cache.exists() else set()
+    assert after == before
+    if writable:
+        assert out == str(tmp_path / "skclusterfit" / "numba")
+        assert list((tmp_path / "skclusterfit" / "numba").rglob("*.nbi"))
+    else:
+        assert out == "None"
