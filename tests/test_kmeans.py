@@ -436,3 +436,101 @@ def test_gpu_labels_are_exact_nearest_centres():
     expected, gap = exact_nearest(X, km.cluster_centers_)
     clear = gap > 1e-3
     assert np.mean(expected[clear] == km.labels_[clear]) == 1.0
+
+
+_CACHE_SCRIPT = """
+import numpy as np
+from skclusterfit.cluster import KMeans, _numba
+X = np.random.RandomState(0).rand(300, 4).astype(np.float32)
+KMeans(5, max_iter=2, device="cpu", random_state=0).fit(X)
+print(_numba.cache_dir())
+"""
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_numba_cache_lives_outside_the_package(tmp_path, writable):
+    """Compiled kernels go to the user cache directory, never into the package;
+    an unwritable cache directory only means compiling again."""
+    import os
+    import subprocess
+    import sys
+
+    package_cache = PACKAGE / "cluster" / "__pycache__"
+    before = set(package_cache.glob("*.nb*")) if package_cache.exists() else set()
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path) if writable else "/dev/null/not-a-directory"
+    env["PYTHONPATH"] = str(PACKAGE.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True,
+        check=True, timeout=600,
+    ).stdout.strip().splitlines()[-1]
+    after = set(package_cache.glob("*.nb*")) if package_cache.exists() else set()
+    assert after == before
+    if writable:
+        assert out == str(tmp_path / "skclusterfit" / "numba")
+        assert list((tmp_path / "skclusterfit" / "numba").rglob("*.nbi"))
+    else:
+        assert out == "None"
+
+
+# -- distributed and out-of-core, in one process ----------------------------------
+
+
+def test_distributed_true_needs_a_process_group(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="distributed=True needs an initialised"):
+        KMeans(3, distributed=True, device="cpu").fit(X)
+    # "auto" without a process group is an ordinary one-process fit.
+    assert KMeans(3, device="cpu", random_state=0).fit(X).labels_.shape == (len(X),)
+
+
+@pytest.fixture(scope="module")
+def float16_memmap(tmp_path_factory):
+    """40,000 x 64 float16 on disk: a float32 copy would take 10 MB."""
+    X, _ = make_blobs(40000, n_features=64, centers=60, cluster_std=2.0, random_state=0)
+    path = tmp_path_factory.mktemp("memmap") / "features.f16"
+    mapped = np.memmap(path, dtype=np.float16, mode="w+", shape=X.shape)
+    mapped[:] = X
+    mapped.flush()
+    return np.memmap(path, dtype=np.float16, mode="r", shape=X.shape)
+
+
+@pytest.mark.parametrize("params", [{}, {"assign": "ann"}, {"whiten_dim": 12}],
+                         ids=["exact", "ann", "whiten"])
+def test_memmap_is_streamed_not_copied(float16_memmap, monkeypatch, params):
+    """A float16 memory map is clustered block by block: the result is that of the
+    same values in memory, and no float32 copy of all rows is ever allocated."""
+    import tracemalloc
+
+    from skclusterfit.cluster import _rows
+
+    monkeypatch.setattr(_rows, "STREAM_BLOCK_BYTES", 256 * 2**10)  # ~1000-row blocks
+    in_memory = np.asarray(float16_memmap, dtype=np.float32)
+    params = dict(params, init_size=1000)  # a seeding sample of 2.5% of the rows
+    reference = KMeans(30, device="cpu", random_state=0, **params).fit(in_memory)
+    full_copy = in_memory.nbytes
+    tracemalloc.start()
+    streamed = KMeans(30, device="cpu", random_state=0, **params).fit(float16_memmap)
+    labels = streamed.predict(float16_memmap)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < full_copy / 2, f"peak {peak} bytes, a float32 copy is {full_copy}"
+    assert np.mean(streamed.labels_ == reference.labels_) > 0.999
+    np.testing.assert_allclose(streamed.cluster_centers_, reference.cluster_centers_, atol=1e-4)
+    np.testing.assert_array_equal(labels, streamed.labels_)
+    assert streamed.inertia_ == pytest.approx(reference.inertia_, rel=1e-4)
+
+
+def test_memmap_with_max_samples_holds_only_the_sample(float16_memmap, monkeypatch):
+    import tracemalloc
+
+    from skclusterfit.cluster import _rows
+
+    monkeypatch.setattr(_rows, "STREAM_BLOCK_BYTES", 256 * 2**10)
+    tracemalloc.start()
+    km = KMeans(30, max_samples=0.1, init_size=1000, device="cpu", random_state=0)
+    km.fit(float16_memmap)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert km.labels_.shape == (len(float16_memmap),)
+    assert peak < 4 * float16_memmap.size / 2, f"peak {peak} bytes"

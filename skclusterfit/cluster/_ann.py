@@ -15,7 +15,7 @@ from the nearest centroid among a few probed groups of an inverted file over
 the centroids (``CentroidGroups``).
 
 The walk is a numba kernel (numba comes with pynndescent). It is compiled on
-first use and cached on disk (``cache=True``); benchmarks/kmeans.py reports
+first use and cached on disk (``_numba.py``: outside the package); benchmarks/kmeans.py reports
 that compile time separately.
 """
 
@@ -27,6 +27,7 @@ import torch
 
 from .._progress import progress
 from ._common import KMeansResult, inertia, small_kmeans, update_centers
+from ._numba import njit
 
 # Hops allowed per point and assignment: a safety net, the walk stops as soon
 # as no neighbour is closer (1-3 hops once the centres have settled).
@@ -45,7 +46,7 @@ def _dot(a, b):
     return total
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+@njit(parallel=True, fastmath=True, nogil=True)
 def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, max_hops):
     """Walk each point ``order[p]`` from ``labels[i]`` to a local nearest centre.
 
@@ -95,7 +96,7 @@ def centroid_graph(centers, n_neighbors):
     return graph
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+@njit(parallel=True, fastmath=True, nogil=True)
 def _probe_groups(X, probes, members, offsets, centers, half_center_sq, labels, best_score):
     """Nearest centre of each point among the members of its probed groups."""
     for i in numba.prange(X.shape[0]):

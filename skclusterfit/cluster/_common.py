@@ -21,6 +21,8 @@ import numba
 import numpy as np
 import torch
 
+from ._numba import njit
+
 KMeansResult = namedtuple("KMeansResult", "centers labels inertia n_iter n_empty")
 
 # faiss's split of an empty cluster: copy the largest one's centre and push the
@@ -50,7 +52,7 @@ class LocalComm:
         return [int(size)]
 
 
-@numba.njit(cache=True, nogil=True)
+@njit(nogil=True)
 def _counting_order(labels, n_clusters):
     """Row indices sorted by label (stable) and the start of each label's run."""
     counts = np.zeros(n_clusters + 1, dtype=np.int64)
@@ -67,7 +69,7 @@ def _counting_order(labels, n_clusters):
     return order, offsets
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, nogil=True)
 def _accumulate(X, order, offsets, sums, counts):
     """Add the rows of each cluster into ``sums`` (float64), one cluster per task.
 
@@ -153,7 +155,7 @@ def feature_moments(rows, comm):
     return int(n_rows), mean, float(variance)
 
 
-@numba.njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True, nogil=True)
+@njit(parallel=True, fastmath={"reassoc", "contract"}, nogil=True)
 def _squared_distances(X, centers, labels, out):
     for i in numba.prange(X.shape[0]):
         x = X[i]

@@ -35,6 +35,7 @@ import torch
 
 from .._progress import progress
 from ._common import KMeansResult, inertia, small_kmeans, update_centers
+from ._numba import njit
 
 # Points per GEMM chunk of the first E-step: the chunk's K distances per row
 # (float32) take about this many bytes, and stay in cache while scanned.
@@ -86,7 +87,7 @@ def _min_of(row, start, stop):
     return low
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, nogil=True)
 def _init_bounds(X, centers, scores, x_sq, x_norm, c_max_norm, offsets, gamma, labels, ub, lb):
     """Bounds from one GEMM chunk of scores ``|c|^2 - 2 x.c`` (float32, m x K).
 
@@ -119,7 +120,7 @@ def _init_bounds(X, centers, scores, x_sq, x_norm, c_max_norm, offsets, gamma, l
                 lb[i, g] = math.sqrt(low) if low > 0 else 0.0
 
 
-@numba.njit(parallel=True, fastmath=_FASTMATH, cache=True, nogil=True)
+@njit(parallel=True, fastmath=_FASTMATH, nogil=True)
 def _yinyang_pass(
     X, centers, offsets, group_of, drift, group_drift, labels, ub, lb, margin, heavy_limit,
     heavy,

@@ -16,9 +16,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-# Rows per block when accumulating the covariance: bounds the float32
-# temporaries to a few tens of MB whatever the number of samples.
-_BLOCK_ROWS = 16384
+from ._rows import default_block_rows
 
 
 def l2_normalize_rows(X, out=None):
@@ -35,8 +33,9 @@ def l2_normalize_rows(X, out=None):
 def _column_sums(X):
     """Row count and float64 column sums of ``X``, by blocks."""
     total = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        total += np.asarray(X[start : start + _BLOCK_ROWS]).sum(axis=0, dtype=np.float64)
+    step = default_block_rows(X.shape[1])
+    for start in range(0, X.shape[0], step):
+        total += np.asarray(X[start : start + step]).sum(axis=0, dtype=np.float64)
     return X.shape[0], total
 
 
@@ -44,8 +43,10 @@ def _scatter(X, mean):
     """Float64 scatter matrix of ``X`` about ``mean``, by blocks."""
     scatter = np.zeros((X.shape[1], X.shape[1]))
     mean32 = mean.astype(np.float32)
-    for start in range(0, X.shape[0], _BLOCK_ROWS):
-        block = np.asarray(X[start : start + _BLOCK_ROWS], dtype=np.float32) - mean32
+    step = default_block_rows(X.shape[1])
+    for start in range(0, X.shape[0], step):
+        # One float32 temporary per block, whatever X's dtype.
+        block = np.subtract(X[start : start + step], mean32, dtype=np.float32)
         # float32 GEMM per block (fast), summed in float64 (accurate over many blocks).
         scatter += block.T @ block
     return scatter
@@ -185,8 +186,9 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """``transform`` without validation, for any 2-D array-like (a memory map)."""
         out = np.empty((X.shape[0], self.whitening_.shape[1]), dtype=np.float32)
         mean32 = self.mean_.astype(np.float32)
-        for start in range(0, X.shape[0], _BLOCK_ROWS):
-            block = np.asarray(X[start : start + _BLOCK_ROWS], dtype=np.float32) - mean32
+        step = default_block_rows(X.shape[1])
+        for start in range(0, X.shape[0], step):
+            block = np.subtract(X[start : start + step], mean32, dtype=np.float32)
             np.matmul(block, self.whitening_, out=out[start : start + len(block)])
         if self.normalize:
             l2_normalize_rows(out, out=out)
