@@ -25,7 +25,8 @@ by all (fingerprint, clusters, student), each process its own features file.
 
 Every file is written atomically (:mod:`skclusterfit._atomic`): a fit killed
 mid-write leaves at most a ``.*.tmp`` file, which the next fit removes.
-Nothing is unpickled on reading: arrays are read with ``allow_pickle=False``,
+Nothing is unpickled on reading: arrays are read with ``allow_pickle=False``
+(the teacher features as a memory map, which cannot hold objects),
 the clusterer with :func:`skclusterfit.load` and ``student.pt`` with
 ``torch.load(weights_only=True)``.
 
@@ -63,6 +64,7 @@ import numpy as np
 import torch
 
 from ._atomic import atomic_write, remove_stale_temporaries
+from ._out_of_core import StreamingMap
 from .distributed import LOCAL
 from .fingerprint import data_fingerprint, parameter_fingerprint
 from .persistence import load, save
@@ -108,9 +110,9 @@ class ArrayStage:
         if not os.path.exists(path):
             return None
         store.log(f"resuming from {self.description} in {path}")
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        array = StreamingMap.open(path)  # .npy of numbers: nothing to unpickle
         if self.max_bytes is None or array.nbytes <= self.max_bytes:
-            array = np.array(array)  # read into memory, as computed
+            array = np.asarray(array[:])  # read into memory, as computed
         return array
 
     def save(self, store, array):

@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans as SklearnKMeans
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
 from skclusterfit import _ddp, _stages
-from skclusterfit._out_of_core import NpyWriter, parse_bytes
+from skclusterfit._out_of_core import NpyWriter, StreamingMap, parse_bytes
 from skclusterfit.distributed import LOCAL, ProcessGroup, process_group, shard_bounds
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
@@ -144,6 +144,39 @@ def test_npy_writer_writes_a_loadable_file(tmp_path):
     mapped = writer.finish()
     assert isinstance(mapped, np.memmap) and mapped.dtype == np.float16
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), rows.astype(np.float16))
+
+
+def _resident_file_bytes():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_streaming_map_does_not_stay_resident(tmp_path):
+    """Sweeping a plain memory map leaves the file resident in the process; a
+    StreamingMap keeps about one block."""
+    path = tmp_path / "features.npy"
+    rows = 1 << 15
+    writer = NpyWriter(path, (rows, 1024), np.float32)  # 128 MiB, written without a map
+    block = np.ones((4096, 1024), dtype=np.float32)
+    for start in range(0, rows, len(block)):
+        writer[start : start + len(block)] = block
+    writer.finish()
+    size = rows * 1024 * 4
+
+    def sweep(X):
+        before = _resident_file_bytes()
+        total = 0.0
+        for start in range(0, rows, 4096):
+            total += float(X[start : start + 4096][:, 0].sum())
+        assert total == rows
+        return _resident_file_bytes() - before
+
+    assert sweep(np.load(path, mmap_mode="r")) > size // 2  # why StreamingMap exists
+    assert sweep(StreamingMap.open(path)) < size // 8
 
 
 def _clusterfit(**params):
