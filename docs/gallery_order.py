@@ -17,6 +17,9 @@ ORDER = [
     "plot_cluster_gallery.py",
     "plot_swap_clusterer.py",
     "plot_feature_preprocessing.py",
+    # scaling
+    "torchrun_fit.py",
+    "plot_torchrun.py",
     # real_world
     "resnet50_image_folder.py",
     "gpu_run.py",
