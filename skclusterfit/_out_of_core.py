@@ -56,6 +56,10 @@ def parse_bytes(value, name="feature_budget"):
     return int(float(number) * _UNITS[(unit or "").upper()])
 
 
+# Rows of a fancy-indexed read taken at a time by StreamingMap.
+_TAKE_ROWS = 1024
+
+
 class StreamingMap(np.memmap):
     """A read-only memory map whose pages are let go after each read.
 
@@ -86,6 +90,17 @@ class StreamingMap(np.memmap):
         return np.load(path, mmap_mode="r").view(cls)
 
     def __getitem__(self, index):
+        if isinstance(index, list):
+            index = np.asarray(index)
+        if (isinstance(index, np.ndarray) and index.ndim == 1 and index.dtype.kind in "iu"
+                and len(index) > _TAKE_ROWS):
+            # Scattered rows fault in their neighbours too (the kernel maps
+            # pages around each fault): a sample spread over the file would
+            # map all of it at once. Take and let go a bounded run at a time.
+            return np.concatenate(
+                [self[index[start : start + _TAKE_ROWS]]
+                 for start in range(0, len(index), _TAKE_ROWS)]
+            )
         rows = super().__getitem__(index)
         if not isinstance(rows, np.ndarray) or rows.ndim == 0:
             return rows
