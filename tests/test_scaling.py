@@ -234,6 +234,12 @@ def test_out_of_core_features_become_the_checkpoint_file(digits_small, in_memory
     assert "resuming from teacher features" in out and "(on disk)" in out
     np.testing.assert_array_equal(again.labels_, first.labels_)
     np.testing.assert_array_equal(first.labels_, in_memory.labels_)
+    # The budget says where the features live, not what they are: a larger one
+    # resumes the same checkpoint, reading them into memory.
+    larger = _clusterfit(checkpoint_dir=directory, verbose=1).fit(X)
+    out = capsys.readouterr().out
+    assert "resuming from teacher features" in out and "(on disk)" not in out
+    np.testing.assert_array_equal(larger.labels_, first.labels_)
 
 
 def test_float16_features(digits_small, in_memory, tmp_path):
