@@ -129,6 +129,10 @@ class ClusterFit(
         ``X.shape[1]`` seen in fit (array input).
     n_features_out_ : int
         Dimension of the student features.
+    stage_seconds_ : dict of str to float
+        Wall-clock seconds of this fit's stages ("teacher features",
+        "clustering", "student"); a stage restored from ``checkpoint_dir``
+        counts the time to read it.
 
     See Also
     --------
@@ -227,8 +231,9 @@ class ClusterFit(
             features = self._teacher_features(X)
             if checkpoint is not None:
                 checkpoint.save_features(features)
+        self.stage_seconds_ = {"teacher features": time.perf_counter() - start}
         self._log(
-            f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s"
+            f"teacher features {features.shape} in {self.stage_seconds_['teacher features']:.1f}s"
         )
 
         start = time.perf_counter()
@@ -244,9 +249,10 @@ class ClusterFit(
             )
             if checkpoint is not None:
                 checkpoint.save_clusters(self.labels_, self.cluster_centers_, self.clusterer_)
+        self.stage_seconds_["clustering"] = time.perf_counter() - start
         self._log(
             f"{len(np.unique(self.labels_))} clusters in "
-            f"{time.perf_counter() - start:.1f}s"
+            f"{self.stage_seconds_['clustering']:.1f}s"
         )
 
         start = time.perf_counter()
@@ -262,7 +268,8 @@ class ClusterFit(
                 )
             raise
         self.n_features_out_ = self.student_.n_features_out_
-        self._log(f"student trained in {time.perf_counter() - start:.1f}s")
+        self.stage_seconds_["student"] = time.perf_counter() - start
+        self._log(f"student trained in {self.stage_seconds_['student']:.1f}s")
         return self
 
     def _open_checkpoint(self, X):
