@@ -211,6 +211,14 @@ class ImageFiles(Dataset):
         if self.std is not None and not all(s > 0 for s in self.std):
             raise ValueError(f"std={std!r} must be positive.")
         self.on_error = on_error
+        if self.mode == "P":
+            raise ValueError("mode='P' (palette) is not an image layout; use 'RGB' or 'L'.")
+        channels = len(self.mode) if self.mode not in ("1", "L", "I", "F") else 1
+        if self.mean is not None and len(self.mean) not in (1, channels):
+            raise ValueError(
+                f"mean has {len(self.mean)} values but mode={mode!r} images have "
+                f"{channels} channel(s)."
+            )
         self.paths, self.skipped = [], []
         first = None  # (height, width) of the first kept item
         for path in map(os.fspath, paths):
@@ -233,15 +241,6 @@ class ImageFiles(Dataset):
         self._warn_skipped(self.skipped, len(self.skipped) + len(self.paths))
         if not self.paths:
             raise ValueError("no readable image file among the paths given.")
-        self._hw = first
-        channels = len(self.mode) if self.mode not in ("1", "L", "P", "I", "F") else 1
-        if self.mode == "P":
-            raise ValueError("mode='P' (palette) is not an image layout; use 'RGB' or 'L'.")
-        if self.mean is not None and len(self.mean) not in (1, channels):
-            raise ValueError(
-                f"mean has {len(self.mean)} values but mode={mode!r} images have "
-                f"{channels} channel(s)."
-            )
         self.shape = (channels, *first)
         self._reset_failures()
 
