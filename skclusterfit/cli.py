@@ -124,10 +124,11 @@ def _add_fit(commands):
                          help="a torchvision model name, 'cnn', or a model file "
                          "saved by skclusterfit (a fitted FeatureExtractor, "
                          "NetClassifier or RotNet)")
-    teacher.add_argument("--weights", default=None,
+    teacher.add_argument("--weights", default="auto",
                          help="the teacher's weights: a local state-dict file "
-                         "(.pth/.pt/.safetensors) or a torchvision weight name "
-                         "such as IMAGENET1K_V2 (needs network or torch's hub cache)")
+                         "(.pth/.pt/.safetensors) or a torchvision weight name such "
+                         "as IMAGENET1K_V2; 'auto': torchvision's default pretrained "
+                         "weights (names need network access or torch's hub cache)")
     teacher.add_argument("--layer", default=None,
                          help="feature node of the teacher (torchvision feature-"
                          "extraction name); default: the penultimate layer")
@@ -254,7 +255,7 @@ def _check_teacher(parser, args):
 
     teacher = args.teacher
     if os.path.isfile(teacher):
-        if args.weights is not None or args.layer is not None:
+        if args.weights != "auto" or args.layer is not None:
             parser.error(
                 "--weights and --layer apply to a teacher given by name; "
                 f"--teacher {teacher!r} is a saved model that has its own"
@@ -271,9 +272,11 @@ def _check_teacher(parser, args):
             "model name"
         )
     weights = args.weights
-    if weights is not None and is_weight_file(weights) and not os.path.isfile(weights):
+    if weights == "auto" or os.path.isfile(teacher):
+        return
+    if is_weight_file(weights) and not os.path.isfile(weights):
         parser.error(f"argument --weights: file {weights!r} does not exist")
-    if weights is not None and not is_weight_file(weights):
+    if not is_weight_file(weights):
         from .backbones import torchvision_weights
 
         try:

@@ -27,7 +27,8 @@ from sklearn.pipeline import Pipeline
 
 from . import ClusterFit, FeatureExtractor, NetClassifier
 from ._progress import log
-from .checkpoint import FEATURES_FILE, atomic_write
+from ._atomic import atomic_write
+from .checkpoint import FEATURES_FILE
 from .image_files import ImageFiles, ImageReader, list_image_files
 from .persistence import load, save
 
@@ -46,7 +47,7 @@ def _load_teacher_file(path):
     return estimator
 
 
-def reader_settings(teacher, weights=None, *, resize=None, crop=None, mean=None,
+def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=None,
                     std=None, mode=None):
     """The :class:`ImageFiles` settings (mode, size, crop, mean, std) for a teacher.
 
@@ -56,7 +57,7 @@ def reader_settings(teacher, weights=None, *, resize=None, crop=None, mean=None,
     fitted estimator (or a saved one's path), its training input size
     unnormalised; for ``"cnn"``, 32x32 unnormalised.
     """
-    from .backbones import torchvision_weights
+    from .backbones import resolve_weights, torchvision_weights
 
     defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None}
     if not isinstance(teacher, str) or os.path.isfile(teacher):
@@ -76,7 +77,7 @@ def reader_settings(teacher, weights=None, *, resize=None, crop=None, mean=None,
     elif teacher == "cnn":
         defaults.update(size=32, crop=32)
     else:
-        enum = torchvision_weights(teacher, weights)
+        enum = torchvision_weights(teacher, resolve_weights(teacher, weights))
         if enum is not None:
             transforms = enum.transforms()
             defaults.update(
@@ -95,7 +96,7 @@ def reader_settings(teacher, weights=None, *, resize=None, crop=None, mean=None,
     return settings
 
 
-def make_teacher(teacher, weights=None, layer=None, *, batch_size=64, workers=0,
+def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, workers=0,
                  device="auto", seed=0):
     """A frozen teacher for ClusterFit: a FeatureExtractor, or a saved model frozen."""
     if os.path.isfile(teacher):
@@ -104,13 +105,6 @@ def make_teacher(teacher, weights=None, layer=None, *, batch_size=64, workers=0,
             estimator = estimator.estimator
         _set_running(estimator, batch_size, workers, device)
         return FrozenEstimator(estimator)
-    if weights is None:
-        warnings.warn(
-            f"teacher {teacher!r} has no --weights: it is randomly initialised, and "
-            "ClusterFit on a random teacher's features is rarely useful.",
-            UserWarning,
-            stacklevel=2,
-        )
     return FeatureExtractor(
         teacher, weights=weights, layer=layer, preprocess=None, batch_size=batch_size,
         num_workers=workers, device=device, random_state=seed,
@@ -210,7 +204,7 @@ def fit_folder(
     out,
     *,
     teacher="resnet50",
-    weights=None,
+    weights="auto",
     layer=None,
     K=16000,
     student=None,
@@ -244,8 +238,12 @@ def fit_folder(
     teacher : str, default="resnet50"
         A torchvision model name, "cnn", or the path of a fitted estimator
         saved by :func:`skclusterfit.save`.
-    weights, layer : str or None
-        The teacher's weights (file or torchvision name) and feature node.
+    weights : str, path or None, default="auto"
+        The teacher's weights: a local file, a torchvision weight name,
+        "auto" (torchvision's pretrained default for a torchvision model name;
+        needs network access or torch's hub cache) or None (random).
+    layer : str or None, default=None
+        The teacher's feature node; None: the penultimate layer.
     K : int, default=16000
         Number of clusters.
     student : str or None, default=None

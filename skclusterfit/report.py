@@ -462,7 +462,7 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
     """
     from torch.utils.data import Subset
 
-    from .checkpoint import atomic_write
+    from ._atomic import atomic_write
 
     labels = np.asarray(model.labels_)
     paths = dataset.paths

@@ -39,7 +39,7 @@ def digits():
 @pytest.fixture(scope="module")
 def rotnet(digits):
     X_train = digits[0]
-    return RotNet(max_epochs=2, device="cpu", random_state=0).fit(X_train[:400])
+    return RotNet(NetClassifier(max_epochs=2, device="cpu"), random_state=0).fit(X_train[:400])
 
 
 def test_label_noise_helper_is_shared():
@@ -69,12 +69,12 @@ def test_rotnet_is_a_transformer(rotnet, digits):
     # It learned the pretext task: rotations of held-out digits are told apart.
     rotated = RotatedImages(make_source(X_test))
     assert rotnet.classifier_.score(rotated, rotated.labels()) > 0.5
-    assert clone(rotnet).get_params()["max_epochs"] == 2
+    assert clone(rotnet).get_params()["classifier__max_epochs"] == 2
 
 
 def test_rotnet_rejects_non_square_images():
     with pytest.raises(ValueError, match="square"):
-        RotNet(max_epochs=1).fit(np.zeros((8, 1, 6, 8), dtype=np.float32))
+        RotNet(NetClassifier(max_epochs=1)).fit(np.zeros((8, 1, 6, 8), dtype=np.float32))
 
 
 def test_rotnet_teacher_in_clusterfit(rotnet, digits):

@@ -13,7 +13,7 @@ from skclusterfit.models import SmallCNN
 
 def test_torchvision_model_penultimate_layer():
     X = np.random.RandomState(0).rand(3, 3, 32, 32).astype(np.float32)
-    extractor = FeatureExtractor("resnet18", random_state=0).fit(X)
+    extractor = FeatureExtractor("resnet18", weights=None, random_state=0).fit(X)
     features = extractor.transform(X)
     assert features.shape == (3, 512) and features.dtype == np.float32
     # The penultimate layer is the input of resnet's fc: compare with a hook.
@@ -86,9 +86,14 @@ def test_torchvision_weight_name_offline_error(monkeypatch):
 
 
 def test_weight_name_resolves_preprocessing():
+    from skclusterfit.backbones import preprocess_from_spec
+
     enum = torchvision.models.get_model_weights("resnet18")["IMAGENET1K_V1"]
     extractor = FeatureExtractor("resnet18", weights="IMAGENET1K_V1")
-    assert type(extractor._resolve_preprocess()) is type(enum.transforms())
+    assert extractor._preprocess_spec() == "ResNet18_Weights.IMAGENET1K_V1"
+    assert type(preprocess_from_spec(extractor._preprocess_spec())) is type(enum.transforms())
+    assert FeatureExtractor("resnet18")._preprocess_spec().startswith("ResNet18_Weights.")
+    assert FeatureExtractor("resnet18", weights=None)._preprocess_spec() is None
 
 
 def test_unknown_weight_name():

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from _image_folders import write_digit_folder
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.checkpoint import data_fingerprint
+from skclusterfit.fingerprint import data_fingerprint
 from skclusterfit.image_files import ImageFiles, ImageReader, list_image_files
 
 

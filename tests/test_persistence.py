@@ -64,8 +64,8 @@ def test_torchvision_network_roundtrip(tmp_path):
     """A torchvision architecture is rebuilt by name; the weights come from the file."""
     images = np.random.RandomState(0).rand(6, 3, 32, 32).astype(np.float32)
     for extractor in (
-        FeatureExtractor("resnet18", random_state=0),
-        FeatureExtractor("resnet18", layer="layer2", random_state=0),
+        FeatureExtractor("resnet18", weights=None, random_state=0),
+        FeatureExtractor("resnet18", weights=None, layer="layer2", random_state=0),
     ):
         extractor.fit(images)
         loaded = roundtrip(extractor, tmp_path)

@@ -34,9 +34,16 @@ def test_torchvision_student_from_scratch():
     assert clf.transform(X).shape == (8, 512)
 
 
-def test_verbose_prints_epochs(digits_small, capsys):
+def test_verbose_shows_a_bar_then_lines_per_epoch(digits_small, capsys):
     X, y = digits_small
+    NetClassifier(max_epochs=2, random_state=0).fit(X, y)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
     NetClassifier(max_epochs=2, verbose=1, random_state=0).fit(X, y)
+    bar = capsys.readouterr()
+    assert "training" in bar.err and "2/2" in bar.err and "loss" in bar.err
+    assert bar.out == ""
+    NetClassifier(max_epochs=2, verbose=2, random_state=0).fit(X, y)
     out = capsys.readouterr().out
     assert "epoch 1/2" in out and "epoch 2/2" in out and "loss" in out
 
