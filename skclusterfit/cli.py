@@ -299,18 +299,28 @@ def parse_args(argv=None):
 def main(argv=None):
     """Entry point of ``skclusterfit`` and ``python -m skclusterfit``."""
     args = parse_args(argv)
-    if args.command == "demo":
-        from ._demo import run
+    try:
+        if args.command == "demo":
+            from ._demo import run
 
-        run(args)
-    elif args.command == "fit":
-        from .image_folder import fit_from_args
+            run(args)
+        elif args.command == "fit":
+            from .image_folder import fit_from_args
 
-        fit_from_args(args)
-    else:
-        from .image_folder import transform_from_args
+            fit_from_args(args)
+        else:
+            from .image_folder import transform_from_args
 
-        transform_from_args(args)
+            transform_from_args(args)
+    except KeyboardInterrupt:
+        hint = " run the same command again to resume." if args.command == "fit" else ""
+        print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        # What the data or the environment refused (no images, K above their
+        # count, weights offline): the message names it; a traceback would not help.
+        print(f"skclusterfit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

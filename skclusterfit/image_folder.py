@@ -142,7 +142,7 @@ def _set_running(estimator, batch_size, workers, device):
 
 
 # -- reading the images ---------------------------------------------------------------------
-def read_images(images, settings, out=None, *, workers=0, verbose=0):
+def read_images(images, settings, out=None, *, workers=0, verbose=0, min_images=1):
     """The decodable images of ``images`` as an :class:`ImageFiles`, and what was left out.
 
     Every file is checked (header, then a full decode in ``workers``
@@ -159,6 +159,11 @@ def read_images(images, settings, out=None, *, workers=0, verbose=0):
     paths, ignored = list_image_files(images)
     if not paths:
         raise ValueError(f"images={images!r} holds no .jpg, .jpeg, .png or .webp file.")
+    if len(paths) < min_images:  # before any decoding
+        raise ValueError(
+            f"K={min_images} clusters need at least as many images, but {images!r} "
+            f"has {len(paths)} image files."
+        )
     key = _scan_key(paths, settings)
     scan_path = None if out is None else os.path.join(out, "scan.json")
     if scan_path is not None and os.path.exists(scan_path):
@@ -279,7 +284,8 @@ def fit_folder(
     start = time.perf_counter()
     settings = reader_settings(teacher, weights, resize=resize, crop=crop, mean=mean,
                                std=std, mode=mode)
-    dataset, left_out = read_images(images, settings, out, workers=workers, verbose=verbose)
+    dataset, left_out = read_images(images, settings, out, workers=workers, verbose=verbose,
+                                    min_images=K)
     timings["checking images"] = time.perf_counter() - start
     log("skclusterfit", f"{len(dataset)} images, {len(left_out)} files left out "
         f"(listed in {os.path.join(out, 'skipped.txt')})", verbose)

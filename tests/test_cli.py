@@ -212,11 +212,18 @@ def test_transform_leaves_out_bad_files_and_lists_them(fitted_run, tmp_path):
     assert len(open(str(tmp_path / "f.skipped.txt")).readlines()) == len(bad)
 
 
-def test_k_larger_than_the_images_is_refused_before_the_teacher(tmp_path, teacher_file):
+def test_k_larger_than_the_images_is_refused_before_the_teacher(tmp_path, teacher_file,
+                                                                 monkeypatch, capsys):
     images = str(tmp_path / "few")
     write_digit_folder(images, range(5), bad_files=False)
-    with pytest.raises(ValueError, match="K=10 clusters need at least as many images"):
-        cli.main(fit_argv(images, str(tmp_path / "out"), teacher_file))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("files decoded before K was checked")
+
+    monkeypatch.setattr("skclusterfit.image_files.ImageFiles.check_decode", forbidden)
+    assert cli.main(fit_argv(images, str(tmp_path / "out"), teacher_file)) == 1
+    assert ("skclusterfit fit: error: K=10 clusters need at least as many images, but "
+            f"{images!r} has 5 image files.") in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ resnet50-11ad3fa6.pth --K 10000 --device cuda --workers 8 --out run/``
 # %%
 # A folder of image files
 # -----------------------
-# 900 digits as PNG files in one sub-folder per writer batch (the command
+# 600 digits as PNG files in sub-folders of 200 (the command
 # does not need class folders), a ``labels.csv`` for the report, a truncated
 # PNG and a text file named ``.png``: the command skips and lists both.
 import os
@@ -35,10 +35,10 @@ work = tempfile.mkdtemp(prefix="skclusterfit-cli-")
 images = os.path.join(work, "images")
 digits = load_digits()
 labels = ["path,label"]
-for i in range(900):
+for i in range(600):
     pixels = (digits.images[i] * (255 / 16)).astype(np.uint8)
     image = Image.fromarray(pixels).resize((32, 32), Image.BILINEAR).convert("RGB")
-    path = os.path.join(images, f"batch_{i // 300}", f"{i:04d}.png")
+    path = os.path.join(images, f"batch_{i // 200}", f"{i:04d}.png")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     image.save(path)
     labels.append(f"{os.path.relpath(path, work)},{digits.target[i]}")
@@ -62,11 +62,11 @@ from skclusterfit import NetClassifier
 from skclusterfit.datasets import add_label_noise
 
 X = np.stack([
-    np.asarray(Image.open(os.path.join(images, f"batch_{i // 300}", f"{i:04d}.png")))
-    for i in range(900)
-]).transpose(0, 3, 1, 2)  # (900, 3, 32, 32) uint8
-teacher = NetClassifier(max_epochs=15, random_state=0).fit(
-    X, add_label_noise(digits.target[:900], 0.6, random_state=0)
+    np.asarray(Image.open(os.path.join(images, f"batch_{i // 200}", f"{i:04d}.png")))
+    for i in range(600)
+]).transpose(0, 3, 1, 2)  # (600, 3, 32, 32) uint8
+teacher = NetClassifier(max_epochs=10, random_state=0).fit(
+    X, add_label_noise(digits.target[:600], 0.6, random_state=0)
 )
 teacher_file = os.path.join(work, "teacher.skcf")
 teacher.save(teacher_file)
@@ -80,7 +80,7 @@ teacher.save(teacher_file)
 out = os.path.join(work, "run")
 command = [
     sys.executable, "-m", "skclusterfit", "fit", images, "--teacher", teacher_file,
-    "--K", "50", "--epochs", "15", "--workers", "1", "--device", "cpu",
+    "--K", "30", "--epochs", "10", "--workers", "1", "--device", "cpu",
     "--labels", os.path.join(work, "labels.csv"), "--out", out,
 ]
 result = subprocess.run(command, capture_output=True, text=True, check=True)
