@@ -209,12 +209,12 @@ def cluster_size_figure(labels):
 
 
 def _thumbnail(path, side):
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail((side, side))
+            # Scaled to fit the square (up as well as down: small images stay legible).
+            image = ImageOps.contain(image.convert("RGB"), (side, side))
             canvas = Image.new("RGB", (side, side), (255, 255, 255))
             canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
             return np.asarray(canvas)
