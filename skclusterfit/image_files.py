@@ -341,10 +341,11 @@ class ImageFiles(Dataset):
             With ``on_error="raise"``, naming the first damaged file.
         """
         from ._progress import progress
+        from .data import worker_context
 
         loader = DataLoader(
             _DecodeCheck(self), batch_size=batch_size, num_workers=num_workers,
-            collate_fn=_as_list,
+            collate_fn=_as_list, multiprocessing_context=worker_context(num_workers),
         )
         failures = []
         for batch in progress(loader, total=len(loader), desc="checking images",

@@ -145,3 +145,19 @@ def test_image_reader_is_a_pipeline_step(folder):
 def test_bad_settings_are_named(folder, kwargs, message):
     with pytest.raises(ValueError, match=message):
         ImageFiles(folder[0][:2], **kwargs)
+
+
+def test_dataloader_workers_start_inside_a_joblib_worker(folder):
+    # A loky worker's default multiprocessing context cannot start DataLoader
+    # processes (GridSearchCV(n_jobs=2) over an estimator with num_workers > 0).
+    from joblib import Parallel, delayed
+
+    good, _ = folder
+
+    def extract(paths):
+        images = ImageFiles(paths, mode="L", size=(16, 16))
+        extractor = FeatureExtractor("cnn", random_state=0, num_workers=2).fit(images)
+        return extractor.transform(images).shape
+
+    shapes = Parallel(n_jobs=2, backend="loky")(delayed(extract)(good[:8]) for _ in range(2))
+    assert shapes[0][0] == 8 and shapes[0] == shapes[1]
