@@ -56,8 +56,26 @@ def _existing_file(text):
     return text
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except None (its help says what None means)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    return _DefaultsFormatter(prog, max_help_position=32)
+
+
+def default_workers():
+    """DataLoader workers when --workers is not given: min(8, CPU cores available)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(8, cores)
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -146,10 +164,11 @@ def _add_fit(commands):
     clusters.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
     reading = fit.add_argument_group(
         "image preprocessing",
-        "Default: the transforms of the weights when given by torchvision name; "
-        "ImageNet's (resize 256, crop 224, ImageNet mean/std) for a torchvision "
-        "teacher with a weights file; the training input size, unnormalised, "
-        "for a teacher saved by skclusterfit.",
+        "Default: the transforms of the weights when given by torchvision name "
+        "or as a file named as torchvision names it (resnet50-11ad3fa6.pth: "
+        "IMAGENET1K_V2's resize 232, crop 224); ImageNet's (resize 256, crop 224, "
+        "ImageNet mean/std) for a torchvision teacher with another weights file; "
+        "the training input size, unnormalised, for a teacher saved by skclusterfit.",
     )
     _add_reading_options(reading)
     running = fit.add_argument_group("running")
@@ -178,8 +197,9 @@ def _add_running_options(group):
                        help="images per batch")
     group.add_argument("--device", type=_device, default="auto",
                        help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    group.add_argument("--workers", type=_number(int, 0), default=min(8, os.cpu_count() or 1),
-                       help="DataLoader worker processes that decode images")
+    group.add_argument("--workers", type=_number(int, 0), default=None,
+                       help="DataLoader worker processes that decode images "
+                       "(default: min(8, CPU cores))")
     group.add_argument("--quiet", action="store_true",
                        help="no progress bars or stage messages")
 
@@ -293,6 +313,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
+    if getattr(args, "workers", 0) is None:
+        args.workers = default_workers()
     return args
 
 

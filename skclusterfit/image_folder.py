@@ -52,8 +52,10 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
     """The :class:`ImageFiles` settings (mode, size, crop, mean, std) for a teacher.
 
     Explicit values win. Otherwise: the transforms of ``weights`` when it is
-    a torchvision weight name; for a torchvision model with a weights file
-    (or none), ImageNet's (resize 256, crop 224, ImageNet mean and std); for a
+    a torchvision weight name, or a file named as torchvision names its
+    download (``resnet50-11ad3fa6.pth``: IMAGENET1K_V2's resize 232, crop 224);
+    for a torchvision model with another weights file (or none), ImageNet's
+    (resize 256, crop 224, ImageNet mean and std); for a
     fitted estimator (or a saved one's path), its training input size
     unnormalised; for ``"cnn"``, 32x32 unnormalised.
     """
@@ -78,6 +80,8 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
         defaults.update(size=32, crop=32)
     else:
         enum = torchvision_weights(teacher, resolve_weights(teacher, weights))
+        if enum is None and weights is not None:
+            enum = _torchvision_weights_of_file(teacher, weights)
         if enum is not None:
             transforms = enum.transforms()
             defaults.update(
@@ -94,6 +98,19 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
         if settings[key] is not None:
             settings[key] = tuple(float(v) for v in settings[key])
     return settings
+
+
+def _torchvision_weights_of_file(model, path):
+    """The torchvision weights whose download has this file name (e.g.
+    ``resnet50-11ad3fa6.pth`` is ResNet50_Weights.IMAGENET1K_V2), or None."""
+    import torchvision
+
+    try:
+        candidates = list(torchvision.models.get_model_weights(model))
+    except (ValueError, KeyError):
+        return None
+    name = os.path.basename(os.fspath(path))
+    return next((w for w in candidates if os.path.basename(w.url) == name), None)
 
 
 def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, workers=0,

@@ -253,3 +253,16 @@ def test_resumed_run_after_a_kill_gives_the_same_clusters(fitted_run, teacher_fi
         os.path.join(fitted_run["out"], "clusters.csv")
     ) as b:
         assert a.read() == b.read()
+
+
+def test_a_torchvision_weights_file_gets_its_own_versions_transforms():
+    from skclusterfit.image_folder import IMAGENET_MEAN, reader_settings
+
+    v2 = reader_settings("resnet50", "/models/resnet50-11ad3fa6.pth")
+    v1 = reader_settings("resnet50", "/models/resnet50-0676ba61.pth")
+    other = reader_settings("resnet50", "/models/my-finetuned.pth")
+    assert (v2["size"], v2["crop"]) == (232, 224)
+    assert (v1["size"], v1["crop"]) == (256, 224)
+    assert (other["size"], other["crop"], other["mean"]) == (256, 224, IMAGENET_MEAN)
+    assert reader_settings("resnet50", "/m/x.pth", resize=300)["crop"] == 224
+    assert reader_settings("resnet50", "IMAGENET1K_V2", crop=200)["size"] == 232
