@@ -1,4 +1,4 @@
-"""Judging representations on frozen features: a linear probe (the paper's) and a kNN probe (DINO's)."""
+"""Judging frozen features: a linear probe (the paper's) and a kNN probe (DINO's)."""
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression

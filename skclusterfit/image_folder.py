@@ -26,8 +26,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
 from . import ClusterFit, FeatureExtractor, NetClassifier
-from ._progress import log
 from ._atomic import atomic_write
+from ._progress import log
 from .checkpoint import FEATURES_FILE
 from .image_files import ImageFiles, ImageReader, list_image_files
 from .persistence import load, save

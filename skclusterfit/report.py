@@ -404,7 +404,8 @@ def figure_to_data_uri(figure, dpi=110):
 _STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;
 color:#222;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
+h1{font-size:1.6em;margin-bottom:.2em}
+h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 .summary{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
 .card{background:#f4f6f8;border-radius:6px;padding:.6em 1em;min-width:8em}
 .card b{display:block;font-size:1.4em} img{max-width:100%} table{border-collapse:collapse}

@@ -11,13 +11,12 @@ import time
 
 import numpy as np
 import pytest
+from _image_folders import digit_array, write_digit_folder
 
 import skclusterfit
 from skclusterfit import NetClassifier, cli
 from skclusterfit._demo import run as run_demo
 from skclusterfit.image_files import ImageFiles
-
-from _image_folders import digit_array, write_digit_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _image_folders import write_digit_folder
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from _image_folders import write_digit_folder
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
 from skclusterfit.fingerprint import data_fingerprint
 from skclusterfit.image_files import ImageFiles, ImageReader, list_image_files

@@ -1,4 +1,4 @@
-"""Render the gallery example's report.html in headless Chromium: docs/_static/report_screenshot.png.
+"""Render the gallery example's report.html in headless Chromium (docs/_static).
 
     python docs/scripts/report_screenshot.py [--chromium /usr/bin/chromium]
 

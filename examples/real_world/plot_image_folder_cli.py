@@ -105,7 +105,6 @@ for row in rows[:3]:
 # one from the saved model and ``clusters.csv``. First the cluster sizes:
 import skclusterfit
 from skclusterfit import report
-from skclusterfit.image_files import ImageFiles
 
 model = skclusterfit.load(os.path.join(out, "model"))  # Pipeline(ImageReader, ClusterFit)
 cf = model.named_steps["clusterfit"]
