@@ -21,6 +21,7 @@ ORDER = [
     "torchrun_fit.py",
     "plot_torchrun.py",
     # real_world
+    "plot_image_folder_cli.py",
     "resnet50_image_folder.py",
     "gpu_run.py",
 ]

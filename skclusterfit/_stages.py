@@ -162,3 +162,11 @@ def cluster_centers(clusterer, features, labels):
     np.add.at(sums, labels, features)
     counts = np.bincount(labels, minlength=n_clusters)[:, None]
     return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
+def slowest(seconds, group):
+    """``{stage: seconds}`` of the slowest process, the same on every process
+    (a stage ends when its last process does)."""
+    names = list(seconds)
+    values = group.all_reduce(np.array([seconds[name] for name in names]), op="max")
+    return {name: float(value) for name, value in zip(names, values)}
