@@ -21,7 +21,8 @@ LAYERS = [
         "skclusterfit._atomic", "skclusterfit._estimators", "skclusterfit._progress",
         "skclusterfit._torch_utils", "skclusterfit.augment", "skclusterfit.backbones",
         "skclusterfit.data", "skclusterfit.datasets", "skclusterfit.image_files",
-        "skclusterfit.models",
+        "skclusterfit.models", "skclusterfit.distributed", "skclusterfit._ddp",
+        "skclusterfit._out_of_core",
     },
     # Shared estimator plumbing that knows no estimator class.
     {"skclusterfit._base", "skclusterfit._validation", "skclusterfit.fingerprint"},
@@ -125,9 +126,6 @@ def test_services_know_no_estimator_class(graph):
         assert not used & estimator_classes, (module, used & estimator_classes)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cluster/_sklearn_lloyd.py: replaced on the kmeans branch (issue 16)"
-)
 def test_no_private_scikit_learn_imports():
     """Only sklearn.utils._param_validation, the scikit-learn-contrib convention."""
     offending = []
