@@ -9,6 +9,7 @@ import os
 import tempfile
 
 import numpy as np
+import torch
 import pytest
 from sklearn.cluster import KMeans as SklearnKMeans
 
@@ -255,3 +256,61 @@ def test_float16_features(digits_small, in_memory, tmp_path):
     # In memory (under the budget) float16 gives the same clusters as on disk.
     in_ram = _clusterfit(feature_dtype="float16").fit(X)
     np.testing.assert_array_equal(in_ram.labels_, half.labels_)
+
+
+class _Images(torch.utils.data.Dataset):
+    """A map-style Dataset of (image, target) pairs."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        return torch.from_numpy(self.X[index]), 0
+
+
+def _image_paths(X, folder):
+    from PIL import Image
+
+    paths = []
+    for i, image in enumerate(X):
+        path = os.path.join(folder, f"{i:04d}.png")
+        Image.fromarray((image[0] * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["array", "memmap", "dataset", "paths", "frozen sklearn"])
+def test_shards_of_any_input_give_the_one_process_features(kind, digits_small, tmp_path):
+    """Each process extracts its own rows: the shards' features, concatenated in
+    rank order, are the one-process features (any input, any teacher)."""
+    from sklearn.decomposition import PCA
+    from sklearn.frozen import FrozenEstimator
+
+    from skclusterfit._validation import validate_input
+
+    X, _ = digits_small
+    X = X[:203]  # not divisible by the 3 processes, nor by the batch size
+    teacher = FeatureExtractor("cnn", batch_size=16, random_state=0)
+    if kind == "memmap":
+        np.save(tmp_path / "X.npy", X)
+        X = np.load(tmp_path / "X.npy", mmap_mode="r")
+    elif kind == "dataset":
+        X = _Images(X)
+    elif kind == "paths":
+        X = _image_paths(X, tmp_path)  # RGB images decoded by ImageFiles
+    elif kind == "frozen sklearn":
+        X = X.reshape(len(X), -1)
+        teacher = FrozenEstimator(PCA(8, random_state=0).fit(X))
+    X = validate_input(ClusterFit(), X, reset=True)
+    if not isinstance(teacher, FrozenEstimator):
+        teacher.fit(X)
+    whole = _stages.teacher_features(teacher, X)
+    parts = [
+        _stages.teacher_features(teacher, _stages.feature_rows(teacher, X, ProcessGroup(r, 3)))
+        for r in range(3)
+    ]
+    assert sum(len(part) for part in parts) == len(whole)
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
