@@ -5,10 +5,10 @@ Part 1, ``processes``: the same ``ClusterFit(...).fit(X)`` script run by
 when a GPU is visible and ``--device cuda``), on the same data, one after the
 other from this one run. Printed per run: teacher-extraction and
 student-training throughput of the whole job (samples/s, and the ratio to one
-process), and the peak resident memory (VmHWM) of every process. Each process
-reports the extraction time ClusterFit itself logs for its shard and the
-epoch times of its student's ``history_`` (the slowest process's, the same on
-every process); the first epoch is left out of the training figure (warm-up).
+process), and the peak resident memory (VmHWM) of every process. The times are
+ClusterFit's own ``stage_seconds_`` and the epoch times of its student's
+``history_`` (both the slowest process's, the same on every process); the
+first epoch is left out of the training figure (warm-up).
 The peer is the 1-process run: a ratio of 2.0 is perfect scaling. On a
 2-core CPU shared with other jobs expect little: two processes share two
 cores, and every training step waits for a gradient all-reduce.
@@ -105,11 +105,6 @@ class Tee(io.TextIOBase):
         self.stream.flush()
 
 
-def logged_seconds(text, pattern):
-    match = re.search(pattern + r" in ([0-9.]+)s", text)
-    return float(match.group(1)) if match else float("nan")
-
-
 def thread_environment(threads):
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -174,8 +169,8 @@ def processes_worker(args):
         "world_size": world_size,
         "n_samples": len(X),
         "shard_rows": int(shard.group(1)),
-        "extract_seconds": logged_seconds(log, r"teacher features \(\d+, \d+\)"),
-        "cluster_seconds": logged_seconds(log, r"\d+ clusters"),
+        "extract_seconds": cf.stage_seconds_["teacher features"],
+        "cluster_seconds": cf.stage_seconds_["clustering"],
         "epoch_seconds": [epoch["seconds"] for epoch in cf.student_.history_],
         "peak_rss": status_bytes("VmHWM"),
         "peak_anon": memory.peak["RssAnon"],
@@ -307,9 +302,9 @@ def out_of_core_worker(args):
         "peak_anon": memory.peak["RssAnon"],
         "peak_file": memory.peak["RssFile"],
         "make_data_seconds": make_seconds,
-        "extract_seconds": logged_seconds(log, r"teacher features \(\d+, \d+\)"),
-        "cluster_seconds": logged_seconds(log, r"\d+ clusters"),
-        "student_seconds": logged_seconds(log, r"student trained"),
+        "extract_seconds": cf.stage_seconds_["teacher features"],
+        "cluster_seconds": cf.stage_seconds_["clustering"],
+        "student_seconds": cf.stage_seconds_["student"],
         "on_disk": "(on disk)" in log,
         "n_clusters_found": int(len(np.unique(cf.labels_))),
         "kmeans_iterations": int(cf.clusterer_.n_iter_),
