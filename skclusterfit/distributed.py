@@ -283,11 +283,6 @@ class ProcessGroup:
         if self.is_distributed:
             dist.barrier()
 
-    # A ProcessGroup stands for "the processes of this run": an estimator that
-    # keeps one (it should not) must not carry it into a pickle.
-    def __reduce__(self):
-        return (ProcessGroup, (0, 1))
-
 
 #: The group of one process: a plain ``python script.py``, or ``distributed=False``.
 LOCAL = ProcessGroup(0, 1)
