@@ -314,3 +314,21 @@ def test_shards_of_any_input_give_the_one_process_features(kind, digits_small, t
     ]
     assert sum(len(part) for part in parts) == len(whole)
     np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_student_checkpoint_of_two_processes_resumed_by_one_warns(digits_small, tmp_path):
+    """A 2-process student checkpoint holds both processes' generators; one
+    process resuming it goes on from the epoch, with a warning."""
+    from skclusterfit.checkpoint import EpochCheckpoint
+
+    X, y = digits_small
+    path = tmp_path / "student.pt"
+    NetClassifier(max_epochs=1, random_state=0).fit(X, y, checkpoint=EpochCheckpoint(path))
+    state = torch.load(path, weights_only=True)
+    own = {key: state[key] for key in ("generator", "torch_rng", "cuda_rng")}
+    state["ranks"] = [own, own]  # as written by process 0 of 2
+    torch.save(state, path)
+    resumed = NetClassifier(max_epochs=2, random_state=0)
+    with pytest.warns(UserWarning, match="written by 2 process"):
+        resumed.fit(X, y, checkpoint=EpochCheckpoint(path, log=lambda message: None))
+    assert [epoch["epoch"] for epoch in resumed.history_] == [1, 2]
