@@ -41,6 +41,10 @@ _ANN_MIN_CLUSTERS = 4096
 _INIT_ROWS_PER_CLUSTER = 3
 _INIT_MIN_ROWS = 10_000
 _DEPRECATED = "deprecated"
+# Rows in memory are copied once (float32, preprocessed, centred) when that
+# copy takes at most this much; larger arrays, like memory maps, are prepared
+# a block at a time on every pass (1M x 2048 float32 is 8 GB: no second copy).
+_COPY_LIMIT_BYTES = 2**30
 
 
 class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
@@ -65,8 +69,10 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     PCA-whitened (``whiten_dim``) and L2-normalised (``normalize``), as
     DeepCluster and VISSL do. For data too big to iterate over,
     ``max_samples`` fits the centres on a random sample and then assigns
-    every row by streaming blocks; a :class:`numpy.memmap` ``X`` (float32 or
-    float16) is read a block at a time, never copied whole.
+    every row by streaming blocks. The rows clustered are copied once
+    (float32, preprocessed, centred) when that copy fits in 1 GiB; a
+    :class:`numpy.memmap` ``X`` (float32 or float16), or a larger array, is
+    read and prepared a block at a time on every pass, never copied whole.
 
     Under ``torch.distributed`` (``distributed="auto"`` and a process group
     of more than one process) each process passes its own shard of the rows
@@ -347,9 +353,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         return X
 
     def _rows(self, X, shift):
-        """Rows for an engine: a prepared copy in memory, or streamed from a memory map."""
-        if isinstance(X, np.memmap):
-            n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
+        """Rows for an engine: a prepared copy in memory, or streamed by blocks."""
+        n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
+        if isinstance(X, np.memmap) or 4 * X.shape[0] * n_features > _COPY_LIMIT_BYTES:
             return StreamRows(X, self._prepare, n_features, shift=shift)
         array = self._prepare(X)
         if shift is not None:
