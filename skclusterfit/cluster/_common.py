@@ -145,9 +145,15 @@ def feature_moments(rows, comm):
     total = np.zeros(rows.n_features)
     total_sq = np.zeros(rows.n_features)
     for _, block in rows.blocks():
-        block64 = block.astype(np.float64)
-        total += block64.sum(0)
-        total_sq += np.einsum("ij,ij->j", block64, block64)
+
+        def work(a, b, block=block):
+            part = block[a:b]
+            # float32 products, float64 sums: exact enough for a mean and a tolerance.
+            return part.sum(0, dtype=np.float64), (part * part).sum(0, dtype=np.float64)
+
+        for sums, squares in map_chunks(work, block.shape[0], 4096):
+            total += sums
+            total_sq += squares
     n_rows = comm.allreduce_sum(np.array([rows.n_rows], dtype=np.int64))[0]
     total = comm.allreduce_sum(total)
     total_sq = comm.allreduce_sum(total_sq)

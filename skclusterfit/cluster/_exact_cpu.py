@@ -389,17 +389,45 @@ def _lloyd(rows, centers_init, max_iter, tol, verbose, comm, seed):
 def nearest_centers(X, centers):
     """Exact nearest centre (int64) of every row of ``X`` (float32, C-contiguous).
 
-    One GEMM per chunk, then the proven check of the first E-step (a single
-    group): only rows with a near tie get direct distances.
+    One GEMM per chunk, then the proven check of the first E-step: the
+    centres are split into consecutive groups of ten, and only the groups
+    holding a centre within the GEMM's rounding of the best one are compared
+    directly (a few rows, a few groups).
     """
     centers = np.ascontiguousarray(centers, dtype=np.float32)
     n_clusters, n_features = centers.shape
-    offsets = np.array([0, n_clusters], dtype=np.int64)
-    group_of = np.zeros(n_clusters, dtype=np.int64)
+    offsets = np.append(np.arange(0, n_clusters, _GROUP_SIZE), n_clusters).astype(np.int64)
+    group_of = np.arange(n_clusters, dtype=np.int64) // _GROUP_SIZE
     gemm = _Gemm(centers, offsets, group_of, rounding_margin(n_features))
     labels = np.empty(X.shape[0], dtype=np.int64)
-    ub = np.empty(X.shape[0], dtype=np.float32)
-    lb = np.empty((X.shape[0], 1), dtype=np.float32)
+
+    def work(start, stop):
+        # Bounds for one task's rows only: n_rows x K/10 floats would not fit.
+        ub = np.empty(stop - start, dtype=np.float32)
+        lb = np.empty((stop - start, len(offsets) - 1), dtype=np.float32)
+        gemm.rows(X[start:stop], labels[start:stop], ub, lb)
+
     with single_threaded_blas():
-        gemm(X, labels, ub, lb)
+        map_chunks(work, X.shape[0], max(gemm.chunk, min(_TASK_ROWS, split(X.shape[0]))))
+    return labels
+
+
+def gemm_nearest(X, centers):
+    """Nearest centre (int64) by float32 GEMM alone, as scikit-learn computes it.
+
+    Not proven exact near ties (see :func:`nearest_centers`); cheap.
+    """
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    minus_two_ct = np.ascontiguousarray(-2.0 * centers.T)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+
+    def work(start, stop):
+        scores = X[start:stop] @ minus_two_ct
+        scores += c_sq
+        labels[start:stop] = scores.argmin(1)
+
+    chunk = max(16, _GEMM_CHUNK_BYTES // (4 * centers.shape[0]))
+    with single_threaded_blas():
+        map_chunks(work, X.shape[0], chunk)
     return labels
