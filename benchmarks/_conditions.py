@@ -87,7 +87,7 @@ def header(argv=None):
         f"date: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, commit {commit()}",
         f"machine: {os.cpu_count()} logical CPUs ({cpu_model()}), "
         f"Python {platform.python_version()}",
-        f"load average at start (1, 5, 15 min): "
+        "load average at start (1, 5, 15 min): "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         f"thread settings: {env or 'none (runtimes pick their defaults)'}",
     ])

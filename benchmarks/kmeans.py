@@ -427,7 +427,8 @@ def print_table(name, records):
             f"{np.median([r['peak_above_base_gib'] for r in rs]):.2f} GiB | "
             f"{np.median([r.get('seeding_s', 0.0) for r in rs]):.2f} |"
         )
-    print(f"load averages seen by the runs: {sorted({r['load'] for rs in ok.values() for r in rs})}")
+    loads = sorted({r["load"] for rs in ok.values() for r in rs})
+    print(f"load averages seen by the runs: {loads}")
 
 
 def exact_on_subsample(data, base, methods, rows, workdir, timeout):

@@ -12,8 +12,7 @@ from sklearn.cluster import kmeans_plusplus
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from skclusterfit.cluster import KMeans, PCAWhitening
-from skclusterfit.cluster import _ann, _exact_cpu, _exact_torch, _kmeans
+from skclusterfit.cluster import KMeans, PCAWhitening, _ann, _exact_cpu, _exact_torch, _kmeans
 from skclusterfit.cluster._common import LocalComm
 from skclusterfit.cluster._rows import ArrayRows
 
@@ -86,7 +85,7 @@ def test_exact_inertia_equal_to_sklearn_at_equal_init(overlapping, backend, offs
 
 
 def test_yinyang_labels_are_lloyds_at_every_iteration(overlapping):
-    """The bounds skip only what cannot change: labels equal float64 Lloyd's, iteration by iteration."""
+    """The bounds skip only what cannot change: Lloyd's labels, iteration by iteration."""
     X = overlapping[:3000] + np.float32(50.0)  # off-centre: the engine must centre
     init = X[np.random.RandomState(0).choice(len(X), 120, replace=False)]
     history, _ = reference_lloyd(X, init, 8)

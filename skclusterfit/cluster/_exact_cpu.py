@@ -359,6 +359,7 @@ def _lloyd(rows, centers_init, max_iter, tol, verbose, comm, seed):
     _initial_e_step(rows, _Gemm(centers, offsets, group_of, margin), bounds)
     n_empty = 0
     strict = False
+    drift = changed = None  # set by the first M-step, before any use
     with progress(total=max_iter, desc="k-means", unit="iter", verbose=verbose) as bar:
         for iteration in range(max_iter):
             if iteration > 0:
