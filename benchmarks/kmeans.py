@@ -215,7 +215,10 @@ def run_method(method, X, init, n_iter, n_clusters, device):
 
         # fastkmeans draws its own initial centres (seeded); the others start
         # from ``init``, so compare its time, and its inertia only loosely.
-        km = FastKMeans(X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=True, seed=0)
+        km = FastKMeans(
+            X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=True, seed=0,
+            max_points_per_centroid=X.shape[0],  # no subsampling (its default is 256)
+        )
         km.train(X)
         return km.centroids, km.predict(X), {"note": "own random init"}
     raise ValueError(f"unknown method {method!r}")

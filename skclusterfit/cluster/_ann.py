@@ -12,11 +12,13 @@ exact centroid graph, one GEMM.
 
 Points without a current centre (the first assignment, ``predict``) start
 from the nearest centroid among a few probed groups of an inverted file over
-the centroids (``CentroidGroups``).
+the centroids (``CentroidGroups``). After every walk, the walk's labels of a
+fixed random sample of rows are compared with their nearest centres by GEMM;
+when they agree on fewer than 99% of them (data where the walk gets stuck),
+the step is redone exactly (``_WalkCheck``).
 
-The walk is a numba kernel (numba comes with pynndescent). It is compiled on
-first use and cached on disk (``_numba.py``: outside the package); benchmarks/kmeans.py reports
-that compile time separately.
+The walk is a numba kernel (numba comes with pynndescent), compiled on first
+use and cached on disk outside the package (``_numba.py``).
 """
 
 import math
@@ -202,14 +204,6 @@ def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS):
         ),
         order.shape[0], max(1024, split(order.shape[0], 4 * n_threads())),
     )
-
-
-def warm_up():
-    """Compile (or load from numba's cache) the walk kernel; returns nothing."""
-    rng = np.random.RandomState(0)
-    X = rng.normal(size=(8, 2)).astype(np.float32)
-    centers = X[:3].copy()
-    graph_assign(X, centers, centroid_graph(centers, 2), np.zeros(8, dtype=np.int32))
 
 
 def _walk_all(rows, centers, graph, labels):

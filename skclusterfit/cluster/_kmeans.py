@@ -91,8 +91,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     max_iter : int, default=20
         Maximum Lloyd iterations.
     init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
-        Seeding. "k-means++" is greedy k-means++ on a random sample of
-        ``init_size`` rows; "random" draws rows uniformly. An array gives
+        Seeding. "k-means++" is k-means++ on a random sample of ``init_size``
+        rows (greedy, as scikit-learn's, for the exact engines; one candidate
+        per centre with ``assign="ann"``); "random" draws rows uniformly. An array gives
         the initial centres (in the preprocessed space: whitened and/or
         normalised when those are on).
     normalize : bool, default=True
@@ -377,8 +378,14 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
 
     # -- seeding ---------------------------------------------------------------
 
-    def _initial_centers(self, rows, shift, rng, comm):
-        """Initial (centred) centres, the same on every process."""
+    def _initial_centers(self, rows, shift, rng, comm, engine):
+        """Initial (centred) centres, the same on every process.
+
+        k-means++ is greedy (2 + log K candidates per centre) for the exact
+        engines; for the graph walk (K in the thousands) it takes one
+        candidate per centre: the greedy trials would cost more than the whole
+        approximate fit (benchmarks/README.md).
+        """
         n_features = rows.n_features
         if not isinstance(self.init, str):
             init = np.asarray(self.init, dtype=np.float32)
@@ -412,7 +419,8 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             if self.init == "random":
                 centers = random_rows(sample, self.n_clusters, seeding_rng)
             else:
-                centers = kmeans_plusplus(sample, self.n_clusters, seeding_rng)
+                trials = 1 if engine == "graph" else None
+                centers = kmeans_plusplus(sample, self.n_clusters, seeding_rng, n_trials=trials)
         return comm.broadcast(centers)
 
     def _random_state(self, comm):
@@ -467,7 +475,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         else:
             rows.shift = shift
         tolerance = self.tol * variance
-        centers = self._initial_centers(rows, shift, rng, comm)
+        centers = self._initial_centers(rows, shift, rng, comm, engine)
         seed = int(rng.randint(2**31 - 1))
         log("KMeans", f"{engine} engine, {n_total} rows, K={self.n_clusters}", self.verbose)
         if engine == "yinyang":
