@@ -12,8 +12,7 @@ from sklearn.cluster import kmeans_plusplus
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from skclusterfit.cluster import KMeans, PCAWhitening
-from skclusterfit.cluster import _ann, _exact_cpu, _exact_torch, _kmeans
+from skclusterfit.cluster import KMeans, PCAWhitening, _ann, _exact_cpu, _exact_torch, _kmeans
 from skclusterfit.cluster._common import LocalComm
 from skclusterfit.cluster._rows import ArrayRows
 
@@ -86,7 +85,7 @@ def test_exact_inertia_equal_to_sklearn_at_equal_init(overlapping, backend, offs
 
 
 def test_yinyang_labels_are_lloyds_at_every_iteration(overlapping):
-    """The bounds skip only what cannot change: labels equal float64 Lloyd's, iteration by iteration."""
+    """The bounds skip only what cannot change: Lloyd's labels, iteration by iteration."""
     X = overlapping[:3000] + np.float32(50.0)  # off-centre: the engine must centre
     init = X[np.random.RandomState(0).choice(len(X), 120, replace=False)]
     history, _ = reference_lloyd(X, init, 8)
@@ -224,6 +223,60 @@ def test_ann_predict_is_close_to_exact_nearest(overlapping):
     ann.fit(overlapping)
     expected, _ = exact_nearest(overlapping, ann.cluster_centers_)
     assert np.mean(ann.predict(overlapping) == expected) > 0.97
+
+
+@pytest.fixture(scope="module")
+def digit_features(digits_images):
+    """Penultimate features of a CNN trained on digits, L2-normalised as ClusterFit does."""
+    from skclusterfit import NetClassifier
+
+    X, y = digits_images
+    Z = NetClassifier(max_epochs=5, random_state=0).fit(X, y).transform(X)
+    return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n_clusters", [50, 200, 500])
+def test_ann_on_network_features_is_close_to_exact(digit_features, n_clusters):
+    """The data ClusterFit sees: ANN inertia within 0.5% of exact Lloyd's from the
+    same seeds, and predict returns the exact nearest centre for >= 99% of rows."""
+    init = KMeans(n_clusters, max_iter=1, random_state=0, device="cpu").fit(
+        digit_features
+    ).cluster_centers_
+    exact = KMeans(n_clusters, init=init, assign="exact", device="cpu").fit(digit_features)
+    ann = KMeans(n_clusters, init=init, assign="ann", device="cpu", random_state=0)
+    ann.fit(digit_features)
+    assert ann.inertia_ <= 1.005 * exact.inertia_
+    expected, _ = exact_nearest(digit_features, ann.cluster_centers_)
+    assert np.mean(ann.predict(digit_features) == expected) >= 0.99
+
+
+def test_ann_falls_back_to_exact_when_the_walk_is_stuck(monkeypatch):
+    """Well-separated modes, one per cluster, seeds that miss many of them: the
+    walk cannot cross between modes; the sample check notices and the E-step
+    is redone exactly, so the inertia stays within 1% of exact Lloyd's."""
+    # 300 unit-variance modes with N(0, I) means in 64-d (the benchmark's hard case).
+    rng = np.random.RandomState(0)
+    means = rng.standard_normal((300, 64)).astype(np.float32)
+    X = means[rng.randint(300, size=10000)] + rng.standard_normal((10000, 64)).astype(np.float32)
+    init = X[np.random.RandomState(1).choice(len(X), 300, replace=False)]
+    exact = KMeans(300, init=init, normalize=False, assign="exact", device="cpu").fit(X)
+    passes = []
+    original = _ann._WalkCheck.e_step
+
+    def counting(self, *args):
+        changed = original(self, *args)
+        passes.append(self.exact_passes)
+        return changed
+
+    monkeypatch.setattr(_ann._WalkCheck, "e_step", counting)
+    ann = KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0)
+    ann.fit(X)
+    assert passes[-1] >= 1  # the fallback did run
+    assert ann.inertia_ <= 1.01 * exact.inertia_
+    monkeypatch.setattr(_ann, "MIN_AGREEMENT", 0.0)  # never fall back: markedly worse
+    unchecked = KMeans(300, init=init, normalize=False, assign="ann", device="cpu",
+                       random_state=0).fit(X)
+    assert unchecked.inertia_ > 1.03 * exact.inertia_
 
 
 def test_centroid_graph_is_the_exact_knn_graph():

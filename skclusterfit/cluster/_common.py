@@ -17,11 +17,10 @@ computed, so every process computes the same centres from the same numbers.
 
 from collections import namedtuple
 
-import numba
 import numpy as np
-import torch
 
 from ._numba import njit
+from ._parallel import map_chunks, n_threads, split
 
 KMeansResult = namedtuple("KMeansResult", "centers labels inertia n_iter n_empty")
 
@@ -37,9 +36,6 @@ class LocalComm:
     world_size = 1
 
     def allreduce_sum(self, array):
-        return array
-
-    def allreduce_max(self, array):
         return array
 
     def broadcast(self, array, src=0):
@@ -69,17 +65,16 @@ def _counting_order(labels, n_clusters):
     return order, offsets
 
 
-@njit(parallel=True, nogil=True)
-def _accumulate(X, order, offsets, sums, counts):
-    """Add the rows of each cluster into ``sums`` (float64), one cluster per task.
+@njit(nogil=True)
+def _accumulate(X, order, offsets, sums, counts, first, last):
+    """Add the rows of clusters ``first..last-1`` into ``sums`` (float64).
 
-    Each cluster's row of ``sums`` is written by one thread only, so no
-    per-thread copy of the K x d sums is needed (262 MB each at K = 16,000,
-    d = 2048 in float64).
+    Each thread owns a range of clusters, so each row of ``sums`` is written
+    by one thread only: no per-thread copy of the K x d sums is needed
+    (262 MB each at K = 16,000, d = 2048 in float64).
     """
-    n_clusters = offsets.shape[0] - 1
     n_features = X.shape[1]
-    for k in numba.prange(n_clusters):
+    for k in range(first, last):
         start, stop = offsets[k], offsets[k + 1]
         counts[k] += stop - start
         if stop == start:
@@ -98,7 +93,10 @@ def cluster_sums(rows, labels, n_clusters, comm):
     for start, block in rows.blocks():
         block_labels = labels[start : start + block.shape[0]]
         order, offsets = _counting_order(block_labels, n_clusters)
-        _accumulate(block, order, offsets, sums, counts)
+        map_chunks(
+            lambda first, last: _accumulate(block, order, offsets, sums, counts, first, last),
+            n_clusters, split(n_clusters, 4 * n_threads()),
+        )
     return comm.allreduce_sum(sums), comm.allreduce_sum(counts)
 
 
@@ -144,9 +142,15 @@ def feature_moments(rows, comm):
     total = np.zeros(rows.n_features)
     total_sq = np.zeros(rows.n_features)
     for _, block in rows.blocks():
-        block64 = block.astype(np.float64)
-        total += block64.sum(0)
-        total_sq += np.einsum("ij,ij->j", block64, block64)
+
+        def work(a, b, block=block):
+            part = block[a:b]
+            # float32 products, float64 sums: exact enough for a mean and a tolerance.
+            return part.sum(0, dtype=np.float64), (part * part).sum(0, dtype=np.float64)
+
+        for sums, squares in map_chunks(work, block.shape[0], 4096):
+            total += sums
+            total_sq += squares
     n_rows = comm.allreduce_sum(np.array([rows.n_rows], dtype=np.int64))[0]
     total = comm.allreduce_sum(total)
     total_sq = comm.allreduce_sum(total_sq)
@@ -155,9 +159,9 @@ def feature_moments(rows, comm):
     return int(n_rows), mean, float(variance)
 
 
-@njit(parallel=True, fastmath={"reassoc", "contract"}, nogil=True)
+@njit(fastmath={"reassoc", "contract"}, nogil=True)
 def _squared_distances(X, centers, labels, out):
-    for i in numba.prange(X.shape[0]):
+    for i in range(X.shape[0]):
         x = X[i]
         c = centers[labels[i]]
         total = np.float32(0.0)
@@ -170,11 +174,12 @@ def _squared_distances(X, centers, labels, out):
 def squared_distances(X, centers, labels):
     """Squared distance of every row of ``X`` to its assigned centre (float32)."""
     out = np.empty(X.shape[0], dtype=np.float32)
-    _squared_distances(
-        np.ascontiguousarray(X, dtype=np.float32),
-        np.ascontiguousarray(centers, dtype=np.float32),
-        np.asarray(labels, dtype=np.int64),
-        out,
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    map_chunks(
+        lambda a, b: _squared_distances(X[a:b], centers, labels[a:b], out[a:b]),
+        X.shape[0], 16384,
     )
     return out
 
@@ -195,20 +200,23 @@ def small_kmeans(points, n_groups, seed, n_iter=5):
     Returns ``(group_centres float32, group of each point int64)``;
     deterministic given ``seed``.
     """
-    n_points = points.shape[0]
-    P = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+    P = np.ascontiguousarray(points, dtype=np.float32)
+    n_points = P.shape[0]
     if n_groups <= 1:
-        return P.mean(0, keepdim=True).numpy(), np.zeros(n_points, dtype=np.int64)
+        return P.mean(0, keepdims=True), np.zeros(n_points, dtype=np.int64)
     rng = np.random.RandomState(seed)
-    G = P[torch.from_numpy(np.sort(rng.choice(n_points, n_groups, replace=False)))]
-    p_sq = (P * P).sum(1, keepdim=True)
+    G = P[np.sort(rng.choice(n_points, n_groups, replace=False))]
+
+    def nearest(G):
+        return (np.einsum("ij,ij->i", G, G)[None] - 2 * (P @ G.T)).argmin(1)
+
     for _ in range(n_iter):
-        distances = torch.addmm((G * G).sum(1), P, G.T, alpha=-2.0) + p_sq
-        groups = distances.argmin(1)
-        counts = torch.bincount(groups, minlength=n_groups)
-        sums = torch.zeros_like(G).index_add_(0, groups, P)
-        G = torch.where(
-            (counts > 0)[:, None], sums / counts.clamp(min=1)[:, None].to(P.dtype), G
-        )
-    distances = torch.addmm((G * G).sum(1), P, G.T, alpha=-2.0) + p_sq
-    return G.contiguous().numpy(), distances.argmin(1).numpy().astype(np.int64)
+        groups = nearest(G)
+        counts = np.bincount(groups, minlength=n_groups)
+        filled = counts > 0
+        order = np.argsort(groups, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+        sums = np.add.reduceat(P[order].astype(np.float64), starts, axis=0)
+        G = G.copy()
+        G[filled] = (sums / counts[filled, None]).astype(np.float32)
+    return np.ascontiguousarray(G), nearest(G).astype(np.int64)

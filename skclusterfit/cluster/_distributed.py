@@ -48,12 +48,6 @@ class TorchComm:
         self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
         return self._numpy(tensor, array)
 
-    def allreduce_max(self, array):
-        array = np.asarray(array)
-        tensor = self._tensor(array)
-        self.dist.all_reduce(tensor, op=self.dist.ReduceOp.MAX)
-        return self._numpy(tensor, array)
-
     def broadcast(self, array, src=0):
         """``src``'s array on every rank (all ranks pass the same shape and dtype)."""
         array = np.asarray(array)

@@ -31,15 +31,15 @@ import math
 
 import numba
 import numpy as np
-import torch
 
 from .._progress import progress
 from ._common import KMeansResult, inertia, small_kmeans, update_centers
 from ._numba import njit
+from ._parallel import map_chunks, single_threaded_blas, split
 
 # Points per GEMM chunk of the first E-step: the chunk's K distances per row
 # (float32) take about this many bytes, and stay in cache while scanned.
-_GEMM_CHUNK_BYTES = 8 * 2**20
+_GEMM_CHUNK_BYTES = 4 * 2**20
 # Memory allowed for the per-point group bounds (n_rows x n_groups float32).
 _BOUNDS_BYTES = 512 * 2**20
 # Centres per group (Yinyang's K/10 groups).
@@ -49,6 +49,8 @@ _FLOAT32_MAX = np.float32(np.finfo(np.float32).max)
 # A point whose search would open more than this fraction of the groups is
 # recomputed by GEMM instead (cheaper per distance than the direct search).
 _HEAVY_FRACTION = 0.3
+# Rows per task of the thread pool in the bounds search.
+_TASK_ROWS = 8192
 
 
 def rounding_margin(n_features):
@@ -87,7 +89,7 @@ def _min_of(row, start, stop):
     return low
 
 
-@njit(parallel=True, nogil=True)
+@njit(nogil=True)
 def _init_bounds(X, centers, scores, x_sq, x_norm, c_max_norm, offsets, gamma, labels, ub, lb):
     """Bounds from one GEMM chunk of scores ``|c|^2 - 2 x.c`` (float32, m x K).
 
@@ -97,7 +99,7 @@ def _init_bounds(X, centers, scores, x_sq, x_norm, c_max_norm, offsets, gamma, l
     bound ``gamma * (|x| + max |c|)^2``.
     """
     n_groups = offsets.shape[0] - 1
-    for i in numba.prange(scores.shape[0]):
+    for i in range(scores.shape[0]):
         row = scores[i]
         best_value = _min_of(row, 0, row.shape[0])
         best = 0
@@ -120,7 +122,7 @@ def _init_bounds(X, centers, scores, x_sq, x_norm, c_max_norm, offsets, gamma, l
                 lb[i, g] = math.sqrt(low) if low > 0 else 0.0
 
 
-@njit(parallel=True, fastmath=_FASTMATH, nogil=True)
+@njit(fastmath=_FASTMATH, nogil=True)
 def _yinyang_pass(
     X, centers, offsets, group_of, drift, group_drift, labels, ub, lb, margin, heavy_limit,
     heavy,
@@ -134,7 +136,7 @@ def _yinyang_pass(
     """
     n_groups = offsets.shape[0] - 1
     changed = 0
-    for i in numba.prange(X.shape[0]):
+    for i in range(X.shape[0]):
         old = labels[i]
         upper = ub[i] + drift[old]
         global_low = np.inf
@@ -227,34 +229,46 @@ class _Gemm:
         n_clusters, n_features = centers.shape
         self.centers, self.offsets, self.group_of = centers, offsets, group_of
         self.margin = np.float32(1.0 + margin)
-        self.C = torch.from_numpy(centers)
-        self.c_sq = (self.C * self.C).sum(1)
-        self.c_max_norm = np.float32(float(self.c_sq.max().sqrt()))
+        c_sq = np.einsum("ij,ij->i", centers, centers)
+        self.c_sq = c_sq.astype(np.float32)
+        self.c_max_norm = np.float32(np.sqrt(c_sq.max()))
+        # -2 C^T: scaling by a power of two rounds nothing.
+        self.minus_two_ct = np.ascontiguousarray(-2.0 * centers.T, dtype=np.float32)
         # The GEMM's rounding: each of |x|^2, x.c and |c|^2 is a float32 sum
         # of d terms (within d*u of exact, relative to the sum of
         # magnitudes), plus the two additions.
         self.gamma = np.float32(2.0 * (n_features + 4) * _FLOAT32_UNIT)
-        self.chunk = max(64, _GEMM_CHUNK_BYTES // (4 * n_clusters))
+        self.chunk = max(16, _GEMM_CHUNK_BYTES // (4 * n_clusters))
         self.zero = np.zeros(n_clusters, dtype=np.float32)
         self.zero_groups = np.zeros(len(offsets) - 1, dtype=np.float32)
         self.no_heavy = np.zeros(0, dtype=np.uint8)
 
-    def __call__(self, X, labels, ub, lb):
-        """Exact labels of the rows ``X`` and their bounds, written in place."""
+    def rows(self, X, labels, ub, lb):
+        """Exact labels of the rows ``X`` and their bounds, written in place (one thread)."""
         for offset in range(0, X.shape[0], self.chunk):
             part = X[offset : offset + self.chunk]
             rows = slice(offset, offset + part.shape[0])
-            scores = torch.addmm(self.c_sq, torch.from_numpy(part), self.C.T, alpha=-2.0)
+            scores = part @ self.minus_two_ct
+            scores += self.c_sq
             x_sq = np.einsum("ij,ij->i", part, part)
             _init_bounds(
-                part, self.centers, scores.numpy(), x_sq, np.sqrt(x_sq), self.c_max_norm,
+                part, self.centers, scores, x_sq, np.sqrt(x_sq), self.c_max_norm,
                 self.offsets, self.gamma, labels[rows], ub[rows], lb[rows],
             )
-        # The GEMM's nearest centre may be wrong by its rounding: settle it.
-        _yinyang_pass(
-            X, self.centers, self.offsets, self.group_of, self.zero, self.zero_groups,
-            labels, ub, lb, self.margin, lb.shape[1], self.no_heavy,
-        )
+            # The GEMM's nearest centre may be wrong by its rounding: settle it.
+            _yinyang_pass(
+                part, self.centers, self.offsets, self.group_of, self.zero,
+                self.zero_groups, labels[rows], ub[rows], lb[rows], self.margin,
+                lb.shape[1], self.no_heavy,
+            )
+
+    def __call__(self, X, labels, ub, lb):
+        """:meth:`rows` over the pool's threads."""
+
+        def work(start, stop):
+            self.rows(X[start:stop], labels[start:stop], ub[start:stop], lb[start:stop])
+
+        map_chunks(work, X.shape[0], max(self.chunk, min(_TASK_ROWS, split(X.shape[0]))))
 
 
 def _initial_e_step(rows, gemm, bounds):
@@ -268,28 +282,32 @@ def _e_step(rows, gemm, drift, bounds, margin):
     group_drift = _group_max(drift, gemm.offsets)
     n_groups = len(gemm.offsets) - 1
     heavy_limit = int(_HEAVY_FRACTION * n_groups)
+    scale = np.float32(1.0 + margin)
     changed = 0
-    for start, block in rows.blocks():
-        stop = start + block.shape[0]
-        labels = bounds.labels[start:stop]
-        heavy = np.zeros(block.shape[0], dtype=np.uint8)
-        changed += _yinyang_pass(
-            block, gemm.centers, gemm.offsets, gemm.group_of, drift, group_drift,
-            labels, bounds.ub[start:stop], bounds.lb[start:stop],
-            np.float32(1.0 + margin), heavy_limit, heavy,
-        )
-        index = np.flatnonzero(heavy)
-        for offset in range(0, index.size, gemm.chunk):
-            part = index[offset : offset + gemm.chunk]
-            rows_index = start + part
-            new_labels = np.empty(part.size, dtype=np.int64)
-            ub = np.empty(part.size, dtype=np.float32)
-            lb = np.empty((part.size, n_groups), dtype=np.float32)
-            gemm(np.ascontiguousarray(block[part]), new_labels, ub, lb)
-            changed += int(np.count_nonzero(new_labels != labels[part]))
-            bounds.labels[rows_index] = new_labels
-            bounds.ub[rows_index] = ub
-            bounds.lb[rows_index] = lb
+    for offset, block in rows.blocks():
+        stop = offset + block.shape[0]
+        labels, ub, lb = bounds.labels[offset:stop], bounds.ub[offset:stop], bounds.lb[offset:stop]
+
+        def work(a, b):
+            heavy = np.zeros(b - a, dtype=np.uint8)
+            changed = _yinyang_pass(
+                block[a:b], gemm.centers, gemm.offsets, gemm.group_of, drift, group_drift,
+                labels[a:b], ub[a:b], lb[a:b], scale, heavy_limit, heavy,
+            )
+            index = np.flatnonzero(heavy)
+            if index.size:
+                # Too many groups to search: one GEMM row is cheaper.
+                new_labels = np.empty(index.size, dtype=np.int64)
+                new_ub = np.empty(index.size, dtype=np.float32)
+                new_lb = np.empty((index.size, n_groups), dtype=np.float32)
+                gemm.rows(np.ascontiguousarray(block[a:b][index]), new_labels, new_ub, new_lb)
+                changed += int(np.count_nonzero(new_labels != labels[a:b][index]))
+                labels[a:b][index] = new_labels
+                ub[a:b][index] = new_ub
+                lb[a:b][index] = new_lb
+            return changed
+
+        changed += sum(map_chunks(work, block.shape[0], _TASK_ROWS))
     return changed
 
 
@@ -319,6 +337,11 @@ def lloyd_exact_cpu(rows, centers_init, *, max_iter, tol, verbose=0, comm, seed=
         Centres (float32), int64 labels, inertia, iterations run and empty
         clusters re-seeded. The labels are those of the returned centres.
     """
+    with single_threaded_blas():
+        return _lloyd(rows, centers_init, max_iter, tol, verbose, comm, seed)
+
+
+def _lloyd(rows, centers_init, max_iter, tol, verbose, comm, seed):
     n_clusters, n_features = centers_init.shape
     n_groups = n_groups_for(rows.n_rows, n_clusters)
     # Each group's centres are made contiguous: the search then scans slices.
@@ -336,6 +359,7 @@ def lloyd_exact_cpu(rows, centers_init, *, max_iter, tol, verbose=0, comm, seed=
     _initial_e_step(rows, _Gemm(centers, offsets, group_of, margin), bounds)
     n_empty = 0
     strict = False
+    drift = changed = None  # set by the first M-step, before any use
     with progress(total=max_iter, desc="k-means", unit="iter", verbose=verbose) as bar:
         for iteration in range(max_iter):
             if iteration > 0:
@@ -366,16 +390,45 @@ def lloyd_exact_cpu(rows, centers_init, *, max_iter, tol, verbose=0, comm, seed=
 def nearest_centers(X, centers):
     """Exact nearest centre (int64) of every row of ``X`` (float32, C-contiguous).
 
-    One GEMM per chunk, then the proven check of the first E-step (a single
-    group): only rows with a near tie get direct distances.
+    One GEMM per chunk, then the proven check of the first E-step: the
+    centres are split into consecutive groups of ten, and only the groups
+    holding a centre within the GEMM's rounding of the best one are compared
+    directly (a few rows, a few groups).
     """
     centers = np.ascontiguousarray(centers, dtype=np.float32)
     n_clusters, n_features = centers.shape
-    offsets = np.array([0, n_clusters], dtype=np.int64)
-    group_of = np.zeros(n_clusters, dtype=np.int64)
+    offsets = np.append(np.arange(0, n_clusters, _GROUP_SIZE), n_clusters).astype(np.int64)
+    group_of = np.arange(n_clusters, dtype=np.int64) // _GROUP_SIZE
     gemm = _Gemm(centers, offsets, group_of, rounding_margin(n_features))
     labels = np.empty(X.shape[0], dtype=np.int64)
-    ub = np.empty(X.shape[0], dtype=np.float32)
-    lb = np.empty((X.shape[0], 1), dtype=np.float32)
-    gemm(X, labels, ub, lb)
+
+    def work(start, stop):
+        # Bounds for one task's rows only: n_rows x K/10 floats would not fit.
+        ub = np.empty(stop - start, dtype=np.float32)
+        lb = np.empty((stop - start, len(offsets) - 1), dtype=np.float32)
+        gemm.rows(X[start:stop], labels[start:stop], ub, lb)
+
+    with single_threaded_blas():
+        map_chunks(work, X.shape[0], max(gemm.chunk, min(_TASK_ROWS, split(X.shape[0]))))
+    return labels
+
+
+def gemm_nearest(X, centers):
+    """Nearest centre (int64) by float32 GEMM alone, as scikit-learn computes it.
+
+    Not proven exact near ties (see :func:`nearest_centers`); cheap.
+    """
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    minus_two_ct = np.ascontiguousarray(-2.0 * centers.T)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+
+    def work(start, stop):
+        scores = X[start:stop] @ minus_two_ct
+        scores += c_sq
+        labels[start:stop] = scores.argmin(1)
+
+    chunk = max(16, _GEMM_CHUNK_BYTES // (4 * centers.shape[0]))
+    with single_threaded_blas():
+        map_chunks(work, X.shape[0], chunk)
     return labels

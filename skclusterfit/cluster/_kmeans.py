@@ -41,6 +41,10 @@ _ANN_MIN_CLUSTERS = 4096
 _INIT_ROWS_PER_CLUSTER = 3
 _INIT_MIN_ROWS = 10_000
 _DEPRECATED = "deprecated"
+# Rows in memory are copied once (float32, preprocessed, centred) when that
+# copy takes at most this much; larger arrays, like memory maps, are prepared
+# a block at a time on every pass (1M x 2048 float32 is 8 GB: no second copy).
+_COPY_LIMIT_BYTES = 2**30
 
 
 class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
@@ -65,8 +69,10 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     PCA-whitened (``whiten_dim``) and L2-normalised (``normalize``), as
     DeepCluster and VISSL do. For data too big to iterate over,
     ``max_samples`` fits the centres on a random sample and then assigns
-    every row by streaming blocks; a :class:`numpy.memmap` ``X`` (float32 or
-    float16) is read a block at a time, never copied whole.
+    every row by streaming blocks. The rows clustered are copied once
+    (float32, preprocessed, centred) when that copy fits in 1 GiB; a
+    :class:`numpy.memmap` ``X`` (float32 or float16), or a larger array, is
+    read and prepared a block at a time on every pass, never copied whole.
 
     Under ``torch.distributed`` (``distributed="auto"`` and a process group
     of more than one process) each process passes its own shard of the rows
@@ -85,8 +91,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     max_iter : int, default=20
         Maximum Lloyd iterations.
     init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
-        Seeding. "k-means++" is greedy k-means++ on a random sample of
-        ``init_size`` rows; "random" draws rows uniformly. An array gives
+        Seeding. "k-means++" is k-means++ on a random sample of ``init_size``
+        rows (greedy, as scikit-learn's, for the exact engines; one candidate
+        per centre with ``assign="ann"``); "random" draws rows uniformly. An array gives
         the initial centres (in the preprocessed space: whitened and/or
         normalised when those are on).
     normalize : bool, default=True
@@ -347,9 +354,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         return X
 
     def _rows(self, X, shift):
-        """Rows for an engine: a prepared copy in memory, or streamed from a memory map."""
-        if isinstance(X, np.memmap):
-            n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
+        """Rows for an engine: a prepared copy in memory, or streamed by blocks."""
+        n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
+        if isinstance(X, np.memmap) or 4 * X.shape[0] * n_features > _COPY_LIMIT_BYTES:
             return StreamRows(X, self._prepare, n_features, shift=shift)
         array = self._prepare(X)
         if shift is not None:
@@ -371,8 +378,14 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
 
     # -- seeding ---------------------------------------------------------------
 
-    def _initial_centers(self, rows, shift, rng, comm):
-        """Initial (centred) centres, the same on every process."""
+    def _initial_centers(self, rows, shift, rng, comm, engine):
+        """Initial (centred) centres, the same on every process.
+
+        k-means++ is greedy (2 + log K candidates per centre) for the exact
+        engines; for the graph walk (K in the thousands) it takes one
+        candidate per centre: the greedy trials would cost more than the whole
+        approximate fit (benchmarks/README.md).
+        """
         n_features = rows.n_features
         if not isinstance(self.init, str):
             init = np.asarray(self.init, dtype=np.float32)
@@ -406,7 +419,8 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             if self.init == "random":
                 centers = random_rows(sample, self.n_clusters, seeding_rng)
             else:
-                centers = kmeans_plusplus(sample, self.n_clusters, seeding_rng)
+                trials = 1 if engine == "graph" else None
+                centers = kmeans_plusplus(sample, self.n_clusters, seeding_rng, n_trials=trials)
         return comm.broadcast(centers)
 
     def _random_state(self, comm):
@@ -461,7 +475,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         else:
             rows.shift = shift
         tolerance = self.tol * variance
-        centers = self._initial_centers(rows, shift, rng, comm)
+        centers = self._initial_centers(rows, shift, rng, comm, engine)
         seed = int(rng.randint(2**31 - 1))
         log("KMeans", f"{engine} engine, {n_total} rows, K={self.n_clusters}", self.verbose)
         if engine == "yinyang":

@@ -21,7 +21,6 @@ of a fit at ClusterFit's K (benchmarks/README.md).
 import math
 
 import numpy as np
-import torch
 
 
 def kmeans_plusplus(X, n_clusters, random_state, *, n_trials=None, batch=None):
@@ -50,14 +49,17 @@ def kmeans_plusplus(X, n_clusters, random_state, *, n_trials=None, batch=None):
         n_trials = 2 + int(math.log(n_clusters))
     if batch is None:
         batch = max(1, n_clusters // 64)
-    X_t = torch.from_numpy(X)
-    x_sq = (X_t * X_t).sum(1)
+    # numpy, not torch: each centre is a few small array operations, and
+    # small torch operations each start an OpenMP parallel region, whose
+    # cost dominates on a loaded machine.
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    x_sq = np.einsum("ij,ij->i", X, X)
     chosen = [int(random_state.randint(n_rows))]
-    first = X_t[chosen[0] : chosen[0] + 1]
-    closest = (x_sq - 2 * (X_t @ first.T)[:, 0] + x_sq[chosen[0]]).clamp_(min=0).double()
+    first = X[chosen[0]]
+    closest = np.maximum(x_sq - 2 * (X @ first) + x_sq[chosen[0]], 0).astype(np.float64)
     while len(chosen) < n_clusters:
         size = min(batch, n_clusters - len(chosen))
-        cumulative = torch.cumsum(closest, 0).numpy()
+        cumulative = np.cumsum(closest)
         total = cumulative[-1]
         if not total > 0:  # every row coincides with a centre: take unused rows
             unused = np.setdiff1d(np.arange(n_rows), chosen)
@@ -65,19 +67,20 @@ def kmeans_plusplus(X, n_clusters, random_state, *, n_trials=None, batch=None):
             break
         draws = random_state.uniform(0, total, size=size * n_trials)
         candidates = np.minimum(np.searchsorted(cumulative, draws), n_rows - 1)
-        C = X_t[torch.from_numpy(candidates)]
-        distances = (
-            x_sq[:, None] - 2 * (X_t @ C.T) + x_sq[torch.from_numpy(candidates)][None]
-        ).clamp_(min=0).double()
+        distances = X @ X[candidates].T
+        distances *= -2
+        distances += x_sq[:, None]
+        distances += x_sq[candidates][None]
+        np.maximum(distances, 0, out=distances)
         for slot in range(size):
-            trial = slice(slot * n_trials, (slot + 1) * n_trials)
-            updated = torch.minimum(closest[:, None], distances[:, trial])
-            best = int(torch.argmin(updated.sum(0)))
-            index = int(candidates[trial][best])
+            trial = distances[:, slot * n_trials : (slot + 1) * n_trials]
+            updated = np.minimum(closest[:, None], trial)
+            best = int(np.argmin(updated.sum(0)))
+            index = int(candidates[slot * n_trials + best])
             if closest[index] == 0:
                 continue  # already a centre (drawn twice in this round)
             chosen.append(index)
-            closest = updated[:, best].contiguous()
+            closest = updated[:, best].astype(np.float64)
     return np.ascontiguousarray(X[np.asarray(chosen[:n_clusters])], dtype=np.float32)
 
 
