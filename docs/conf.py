@@ -73,6 +73,7 @@ sphinx_gallery_conf = {
         "../examples/getting_started",
         "../examples/paper",
         "../examples/clustering",
+        "../examples/scaling",
         "../examples/real_world",
     ],
     "within_subsection_order": "gallery_order.ExplicitFileOrder",

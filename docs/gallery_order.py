@@ -17,6 +17,9 @@ ORDER = [
     "plot_cluster_gallery.py",
     "plot_swap_clusterer.py",
     "plot_feature_preprocessing.py",
+    # scaling
+    "torchrun_fit.py",
+    "plot_torchrun.py",
     # real_world
     "plot_image_folder_cli.py",
     "resnet50_image_folder.py",

@@ -8,6 +8,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from joblib import Memory
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
@@ -18,10 +19,12 @@ from torch import nn
 from . import _stages
 from ._base import NetworkFeaturesMixin
 from ._estimators import DefaultComponentsMixin, final_step, unfrozen
+from ._out_of_core import FeatureStorage, parse_bytes
 from ._progress import log
 from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
-from .checkpoint import CLUSTERS, TEACHER_FEATURES, StageStore
+from .checkpoint import CLUSTERS, StageStore, features_stage
+from .distributed import process_group
 from .features import FeatureExtractor
 from .fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
 from .persistence import PersistenceMixin
@@ -34,9 +37,13 @@ _K_PARAMETERS = ("n_clusters", "n_components")
 _MANY_CLASSES_WARNING = "The number of unique classes is greater than 50%"
 
 
-def _cached_teacher_features(fingerprint, teacher, X, verbose):
-    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher."""
-    return _stages.teacher_features(teacher, X, verbose=verbose)
+def _cached_teacher_features(fingerprint, teacher, X, verbose, out=None, dtype="float32"):
+    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher.
+
+    ``dtype`` is part of the cache key (float16 features are other features);
+    ``out`` (where they are written) is not.
+    """
+    return _stages.teacher_features(teacher, X, verbose=verbose, out=out)
 
 
 class ClusterFit(
@@ -109,6 +116,28 @@ class ClusterFit(
         > 0: a line per stage and progress bars over the teacher's samples,
         the clusterer's iterations (``verbose`` is pushed onto it) and the
         student's epochs; > 1: also a line per epoch.
+    distributed : "auto" or bool, default="auto"
+        Under ``torchrun --nproc_per_node=N`` (or with torch.distributed
+        initialised) every stage is spread over the processes: each extracts
+        the teacher features of its own contiguous rows of ``X`` (they stay
+        there), the clusterer fits on those shards together, and the student
+        trains with DistributedDataParallel; afterwards every process holds
+        the same fitted ClusterFit, and only process 0 writes
+        ``checkpoint_dir`` and ``save`` files. Every process passes the same
+        ``X``. "auto": distributed when launched so, one process otherwise
+        (the process group is initialised from torchrun's environment: NCCL
+        on CUDA, gloo on the CPU); False: one process whatever the
+        environment; True: an error unless launched so. Read more in
+        :ref:`scaling`.
+    feature_budget : int or str, default="2GB"
+        Bytes of teacher features a process holds in memory (an int, or a
+        size such as "512MB" or "16GiB"). Above it the features are written
+        to a disk memory map (in ``checkpoint_dir``, else a temporary folder
+        removed after clustering) and the clusterer streams over it.
+    feature_dtype : {"float32", "float16"}, default="float32"
+        The dtype the teacher features are kept in, in memory or on disk.
+        "float16" halves their memory, disk and I/O (k-means computes in
+        float32 either way).
 
     Attributes
     ----------
@@ -132,7 +161,8 @@ class ClusterFit(
     stage_seconds_ : dict of str to float
         Wall-clock seconds of this fit's stages ("teacher features",
         "clustering", "student"); a stage restored from ``checkpoint_dir``
-        counts the time to read it.
+        counts the time to read it. In a distributed fit, the slowest
+        process's (the same on every process).
 
     See Also
     --------
@@ -166,6 +196,9 @@ class ClusterFit(
         "random_state": ["random_state"],
         "checkpoint_dir": [None, str, os.PathLike],
         "verbose": ["verbose"],
+        "distributed": [StrOptions({"auto"}), "boolean"],
+        "feature_budget": [Interval(Integral, 0, None, closed="left"), str],
+        "feature_dtype": [StrOptions({"float32", "float16"})],
     }
     _component_parameters = ("teacher", "clusterer", "student")
 
@@ -181,6 +214,9 @@ class ClusterFit(
         random_state=None,
         checkpoint_dir=None,
         verbose=0,
+        distributed="auto",
+        feature_budget="2GB",
+        feature_dtype="float32",
     ):
         self.teacher = teacher
         self.K = K
@@ -191,6 +227,9 @@ class ClusterFit(
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
+        self.distributed = distributed
+        self.feature_budget = feature_budget
+        self.feature_dtype = feature_dtype
 
     def _log(self, message):
         log("ClusterFit", message, self.verbose)
@@ -221,6 +260,7 @@ class ClusterFit(
         self : ClusterFit
         """
         self._validate_params()
+        budget = parse_bytes(self.feature_budget)
         X = validate_input(self, X, reset=True)
         n_samples = len(X)
         if self.K > n_samples:
@@ -230,37 +270,47 @@ class ClusterFit(
             )
         if self.device != "auto":
             resolve_device(self.device)
+        # One process, or this one among torchrun's: every stage below is
+        # written for both (a group of one gathers nothing).
+        group = process_group(self.distributed, self.device)
+        if group.is_distributed:
+            self._log(f"process {group.rank} of {group.world_size}")
         rng = check_random_state(self.random_state)
         clusterer_seed, student_seed, teacher_seed = (draw_seed(rng) for _ in range(3))
-        clusterer = self._make_clusterer(clusterer_seed)
+        clusterer = self._make_clusterer(clusterer_seed, group)
         # The clusterer's own rule on how many rows it needs (e.g. max_samples),
         # checked before hours of feature extraction rather than after.
         check_fit_size = getattr(final_step(clusterer), "_check_fit_size", None)
         if check_fit_size is not None:
             check_fit_size(n_samples)
         self.teacher_ = self._fit_teacher(X, teacher_seed)
-        store = self._open_store(X)
+        store = self._open_store(X, group)
+        stage = features_stage(group.rank, group.world_size, budget)
+        storage = FeatureStorage(budget, self.feature_dtype, self.checkpoint_dir, stage.filename)
 
-        start = time.perf_counter()
-        features = store.stage(TEACHER_FEATURES, lambda: self._teacher_features(X))
-        self.stage_seconds_ = {"teacher features": time.perf_counter() - start}
-        self._log(
-            f"teacher features {features.shape} in "
-            f"{self.stage_seconds_['teacher features']:.1f}s"
-        )
+        with storage:  # a temporary disk map of the features lives until clustered
+            start = time.perf_counter()
+            features = store.stage(stage, lambda: self._teacher_features(X, group, storage))
+            self.stage_seconds_ = {"teacher features": time.perf_counter() - start}
+            self._log(
+                f"teacher features {features.shape} in "
+                f"{self.stage_seconds_['teacher features']:.1f}s"
+                + (" (on disk)" if isinstance(features, np.memmap) else "")
+            )
 
-        start = time.perf_counter()
-        self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
-            CLUSTERS, lambda: _cluster(clusterer, features)
-        )
-        self.stage_seconds_["clustering"] = time.perf_counter() - start
+            start = time.perf_counter()
+            self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
+                CLUSTERS, lambda: _stages.clusters(clusterer, features, group)
+            )
+            self.stage_seconds_["clustering"] = time.perf_counter() - start
+            del features
         self._log(
             f"{len(np.unique(self.labels_))} clusters in "
             f"{self.stage_seconds_['clustering']:.1f}s"
         )
 
         start = time.perf_counter()
-        self.student_ = self._make_student(student_seed)
+        self.student_ = self._make_student(student_seed, group)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_MANY_CLASSES_WARNING)
@@ -272,18 +322,19 @@ class ClusterFit(
         self.n_features_out_ = self.student_.n_features_out_
         self.stage_seconds_["student"] = time.perf_counter() - start
         self._log(f"student trained in {self.stage_seconds_['student']:.1f}s")
+        self.stage_seconds_ = _stages.slowest(self.stage_seconds_, group)
         return self
 
-    def _open_store(self, X):
+    def _open_store(self, X, group):
         """Where the stages keep their results: ``checkpoint_dir``, or nowhere."""
         if self.checkpoint_dir is None:
-            return StageStore(log=self._log)
+            return StageStore(log=self._log, group=group)
         parameters = parameter_fingerprint(self)
         # A teacher given by name or file: its fitted state, not its name, defines
         # the features.
         parameters["teacher_"] = estimator_fingerprint(self.teacher_)
         fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
-        return StageStore(self.checkpoint_dir, fingerprint, log=self._log)
+        return StageStore(self.checkpoint_dir, fingerprint, log=self._log, group=group)
 
     def _fit_teacher(self, X, seed):
         teacher = self.teacher
@@ -329,13 +380,24 @@ class ClusterFit(
         # A copy: the user's fitted teacher keeps its own device setting.
         return FrozenEstimator(copy.deepcopy(inner).set_params(device=self.device))
 
-    def _teacher_features(self, X):
-        memory = check_memory(self.memory)
-        extract = memory.cache(_cached_teacher_features, ignore=["teacher", "verbose"])
+    def _teacher_features(self, X, group, storage):
+        """This process's rows' teacher features (all rows in one process)."""
+        # A cache given as a path hands large cached features back as memory maps.
+        memory = check_memory(
+            Memory(self.memory, mmap_mode="r", verbose=0)
+            if isinstance(self.memory, str) else self.memory
+        )
+        extract = memory.cache(_cached_teacher_features, ignore=["teacher", "verbose", "out"])
         fingerprint = estimator_fingerprint(self.teacher_) if self.memory is not None else None
-        return extract(fingerprint, self.teacher_, X, self.verbose)
+        rows = _stages.feature_rows(self.teacher_, X, group)
+        features = extract(
+            fingerprint, self.teacher_, rows, self.verbose, storage.allocate, self.feature_dtype
+        )
+        if isinstance(features, np.memmap) and storage.fits_in_memory(*features.shape):
+            features = np.array(features)  # from the cache: small enough to hold
+        return features
 
-    def _make_clusterer(self, seed):
+    def _make_clusterer(self, seed, group):
         if isinstance(self.clusterer, str):
             clusterer = self._default_component("clusterer")
         else:
@@ -355,12 +417,18 @@ class ClusterFit(
             updates["device"] = self.device
         if "verbose" in params:
             updates["verbose"] = self.verbose
+        if "distributed" in params:
+            # It fits on this process's rows, together with the others, or alone.
+            updates["distributed"] = "auto" if group.is_distributed else False
         target.set_params(**updates)
+        _stages.check_distributable(clusterer, group)
         return clusterer
 
-    def _make_student(self, seed):
+    def _make_student(self, seed, group):
         student = _student_from(self.student, self.teacher_)
         updates = {"verbose": self.verbose}
+        if "distributed" in student.get_params(deep=False):
+            updates["distributed"] = "auto" if group.is_distributed else False
         if self.random_state is not None:
             updates["random_state"] = seed
         if self.device != "auto":
@@ -385,12 +453,6 @@ class ClusterFit(
         check_is_fitted(self, "student_")
         X = validate_input(self, X, reset=False)
         return self.student_.transform(X)
-
-
-def _cluster(clusterer, features):
-    """The cluster stage's result: ``(labels, centers, fitted clusterer)``."""
-    labels = _stages.cluster_labels(clusterer, features)
-    return labels, _stages.cluster_centers(clusterer, features, labels), clusterer
 
 
 def _teacher_from(teacher):

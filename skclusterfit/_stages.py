@@ -2,7 +2,11 @@
 
 ``ClusterFit.fit`` decides what runs where (and what a checkpoint already
 holds); these functions do the work: the teacher's features in chunks, the
-clustering and its centres.
+clustering and its centres. Each takes the
+:class:`~skclusterfit.distributed.ProcessGroup` of the fit: under torchrun a
+process extracts the features of its own contiguous rows only and the
+clusterer fits on those shards together; the pseudo-labels (small) are then
+gathered so that every process holds all of them.
 """
 
 import numpy as np
@@ -25,8 +29,24 @@ def chunk_size(teacher):
     return _CHUNK_SAMPLES
 
 
+def shard_alignment(teacher):
+    """Rows a shard boundary falls on: the teacher's batch size (or 1).
+
+    Aligned shards make each process run exactly the batches one process
+    would, so the features are the same bit for bit.
+    """
+    batch_size = getattr(unfrozen(teacher), "batch_size", None)
+    return batch_size if isinstance(batch_size, int) and batch_size > 0 else 1
+
+
+def feature_rows(teacher, X, group):
+    """The rows of ``X`` whose teacher features this process extracts (a lazy view)."""
+    start, stop = group.shard(len(X), align=shard_alignment(teacher))
+    return take_rows(X, start, stop) if group.is_distributed else X
+
+
 def teacher_features(teacher, X, *, verbose=0, out=None):
-    """The teacher's features of every sample of ``X``, float32, chunk by chunk.
+    """The teacher's features of every sample of ``X``, chunk by chunk.
 
     Parameters
     ----------
@@ -37,12 +57,16 @@ def teacher_features(teacher, X, *, verbose=0, out=None):
     verbose : int, default=0
         Show a progress bar over samples.
     out : callable, default=None
-        ``out(n_samples, n_features)`` returns the array to fill (e.g. a
-        memory map); default a new in-memory float32 array.
+        ``out(n_samples, n_features)`` returns the array to fill; default a
+        new in-memory float32 array. It may instead return a writer of
+        consecutive row slices with a ``finish()`` method that gives the
+        array back (:class:`skclusterfit._out_of_core.NpyWriter`: features
+        written to disk, returned as a memory map).
 
     Returns
     -------
-    features : ndarray of shape (n_samples, n_features), float32
+    features : ndarray of shape (n_samples, n_features)
+        float32, or the dtype of the array ``out`` gave.
     """
     n_samples = len(X)
     step = chunk_size(teacher)
@@ -68,7 +92,40 @@ def teacher_features(teacher, X, *, verbose=0, out=None):
                 features = allocate(n_samples, part.shape[1])
             features[start:stop] = part
             bar.update(stop - start)
-    return features
+    finish = getattr(features, "finish", None)
+    return finish() if finish is not None else features
+
+
+def check_distributable(clusterer, group):
+    """Refuse, before any work, a clusterer that cannot fit on sharded features.
+
+    Under torchrun the features stay on the process that extracted them
+    (1M x 2048 float32 is 8 GB per copy), so the clusterer must reduce
+    across processes itself: ``skclusterfit.cluster.KMeans`` does.
+    """
+    if not group.is_distributed:
+        return
+    if "distributed" not in clusterer.get_params(deep=False):
+        raise ValueError(
+            f"clusterer={clusterer!r} cannot fit on teacher features split over "
+            f"{group.world_size} processes (it has no 'distributed' parameter); "
+            "use skclusterfit.cluster.KMeans, or ClusterFit(distributed=False) to "
+            "run the whole fit in every process."
+        )
+
+
+def clusters(clusterer, features, group):
+    """The cluster stage's result: ``(labels, centers, fitted clusterer)``.
+
+    ``features`` are this process's rows; the labels returned are those of
+    all rows, in order, on every process (and become the clusterer's
+    ``labels_``, so that every process holds the same fitted clusterer).
+    """
+    labels = group.all_gather_rows(cluster_labels(clusterer, features))
+    centers = cluster_centers(clusterer, features, labels)
+    if group.is_distributed and hasattr(clusterer, "labels_"):
+        clusterer.labels_ = labels
+    return labels, centers, clusterer
 
 
 def cluster_labels(clusterer, features, y=None):
@@ -105,3 +162,11 @@ def cluster_centers(clusterer, features, labels):
     np.add.at(sums, labels, features)
     counts = np.bincount(labels, minlength=n_clusters)[:, None]
     return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
+def slowest(seconds, group):
+    """``{stage: seconds}`` of the slowest process, the same on every process
+    (a stage ends when its last process does)."""
+    names = list(seconds)
+    values = group.all_reduce(np.array([seconds[name] for name in names]), op="max")
+    return {name: float(value) for name, value in zip(names, values)}

@@ -10,14 +10,23 @@ nothing and every stage computes. Layout::
     checkpoint_dir/
       fingerprint.json        data and parameter fingerprint of the fit
       teacher_features.npy    stage 1: (n_samples, n_teacher_features) float32
+                              (float16 with feature_dtype="float16"); under
+                              torchrun one file per process, holding its rows:
+                              teacher_features.rank0of2.npy, ...
       clusterer.skcf          stage 2: the fitted clusterer (skclusterfit.save)
       clusters.npz            stage 2: labels and centres (written last)
       student.pt              stage 3: epoch, network, optimizer, scheduler,
                               loss scaler and every random generator's state
+                              (of every process, under torchrun)
+
+In a distributed fit (torchrun) every process reads the directory, which must
+then be on storage all of them see; process 0 alone writes the files shared
+by all (fingerprint, clusters, student), each process its own features file.
 
 Every file is written atomically (:mod:`skclusterfit._atomic`): a fit killed
 mid-write leaves at most a ``.*.tmp`` file, which the next fit removes.
-Nothing is unpickled on reading: arrays are read with ``allow_pickle=False``,
+Nothing is unpickled on reading: arrays are read with ``allow_pickle=False``
+(the teacher features as a memory map, which cannot hold objects),
 the clusterer with :func:`skclusterfit.load` and ``student.pt`` with
 ``torch.load(weights_only=True)``.
 
@@ -48,12 +57,15 @@ True
 import hashlib
 import json
 import os
+import warnings
 from numbers import Integral
 
 import numpy as np
 import torch
 
 from ._atomic import atomic_write, remove_stale_temporaries
+from ._out_of_core import StreamingMap
+from .distributed import LOCAL
 from .fingerprint import data_fingerprint, parameter_fingerprint
 from .persistence import load, save
 
@@ -63,6 +75,7 @@ CLUSTERS_FILE = "clusters.npz"
 CLUSTERER_FILE = "clusterer.skcf"
 STUDENT_FILE = "student.pt"
 _STAGE_FILES = (FEATURES_FILE, CLUSTERS_FILE, CLUSTERER_FILE, STUDENT_FILE)
+_TEMPORARY_SUFFIX = ".tmp"
 
 
 def _silent(message):
@@ -70,23 +83,71 @@ def _silent(message):
 
 
 class ArrayStage:
-    """A stage whose result is one numpy array, stored as ``.npy``."""
+    """A stage whose result is one numpy array, stored as ``.npy``.
 
-    def __init__(self, filename, description):
+    Parameters
+    ----------
+    filename : str
+    description : str
+        Named in the "resuming from ..." message.
+    per_rank : bool, default=False
+        Each process computes and writes its own file (the rows of the
+        teacher features it extracted) instead of process 0 writing one
+        result shared by all.
+    max_bytes : int or None, default=None
+        A stored array larger than this is returned as a read-only memory
+        map instead of being read into memory. None: always read.
+    """
+
+    def __init__(self, filename, description, per_rank=False, max_bytes=None):
         self.filename = filename
         self.description = description
+        self.per_rank = per_rank
+        self.max_bytes = max_bytes
 
     def load(self, store):
         path = store.path(self.filename)
         if not os.path.exists(path):
             return None
         store.log(f"resuming from {self.description} in {path}")
-        return np.load(path, allow_pickle=False)
+        array = StreamingMap.open(path)  # .npy of numbers: nothing to unpickle
+        if self.max_bytes is None or array.nbytes <= self.max_bytes:
+            array = np.asarray(array[:])  # read into memory, as computed
+        return array
 
     def save(self, store, array):
-        atomic_write(
-            store.path(self.filename), lambda f: np.save(f, array, allow_pickle=False)
-        )
+        path = store.path(self.filename)
+        written = getattr(array, "filename", None)
+        if written is not None and _is_temporary_in(written, store.directory):
+            # Already on disk beside its final name (out of core): rename, do
+            # not copy gigabytes.
+            os.replace(written, path)
+            return
+        atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
+def _is_temporary_in(filename, directory):
+    filename = os.path.abspath(filename)
+    return (os.path.dirname(filename) == os.path.abspath(directory)
+            and os.path.basename(filename).startswith(".")
+            and filename.endswith(_TEMPORARY_SUFFIX))
+
+
+def features_stage(rank=0, world_size=1, max_bytes=None):
+    """The teacher-features stage of process ``rank`` of ``world_size``.
+
+    One process keeps ``teacher_features.npy``; under torchrun each process
+    keeps the rows it extracted in ``teacher_features.rank<r>of<n>.npy``.
+    """
+    if world_size == 1:
+        return ArrayStage(FEATURES_FILE, "teacher features", max_bytes=max_bytes)
+    stem, ext = os.path.splitext(FEATURES_FILE)
+    return ArrayStage(
+        f"{stem}.rank{rank}of{world_size}{ext}",
+        f"teacher features of process {rank}",
+        per_rank=True,
+        max_bytes=max_bytes,
+    )
 
 
 class ClusterStage:
@@ -97,6 +158,7 @@ class ClusterStage:
     """
 
     description = "the cluster assignment"
+    per_rank = False
 
     def load(self, store):
         path = store.path(CLUSTERS_FILE)
@@ -147,9 +209,14 @@ class StageStore:
         checkpoint of another fingerprint is refused, naming what differs.
     log : callable, default=None
         Receives one-line progress messages ("resuming from ...").
-    writer : bool, default=True
-        Whether this process writes. In a distributed fit every process reads
-        and only one writes.
+    writer : bool, default=None
+        Whether this process writes the shared files; None: process 0 of
+        ``group`` does. In a distributed fit every process reads and only
+        one writes, except the per-process stages (its teacher features).
+    group : skclusterfit.distributed.ProcessGroup, default=LOCAL
+        The processes of the fit. A shared stage is taken from the directory
+        only if every process finds it there (else all compute it: the
+        computation may be collective).
 
     Examples
     --------
@@ -159,13 +226,17 @@ class StageStore:
     [0.0, 0.0]
     """
 
-    def __init__(self, directory=None, fingerprint=None, log=None, writer=True):
+    def __init__(self, directory=None, fingerprint=None, log=None, writer=None, group=LOCAL):
         self.directory = None if directory is None else os.fspath(directory)
         self.fingerprint = fingerprint
         self.log = log or _silent
-        self.writer = writer
+        self.group = group
+        self.writer = group.is_writer if writer is None else writer
         if self.directory is not None:
             self._open_directory()
+            # No process writes a stage before process 0 has removed stale
+            # temporaries and written the fingerprint.
+            group.barrier()
 
     def path(self, name):
         return os.path.join(self.directory, name)
@@ -174,17 +245,22 @@ class StageStore:
         """The stored result of stage ``kind``, or ``compute()``'s (then stored)."""
         if self.directory is not None:
             stored = kind.load(self)
+            if not kind.per_rank and self.group.is_distributed:
+                # The same decision on every process: a collective computation
+                # must run everywhere or nowhere.
+                if not all(self.group.all_gather_objects(stored is not None)):
+                    stored = None
             if stored is not None:
                 return stored
         result = compute()
-        if self.directory is not None and self.writer:
+        if self.directory is not None and (self.writer or kind.per_rank):
             kind.save(self, result)
         return result
 
     def epochs(self, filename=STUDENT_FILE):
         """The per-epoch checkpoint of a training loop (a no-op without directory)."""
         path = None if self.directory is None else self.path(filename)
-        return EpochCheckpoint(path, log=self.log, writer=self.writer)
+        return EpochCheckpoint(path, log=self.log, writer=self.writer, group=self.group)
 
     def _open_directory(self):
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
@@ -252,15 +328,21 @@ class EpochCheckpoint:
         Stored in the file; a file with another fingerprint is refused.
     log : callable, default=print
         Receives "resuming from ..." messages.
-    writer : bool, default=True
-        Whether this process writes the file (one process of a distributed fit).
+    writer : bool, default=None
+        Whether this process writes the file; None: process 0 of ``group``.
+    group : skclusterfit.distributed.ProcessGroup, default=LOCAL
+        The processes training together (DistributedDataParallel). They hold
+        the same network, optimizer and epoch order but their own
+        augmentation and dropout generators: :meth:`save` gathers those of
+        every process into the file and :meth:`restore` gives each its own.
     """
 
-    def __init__(self, path, fingerprint=None, log=print, writer=True):
+    def __init__(self, path, fingerprint=None, log=print, writer=None, group=LOCAL):
         self.path = None if path is None else os.fspath(path)
         self.fingerprint = fingerprint
         self.log = log
-        self.writer = writer
+        self.group = group
+        self.writer = group.is_writer if writer is None else writer
 
     def restore(self, network, optimizer, scheduler, scaler, rng, generator):
         """Load the saved state into the given objects; return ``(epoch, history)``.
@@ -297,16 +379,47 @@ class EpochCheckpoint:
                 float(numpy_state["cached_gaussian"]),
             )
         )
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and len(state["cuda_rng"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        generators = self._own_generators(state)
+        generator.set_state(generators["generator"])
+        torch.set_rng_state(generators["torch_rng"])
+        cuda_rng = generators["cuda_rng"]
+        if cuda_rng and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
         self.log(f"resuming from epoch {state['epoch']} of the student in {self.path}")
         return int(state["epoch"]), list(state["history"])
 
+    def _own_generators(self, state):
+        """This process's generator states from a file written by 1 or more processes."""
+        per_rank = state.get("ranks") or [
+            {key: state[key] for key in ("generator", "torch_rng", "cuda_rng")}
+        ]
+        if len(per_rank) == self.group.world_size:
+            return per_rank[self.group.rank]
+        warnings.warn(
+            f"the student checkpoint {self.path!r} was written by {len(per_rank)} "
+            f"process(es) and is resumed by {self.group.world_size}: training goes on "
+            "from the saved epoch, but the augmentation and dropout streams are "
+            "those of process 0, so the result differs from an uninterrupted fit.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return per_rank[0]
+
     def save(self, epoch, history, network, optimizer, scheduler, scaler, rng, generator):
-        """Write the state after ``epoch`` completed epochs (atomically)."""
-        if self.path is None or not self.writer:
+        """Write the state after ``epoch`` completed epochs (atomically).
+
+        Called by every process of a distributed fit (it gathers their
+        generators); only the writer writes.
+        """
+        if self.path is None:
+            return
+        generators = {
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        per_rank = self.group.all_gather_objects(generators)
+        if not self.writer:
             return
         _, keys, pos, has_gauss, cached_gaussian = rng.get_state()
         state = {
@@ -326,17 +439,17 @@ class EpochCheckpoint:
                 "has_gauss": int(has_gauss),
                 "cached_gaussian": float(cached_gaussian),
             },
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **generators,
         }
+        if self.group.is_distributed:
+            state["ranks"] = per_rank
         atomic_write(self.path, lambda f: torch.save(state, f))
 
 
-def as_epoch_checkpoint(checkpoint, estimator, X, y):
+def as_epoch_checkpoint(checkpoint, estimator, X, y, group=LOCAL):
     """``NetClassifier.fit``'s ``checkpoint`` argument as an :class:`EpochCheckpoint`."""
     if checkpoint is None:
-        return EpochCheckpoint(None)
+        return EpochCheckpoint(None, group=group)
     if isinstance(checkpoint, EpochCheckpoint):
         return checkpoint
     if isinstance(checkpoint, (str, os.PathLike)):
@@ -345,7 +458,7 @@ def as_epoch_checkpoint(checkpoint, estimator, X, y):
         digest.update(data_fingerprint(X).encode())
         digest.update(np.ascontiguousarray(y).tobytes())
         log = print if getattr(estimator, "verbose", 0) else _silent
-        return EpochCheckpoint(checkpoint, fingerprint=digest.hexdigest(), log=log)
+        return EpochCheckpoint(checkpoint, fingerprint=digest.hexdigest(), log=log, group=group)
     raise TypeError(
         f"checkpoint={checkpoint!r} must be a file path, an EpochCheckpoint or None."
     )
@@ -359,4 +472,5 @@ __all__ = [
     "EpochCheckpoint",
     "StageStore",
     "as_epoch_checkpoint",
+    "features_stage",
 ]

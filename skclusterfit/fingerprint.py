@@ -20,9 +20,11 @@ from .data import first_input
 from .image_files import ImageFiles
 
 # Parameters that change how a fit reports or where it runs, not what it computes:
-# a checkpoint stays valid when they change (e.g. resuming a CPU fit on a GPU).
+# a checkpoint stays valid when they change (e.g. resuming a CPU fit on a GPU,
+# or with a larger feature_budget: the same features, in memory or on disk).
 IGNORED_PARAMETERS = frozenset(
-    {"verbose", "memory", "checkpoint_dir", "num_workers", "device", "distributed"}
+    {"verbose", "memory", "checkpoint_dir", "num_workers", "device", "distributed",
+     "feature_budget"}
 )
 # Above this many bytes only a strided sample of rows is hashed (with the shape
 # and dtype), so fingerprinting a memory-mapped dataset of terabytes stays cheap.

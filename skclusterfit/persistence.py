@@ -117,6 +117,13 @@ def save(estimator, path):
     TypeError
         If a value cannot be stored (the message names it).
 
+    Notes
+    -----
+    Under torchrun, an estimator fitted across processes (its ``distributed``
+    parameter is not False) is the same on every process, and only process 0
+    writes the file: every process may call ``save``. Call
+    ``torch.distributed.barrier()`` before another process reads it.
+
     See Also
     --------
     load : read the file back.
@@ -134,6 +141,8 @@ def save(estimator, path):
     >>> load(path).cluster_centers_.shape
     (2, 2)
     """
+    if not _writes_here(estimator):
+        return
     encoder = _Encoder()
     document = {
         "format": FORMAT,
@@ -144,6 +153,20 @@ def save(estimator, path):
 
     payload = to_bytes(encoder.tensors, metadata={_METADATA_KEY: json.dumps(document)})
     atomic_write(path, lambda file: file.write(payload))
+
+
+def _writes_here(estimator):
+    """False on processes other than 0 of a distributed fit (process 0 writes)."""
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if params.get("distributed", False) is False:
+        return True
+    from .distributed import is_initialized  # torch.distributed state, no estimator
+
+    if not is_initialized():
+        return True
+    import torch.distributed as dist
+
+    return dist.get_rank() == 0
 
 
 def read_metadata(path):

@@ -19,6 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from . import _ddp
 from ._base import (
     NetworkFeaturesMixin,
     TorchStateMixin,
@@ -39,6 +40,7 @@ from .backbones import (
 )
 from .checkpoint import as_epoch_checkpoint
 from .data import iter_batches, make_source
+from .distributed import process_group
 from .persistence import PersistenceMixin
 
 
@@ -92,9 +94,12 @@ class NetClassifier(
     max_epochs : int, default=30
         Passes over the data.
     batch_size : int, default=128
-        Samples per step.
+        Samples per step (per process when distributed: the global batch is
+        ``batch_size * world_size``).
     lr : float, default=0.05
-        Peak learning rate.
+        Peak learning rate. Distributed with the same ``batch_size``, the
+        global batch grows with the number of processes: scale ``lr`` with
+        it (linear scaling rule) to keep the one-process recipe.
     weight_decay : float, default=5e-4
         L2 penalty of SGD.
     momentum : float, default=0.9
@@ -129,6 +134,13 @@ class NetClassifier(
     verbose : int, default=0
         A progress bar over epochs (with the loss) when > 0; also a line per
         epoch when > 1.
+    distributed : "auto" or bool, default="auto"
+        Under ``torchrun`` (or with torch.distributed initialised), train
+        with DistributedDataParallel: every process passes the same ``X``
+        and ``y`` and trains on its own, disjoint share of each epoch; after
+        fit every process holds the same network. "auto" distributes when
+        launched so and runs in one process otherwise; False never
+        distributes; True requires it. See :mod:`skclusterfit.distributed`.
 
     Attributes
     ----------
@@ -174,6 +186,7 @@ class NetClassifier(
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "distributed": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -195,6 +208,7 @@ class NetClassifier(
         device="auto",
         random_state=None,
         verbose=0,
+        distributed="auto",
     ):
         self.model = model
         self.max_epochs = max_epochs
@@ -212,6 +226,7 @@ class NetClassifier(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.distributed = distributed
 
     def fit(self, X, y, *, checkpoint=None):
         """Train the network from scratch on ``(X, y)``.
@@ -243,13 +258,16 @@ class NetClassifier(
                 f"y has {len(y_encoded)} labels but X has {len(source)} samples."
             )
         device = resolve_device(self.device)
-        checkpoint = as_epoch_checkpoint(checkpoint, self, X, y_encoded)
+        group = process_group(self.distributed, device)
+        checkpoint = as_epoch_checkpoint(checkpoint, self, X, y_encoded, group)
         rng = check_random_state(self.random_state)
         with seeded(draw_seed(rng), device):
             module = build_module(self.model, source.sample_shape, len(self.classes_))
             check_channels(module, source.sample_shape, "student")
             network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
-            self.history_ = self._train(network, source, y_encoded, device, rng, checkpoint)
+            self.history_ = self._train(
+                network, source, y_encoded, device, rng, checkpoint, group
+            )
         self.model_ = network.eval()
         self.n_features_out_ = network.head.in_features
         return self
@@ -279,12 +297,12 @@ class NetClassifier(
         module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes)
         return with_new_head(module, n_classes, f"model={self.model!r}")
 
-    def _train(self, network, source, y, device, rng, checkpoint):
+    def _train(self, network, source, y, device, rng, checkpoint, group):
         n_samples = len(source)
         batch_size = min(self.batch_size, n_samples)
-        steps_per_epoch = math.ceil(n_samples / batch_size)
-        total_steps = self.max_epochs * steps_per_epoch
+        total_steps = self.max_epochs * _ddp.steps_per_epoch(n_samples, batch_size, group)
         prepare_network(network, device).train()
+        model = _ddp.wrap(network, device, group)  # the network itself in one process
         optimizer = torch.optim.SGD(
             network.parameters(),
             lr=self.lr,
@@ -308,7 +326,7 @@ class NetClassifier(
             else self.augment
         )
         preprocess = self.preprocess_
-        generator = torch.Generator().manual_seed(draw_seed(rng))
+        generator = torch.Generator().manual_seed(_ddp.process_seed(draw_seed(rng), group))
         labels = torch.from_numpy(y.astype(np.int64))
         first_epoch, history = checkpoint.restore(
             network, optimizer, scheduler, scaler, rng, generator
@@ -324,6 +342,7 @@ class NetClassifier(
                 order = balanced_order(y, rng)
             else:
                 order = rng.permutation(n_samples)
+            order = _ddp.epoch_share(order, batch_size, group)
             loss_sum = torch.zeros((), device=device)
             seen = 0
             batches = iter_batches(source, batch_size, order, pin_memory=device.type == "cuda")
@@ -337,7 +356,7 @@ class NetClassifier(
                 if augment is not None:
                     x = augment(x, generator)
                 with autocast_context(device, self.mixed_precision):
-                    loss = criterion(network(x), target)
+                    loss = criterion(model(x), target)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -346,8 +365,9 @@ class NetClassifier(
                     scheduler.step()
                 loss_sum += loss.detach().float() * len(x)
                 seen += len(x)
-            epoch_loss = float(loss_sum) / max(seen, 1)
-            seconds = time.perf_counter() - start
+            epoch_loss, seconds = _ddp.end_epoch(
+                network, loss_sum, seen, time.perf_counter() - start, group
+            )
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": seconds})
             epochs.set_postfix_str(f"loss {epoch_loss:.4f}")
             log(

@@ -21,7 +21,8 @@ LAYERS = [
         "skclusterfit._atomic", "skclusterfit._estimators", "skclusterfit._progress",
         "skclusterfit._torch_utils", "skclusterfit.augment", "skclusterfit.backbones",
         "skclusterfit.data", "skclusterfit.datasets", "skclusterfit.image_files",
-        "skclusterfit.models",
+        "skclusterfit.models", "skclusterfit.distributed", "skclusterfit._ddp",
+        "skclusterfit._out_of_core",
     },
     # Shared estimator plumbing that knows no estimator class.
     {"skclusterfit._base", "skclusterfit._validation", "skclusterfit.fingerprint"},
