@@ -1,6 +1,5 @@
 """ClusterFit: teacher features -> clustering -> student trained on the clusters."""
 
-import copy
 import os
 import time
 import warnings
@@ -9,20 +8,19 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _stages
 from ._base import NetworkFeaturesMixin
-from ._estimators import DefaultComponentsMixin, final_step, unfrozen
+from ._estimators import DefaultComponentsMixin, final_step
 from ._progress import log
+from ._teachers import fit_teacher, make_student, student_from, teacher_features, teacher_from
 from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
 from .checkpoint import CLUSTERS, TEACHER_FEATURES, StageStore
-from .features import FeatureExtractor
 from .fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
 from .persistence import PersistenceMixin
 from .training import NetClassifier
@@ -32,11 +30,6 @@ _K_PARAMETERS = ("n_clusters", "n_components")
 # scikit-learn's type_of_target warns when a label vector has more distinct values
 # than half its length; pseudo-labels with K close to n_samples are still classes.
 _MANY_CLASSES_WARNING = "The number of unique classes is greater than 50%"
-
-
-def _cached_teacher_features(fingerprint, teacher, X, verbose):
-    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher."""
-    return _stages.teacher_features(teacher, X, verbose=verbose)
 
 
 class ClusterFit(
@@ -194,12 +187,12 @@ class ClusterFit(
     # -- the default components (one rule for fit and for nested set_params) --
     def _default_component(self, name):
         if name == "teacher":
-            return _teacher_from(self.teacher)
+            return teacher_from(self.teacher)
         if name == "clusterer":
             from .cluster import KMeans  # imported on use: numba kernels
 
             return KMeans()
-        return _student_from(self.student, self.teacher)
+        return student_from(self.student, self.teacher)
 
     def fit(self, X, y=None):
         """Extract teacher features, cluster them, train the student on the clusters.
@@ -275,54 +268,11 @@ class ClusterFit(
         return StageStore(self.checkpoint_dir, fingerprint, log=self._log)
 
     def _fit_teacher(self, X, seed):
-        teacher = self.teacher
-        if isinstance(teacher, FrozenEstimator):
-            check_is_fitted(teacher)
-            return self._frozen_on_device(teacher)
-        if isinstance(teacher, (str, nn.Module)):
-            teacher = _teacher_from(teacher)
-        elif isinstance(teacher, FeatureExtractor):
-            teacher = clone(teacher)
-        else:
-            raise TypeError(
-                f"teacher={teacher!r} would have to be trained, and ClusterFit never "
-                "trains its teacher: pass a FeatureExtractor, a torchvision model "
-                "name, an nn.Module, or a fitted transformer wrapped in "
-                "sklearn.frozen.FrozenEstimator."
-            )
-        updates = {}
-        if self.device != "auto":
-            updates["device"] = self.device
-        if self.random_state is not None:
-            updates["random_state"] = seed
-        teacher = teacher.set_params(**updates).fit(X)
-        if teacher.random_init_:
-            warnings.warn(
-                f"teacher={self.teacher!r} has randomly initialised weights (a "
-                "built-in or callable network without weights=): ClusterFit on the "
-                "features of a random network is rarely what you want. Pass a "
-                "trained teacher, e.g. FeatureExtractor(model, weights='file.pth') "
-                "or FrozenEstimator(fitted_estimator).",
-                UserWarning,
-                stacklevel=3,
-            )
-        return teacher
-
-    def _frozen_on_device(self, teacher):
-        """The frozen teacher, on a copy set to ``device`` when it must move."""
-        inner = teacher.estimator
-        if self.device == "auto" or "device" not in inner.get_params(deep=False):
-            return teacher
-        if inner.get_params(deep=False)["device"] == self.device:
-            return teacher
-        # A copy: the user's fitted teacher keeps its own device setting.
-        return FrozenEstimator(copy.deepcopy(inner).set_params(device=self.device))
+        seed = seed if self.random_state is not None else None
+        return fit_teacher(self.teacher, X, device=self.device, seed=seed)
 
     def _teacher_features(self, X):
-        memory = check_memory(self.memory)
-        extract = memory.cache(_cached_teacher_features, ignore=["teacher", "verbose"])
-        fingerprint = estimator_fingerprint(self.teacher_) if self.memory is not None else None
-        return extract(fingerprint, self.teacher_, X, self.verbose)
+        return teacher_features(self.teacher_, X, memory=self.memory, verbose=self.verbose)
 
     def _make_clusterer(self, seed):
         if isinstance(self.clusterer, str):
@@ -348,16 +298,13 @@ class ClusterFit(
         return clusterer
 
     def _make_student(self, seed):
-        student = _student_from(self.student, self.teacher_)
-        updates = {"verbose": self.verbose}
-        if self.random_state is not None:
-            updates["random_state"] = seed
-        if self.device != "auto":
-            updates["device"] = self.device
-        if student.preprocess == "auto":
-            spec = getattr(unfrozen(self.teacher_), "_preprocess_spec", None)
-            updates["preprocess"] = spec() if spec is not None else None
-        return student.set_params(**updates)
+        return make_student(
+            self.student,
+            self.teacher_,
+            seed=seed if self.random_state is not None else None,
+            device=self.device,
+            verbose=self.verbose,
+        )
 
     def transform(self, X):
         """Student penultimate features of ``X``.
@@ -380,30 +327,3 @@ def _cluster(clusterer, features):
     """The cluster stage's result: ``(labels, centers, fitted clusterer)``."""
     labels = _stages.cluster_labels(clusterer, features)
     return labels, _stages.cluster_centers(clusterer, features, labels), clusterer
-
-
-def _teacher_from(teacher):
-    """The teacher a name or module stands for: ``FeatureExtractor(teacher)``."""
-    if isinstance(teacher, (str, nn.Module)):
-        return FeatureExtractor(teacher)
-    return teacher
-
-
-def _student_from(student, teacher):
-    """The student ``student`` stands for (a new NetClassifier), given ``teacher``."""
-    if isinstance(student, NetClassifier):
-        return clone(student)
-    if student is not None:
-        return NetClassifier(model=student)
-    # The teacher's architecture, re-initialised (the paper's N_cf): each
-    # teacher class says what a student like it is.
-    inner = unfrozen(_teacher_from(teacher))
-    template = getattr(inner, "_student_template", None)
-    if template is None:
-        raise ValueError(
-            f"student=None copies the teacher's architecture, but teacher="
-            f"{teacher!r} does not say what its architecture is (no "
-            "_student_template()); pass student= explicitly (a NetClassifier, a "
-            "model name or an nn.Module)."
-        )
-    return template()
