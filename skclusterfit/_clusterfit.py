@@ -8,9 +8,9 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
 from . import _stages
@@ -69,7 +69,11 @@ class ClusterFit(
         features). Any estimator with ``fit_predict`` or ``labels_`` works
         (scikit-learn's KMeans, MiniBatchKMeans, GaussianMixture, a Pipeline
         ending in one); ``K`` is set on a clone as ``n_clusters`` or
-        ``n_components``.
+        ``n_components``. A clusterer that requires labels (tagged
+        ``target_tags.required``, e.g. the paper's baselines
+        :class:`~skclusterfit.cluster.PrototypeClusterer`, which takes no
+        ``K``, and :class:`~skclusterfit.cluster.PerLabelKMeans`) gets the
+        ``y`` of ``fit(X, y)``.
     student : NetClassifier, str, nn.Module or None, default=None
         The network N_cf trained on the pseudo-labels. None: the teacher's
         architecture with fresh weights (for a frozen NetClassifier teacher,
@@ -202,8 +206,12 @@ class ClusterFit(
         X : array-like of shape (n_samples, ...) or torch Dataset
             Images (n, C, H, W), (n, H, W, C), (n, H, W) or vectors (n, d).
             No labels are needed.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None, default=None
+            Labels, used only by a clusterer that requires them (scikit-learn's
+            ``target_tags.required`` tag, e.g.
+            :class:`~skclusterfit.cluster.PrototypeClusterer` and
+            :class:`~skclusterfit.cluster.PerLabelKMeans`, the paper's
+            baselines that use labels); ignored otherwise.
 
         Returns
         -------
@@ -212,23 +220,24 @@ class ClusterFit(
         self._validate_params()
         X = validate_input(self, X, reset=True)
         n_samples = len(X)
-        if self.K > n_samples:
-            raise ValueError(
-                f"K={self.K} clusters need at least as many samples, but "
-                f"n_samples={n_samples}."
-            )
         if self.device != "auto":
             resolve_device(self.device)
         rng = check_random_state(self.random_state)
         clusterer_seed, student_seed, teacher_seed = (draw_seed(rng) for _ in range(3))
         clusterer = self._make_clusterer(clusterer_seed)
+        if _k_parameter(clusterer) is not None and self.K > n_samples:
+            raise ValueError(
+                f"K={self.K} clusters need at least as many samples, but "
+                f"n_samples={n_samples}."
+            )
+        y = self._clusterer_labels(clusterer, y, n_samples)
         # The clusterer's own rule on how many rows it needs (e.g. max_samples),
         # checked before hours of feature extraction rather than after.
         check_fit_size = getattr(final_step(clusterer), "_check_fit_size", None)
         if check_fit_size is not None:
             check_fit_size(n_samples)
         self.teacher_ = self._fit_teacher(X, teacher_seed)
-        store = self._open_store(X)
+        store = self._open_store(X, y)
 
         start = time.perf_counter()
         features = store.stage(TEACHER_FEATURES, lambda: self._teacher_features(X))
@@ -236,7 +245,7 @@ class ClusterFit(
 
         start = time.perf_counter()
         self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
-            CLUSTERS, lambda: _cluster(clusterer, features)
+            CLUSTERS, lambda: _cluster(clusterer, features, y)
         )
         self._log(
             f"{len(np.unique(self.labels_))} clusters in {time.perf_counter() - start:.1f}s"
@@ -256,7 +265,7 @@ class ClusterFit(
         self._log(f"student trained in {time.perf_counter() - start:.1f}s")
         return self
 
-    def _open_store(self, X):
+    def _open_store(self, X, y=None):
         """Where the stages keep their results: ``checkpoint_dir``, or nowhere."""
         if self.checkpoint_dir is None:
             return StageStore(log=self._log)
@@ -264,7 +273,10 @@ class ClusterFit(
         # A teacher given by name or file: its fitted state, not its name, defines
         # the features.
         parameters["teacher_"] = estimator_fingerprint(self.teacher_)
-        fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
+        data = data_fingerprint(X)
+        if y is not None:  # labels the clusterer uses are data too
+            data += "+labels:" + data_fingerprint(np.asarray(y).astype(str))
+        fingerprint = {"data": data, "parameters": parameters}
         return StageStore(self.checkpoint_dir, fingerprint, log=self._log)
 
     def _fit_teacher(self, X, seed):
@@ -281,13 +293,16 @@ class ClusterFit(
             clusterer = clone(self.clusterer)
         target = final_step(clusterer)
         params = target.get_params(deep=False)
-        k_name = next((name for name in _K_PARAMETERS if name in params), None)
-        if k_name is None:
+        k_name = _k_parameter(clusterer)
+        updates = {}
+        if k_name is not None:
+            updates[k_name] = self.K
+        elif not _needs_labels(clusterer):
+            # A clusterer defined by the labels (one cluster per class) takes no K.
             raise ValueError(
                 f"clusterer={self.clusterer!r} has no n_clusters or n_components "
                 f"parameter to receive K={self.K}."
             )
-        updates = {k_name: self.K}
         if "random_state" in params and self.random_state is not None:
             updates["random_state"] = seed
         if "device" in params and self.device != "auto":
@@ -296,6 +311,20 @@ class ClusterFit(
             updates["verbose"] = self.verbose
         target.set_params(**updates)
         return clusterer
+
+    def _clusterer_labels(self, clusterer, y, n_samples):
+        """``y`` checked, for a clusterer that needs labels; else None (not used)."""
+        if not _needs_labels(clusterer):
+            return None
+        if y is None:
+            raise ValueError(
+                f"clusterer={self.clusterer!r} clusters with labels: call fit(X, y) "
+                "with the labels of X."
+            )
+        y = column_or_1d(y, warn=True)
+        if len(y) != n_samples:
+            raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
+        return y
 
     def _make_student(self, seed):
         return make_student(
@@ -323,7 +352,18 @@ class ClusterFit(
         return self.student_.transform(X)
 
 
-def _cluster(clusterer, features):
+def _k_parameter(clusterer):
+    """The name under which the clusterer takes K, or None."""
+    params = final_step(clusterer).get_params(deep=False)
+    return next((name for name in _K_PARAMETERS if name in params), None)
+
+
+def _needs_labels(clusterer):
+    """Whether the clusterer's fit needs y (scikit-learn's ``target_tags.required``)."""
+    return get_tags(final_step(clusterer)).target_tags.required
+
+
+def _cluster(clusterer, features, y=None):
     """The cluster stage's result: ``(labels, centers, fitted clusterer)``."""
-    labels = _stages.cluster_labels(clusterer, features)
+    labels = _stages.cluster_labels(clusterer, features, y)
     return labels, _stages.cluster_centers(clusterer, features, labels), clusterer
