@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+from skclusterfit import ClusterFit, Distillation, FeatureExtractor, NetClassifier
 from skclusterfit.cluster import KMeans, PerLabelKMeans, PrototypeClusterer
 
 
@@ -16,6 +16,11 @@ def fast_estimators():
         ClusterFit(
             teacher=FeatureExtractor("mlp", random_state=0),
             K=3,
+            student=NetClassifier(max_epochs=2),
+            random_state=0,
+        ),
+        Distillation(
+            teacher=FeatureExtractor("mlp", random_state=0),
             student=NetClassifier(max_epochs=2),
             random_state=0,
         ),
@@ -38,7 +43,7 @@ _FEWER_CLUSTERS_THAN_LABELS = (
 )
 EXPECTED_FAILED_CHECKS = {
     name: {"check_methods_subset_invariance": _BATCH_SIZE_DEPENDENT}
-    for name in ("NetClassifier", "FeatureExtractor", "ClusterFit")
+    for name in ("NetClassifier", "FeatureExtractor", "ClusterFit", "Distillation")
 }
 EXPECTED_FAILED_CHECKS["PrototypeClusterer"] = {"check_clustering": _FITS_WITHOUT_LABELS}
 EXPECTED_FAILED_CHECKS["PerLabelKMeans"] = {
