@@ -136,3 +136,25 @@ def test_memmap_input(tmp_path, digits_images):
     mapped = np.load(path, mmap_mode="r")
     extractor = FeatureExtractor("cnn", random_state=0, batch_size=8).fit(mapped)
     np.testing.assert_allclose(extractor.transform(mapped), extractor.transform(X[:30]), rtol=1e-6)
+
+
+def test_one_weights_rule_for_extractor_and_clusterfit_teacher(monkeypatch):
+    """FeatureExtractor("resnet18") and ClusterFit(teacher="resnet18") both mean
+    the pretrained default weights (defect 6); both fail offline the same way."""
+    from skclusterfit import ClusterFit
+
+    requested = []
+
+    def offline(self, *args, **kwargs):
+        requested.append(self.url)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    X = np.zeros((4, 3, 32, 32), dtype=np.float32)
+    with pytest.raises(RuntimeError, match=r"weights='DEFAULT'"):
+        FeatureExtractor("resnet18").fit(X)
+    with pytest.raises(RuntimeError, match=r"weights='DEFAULT'"):
+        ClusterFit(teacher="resnet18", K=2).fit(X)
+    assert len(requested) == 2 and requested[0] == requested[1]
+    assert FeatureExtractor("resnet18", weights=None).fit(X).random_init_
+    assert FeatureExtractor("cnn").fit(np.zeros((2, 1, 8, 8), np.float32)).random_init_
