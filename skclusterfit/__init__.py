@@ -3,6 +3,7 @@
 from ._clusterfit import ClusterFit
 from .distillation import Distillation
 from .features import FeatureExtractor
+from .multi_teacher import ConcatTeachers
 from .persistence import load, save
 from .training import NetClassifier
 
@@ -10,6 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClusterFit",
+    "ConcatTeachers",
     "Distillation",
     "FeatureExtractor",
     "NetClassifier",

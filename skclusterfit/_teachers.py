@@ -50,7 +50,8 @@ def fit_teacher(teacher, X, *, device="auto", seed=None, owner="ClusterFit", sta
         return frozen_on_device(teacher, device)
     if isinstance(teacher, (str, nn.Module)):
         teacher = teacher_from(teacher)
-    elif isinstance(teacher, FeatureExtractor):
+    elif isinstance(teacher, FeatureExtractor) or getattr(teacher, "_never_trains", False):
+        # Fitting builds a network (or several) and trains none: a teacher.
         teacher = clone(teacher)
     else:
         raise TypeError(

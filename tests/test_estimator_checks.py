@@ -2,7 +2,13 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skclusterfit import ClusterFit, Distillation, FeatureExtractor, NetClassifier
+from skclusterfit import (
+    ClusterFit,
+    ConcatTeachers,
+    Distillation,
+    FeatureExtractor,
+    NetClassifier,
+)
 from skclusterfit.cluster import KMeans, PerLabelKMeans, PrototypeClusterer
 
 
@@ -34,6 +40,9 @@ def fast_estimators():
             student=NetClassifier(max_epochs=2),
             random_state=0,
         ),
+        ConcatTeachers(
+            [FeatureExtractor("mlp", random_state=0), FeatureExtractor("mlp", random_state=1)]
+        ),
     ]
 
 
@@ -55,7 +64,9 @@ _FEWER_CLUSTERS_THAN_LABELS = (
 )
 EXPECTED_FAILED_CHECKS = {
     name: {"check_methods_subset_invariance": _BATCH_SIZE_DEPENDENT}
-    for name in ("NetClassifier", "FeatureExtractor", "ClusterFit", "Distillation")
+    for name in (
+        "NetClassifier", "FeatureExtractor", "ClusterFit", "Distillation", "ConcatTeachers"
+    )
 }
 EXPECTED_FAILED_CHECKS["PrototypeClusterer"] = {"check_clustering": _FITS_WITHOUT_LABELS}
 EXPECTED_FAILED_CHECKS["PerLabelKMeans"] = {
