@@ -22,6 +22,7 @@ from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
 from .checkpoint import CLUSTERS, TEACHER_FEATURES, StageStore
 from .fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
+from .multi_teacher import ConcatTeachers
 from .persistence import PersistenceMixin
 from .training import NetClassifier
 
@@ -52,7 +53,7 @@ class ClusterFit(
 
     Parameters
     ----------
-    teacher : FeatureExtractor, str, nn.Module or FrozenEstimator, default="resnet50"
+    teacher : FeatureExtractor, str, nn.Module, FrozenEstimator or list, default="resnet50"
         The pre-trained network N_pre; ClusterFit never trains it. A
         :class:`FeatureExtractor`; a model name or an ``nn.Module``, which
         means ``FeatureExtractor(teacher)`` (a torchvision name gets its
@@ -60,7 +61,11 @@ class ClusterFit(
         such as ``"mlp"`` is random: ClusterFit warns about a random
         teacher); or any fitted transformer wrapped in
         ``sklearn.frozen.FrozenEstimator`` (e.g. a :class:`NetClassifier`
-        trained on labels, a :class:`~skclusterfit.pretext.RotNet`).
+        trained on labels, a :class:`~skclusterfit.pretext.RotNet`). A list
+        of teachers (the paper's multi-task ClusterFit) means
+        ``ConcatTeachers(teacher)``: their features, each L2-normalised, are
+        concatenated before clustering; ``student=None`` then takes the
+        first teacher's architecture.
     K : int, default=16000
         Number of clusters, i.e. of pseudo-labels. The paper uses an order of
         magnitude more than the pre-training label count.
@@ -154,7 +159,7 @@ class ClusterFit(
     """
 
     _parameter_constraints = {
-        "teacher": [str, nn.Module, HasMethods(["transform"])],
+        "teacher": [str, nn.Module, HasMethods(["transform"]), list, tuple],
         "K": [Interval(Integral, 2, None, closed="left")],
         "clusterer": [StrOptions({"kmeans"}), HasMethods(["fit"])],
         "student": [NetClassifier, str, nn.Module, callable, None],
@@ -195,12 +200,18 @@ class ClusterFit(
     # -- the default components (one rule for fit and for nested set_params) --
     def _default_component(self, name):
         if name == "teacher":
-            return teacher_from(self.teacher)
+            return teacher_from(self._teacher_spec())
         if name == "clusterer":
             from .cluster import KMeans  # imported on use: numba kernels
 
             return KMeans()
-        return student_from(self.student, self.teacher)
+        return student_from(self.student, self._teacher_spec())
+
+    def _teacher_spec(self):
+        """The teacher parameter, a list of teachers made one ConcatTeachers."""
+        if isinstance(self.teacher, (list, tuple)):
+            return ConcatTeachers(list(self.teacher))
+        return self.teacher
 
     def fit(self, X, y=None):
         """Extract teacher features, cluster them, train the student on the clusters.
@@ -292,7 +303,7 @@ class ClusterFit(
 
     def _fit_teacher(self, X, seed):
         seed = seed if self.random_state is not None else None
-        return fit_teacher(self.teacher, X, device=self.device, seed=seed)
+        return fit_teacher(self._teacher_spec(), X, device=self.device, seed=seed)
 
     def _teacher_features(self, X):
         return teacher_features(self.teacher_, X, memory=self.memory, verbose=self.verbose)

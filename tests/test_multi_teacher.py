@@ -6,7 +6,8 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.preprocessing import normalize
 
 import skclusterfit
-from skclusterfit import ConcatTeachers, FeatureExtractor, NetClassifier
+from skclusterfit import ClusterFit, ConcatTeachers, FeatureExtractor, NetClassifier
+from skclusterfit.cluster import KMeans
 from skclusterfit.pretext import RotNet
 
 
@@ -64,3 +65,31 @@ def test_save_load(digits_images, teachers, tmp_path):
     both = ConcatTeachers(list(teachers), n_components=4, random_state=0).fit(X[:200])
     loaded = skclusterfit.load(both.save(tmp_path / "both.skcf"))
     np.testing.assert_allclose(loaded.transform(X[:10]), both.transform(X[:10]), atol=1e-6)
+
+
+# -- ClusterFit(teacher=[t1, t2]) -------------------------------------------------
+
+
+def test_clusterfit_with_a_list_of_teachers(digits_images, teachers, tmp_path):
+    X, _ = digits_images
+    X = X[:300]
+    cf = ClusterFit(teacher=list(teachers), K=10, random_state=0)
+    cf.set_params(student__max_epochs=1)  # student=None: the first teacher's recipe
+    cf.fit(X)
+    assert isinstance(cf.teacher_, ConcatTeachers)
+    assert cf.teacher_.teachers_[0] is teachers[0]
+    assert cf.cluster_centers_.shape == (10, 256)
+    assert isinstance(cf.student, NetClassifier) and cf.student_.max_epochs == 1
+    # The clusters are k-means of the concatenated features (same seed stream).
+    features = ConcatTeachers(list(teachers)).fit(X).transform(X)
+    seed = cf.clusterer_.random_state
+    np.testing.assert_array_equal(cf.labels_, KMeans(10, random_state=seed).fit(features).labels_)
+    loaded = skclusterfit.load(cf.save(tmp_path / "cf.skcf"))
+    np.testing.assert_array_equal(loaded.transform(X[:20]), cf.transform(X[:20]))
+    assert isinstance(loaded.teacher, list) and len(loaded.teacher) == 2
+
+
+def test_nested_parameters_turn_the_list_into_concat_teachers(teachers):
+    cf = ClusterFit(teacher=list(teachers)).set_params(teacher__n_components=8)
+    assert isinstance(cf.teacher, ConcatTeachers) and cf.teacher.n_components == 8
+    assert cf.teacher.teachers[1] is teachers[1]
