@@ -8,6 +8,7 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -111,6 +112,13 @@ class ClusterFit(
         > 0: a line per stage and progress bars over the teacher's samples,
         the clusterer's iterations (``verbose`` is pushed onto it) and the
         student's epochs; > 1: also a line per epoch.
+    n_rounds : int, default=1
+        Rounds of ClusterFit: the student of round ``r`` is the (frozen)
+        teacher of round ``r + 1``, whose clusters train a new student from
+        scratch, as DeepCluster iterates (the paper runs one round). Each
+        round has the same clusterer and student settings; with
+        ``checkpoint_dir`` round ``r > 1`` keeps its stages in the
+        subdirectory ``round<r>``.
 
     Attributes
     ----------
@@ -134,7 +142,12 @@ class ClusterFit(
     stage_seconds_ : dict of str to float
         Wall-clock seconds of this fit's stages ("teacher features",
         "clustering", "student"); a stage restored from ``checkpoint_dir``
-        counts the time to read it.
+        counts the time to read it. Summed over rounds.
+    rounds_ : list of dict
+        One entry per round: ``"labels"``, its pseudo-labels, and
+        ``"student"``, its student (the last one is ``student_``, and
+        ``labels_``, ``cluster_centers_`` and ``clusterer_`` are the last
+        round's).
 
     See Also
     --------
@@ -168,6 +181,7 @@ class ClusterFit(
         "random_state": ["random_state"],
         "checkpoint_dir": [None, str, os.PathLike],
         "verbose": ["verbose"],
+        "n_rounds": [Interval(Integral, 1, None, closed="left")],
     }
     _component_parameters = ("teacher", "clusterer", "student")
 
@@ -183,6 +197,7 @@ class ClusterFit(
         random_state=None,
         checkpoint_dir=None,
         verbose=0,
+        n_rounds=1,
     ):
         self.teacher = teacher
         self.K = K
@@ -193,6 +208,7 @@ class ClusterFit(
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
         self.verbose = verbose
+        self.n_rounds = n_rounds
 
     def _log(self, message):
         log("ClusterFit", message, self.verbose)
@@ -252,24 +268,36 @@ class ClusterFit(
         if check_fit_size is not None:
             check_fit_size(n_samples)
         self.teacher_ = self._fit_teacher(X, teacher_seed)
-        store = self._open_store(X, y)
+        self.rounds_ = []
+        self.stage_seconds_ = dict.fromkeys(("teacher features", "clustering", "student"), 0.0)
+        teacher = self.teacher_
+        for round_index in range(self.n_rounds):
+            if round_index:  # DeepCluster's iteration: the last student teaches
+                teacher = FrozenEstimator(self.student_)
+                clusterer_seed, student_seed = draw_seed(rng), draw_seed(rng)
+                clusterer = self._make_clusterer(clusterer_seed)
+                self._log(f"round {round_index + 1} of {self.n_rounds}")
+            store = self._open_store(X, y, teacher, round_index)
+            self._fit_round(X, y, teacher, clusterer, student_seed, store)
+            self.rounds_.append({"labels": self.labels_, "student": self.student_})
+        self.n_features_out_ = self.student_.n_features_out_
+        return self
 
+    def _fit_round(self, X, y, teacher, clusterer, student_seed, store):
+        """The three stages: teacher features, clusters, a student on them."""
         start = time.perf_counter()
-        features = store.stage(TEACHER_FEATURES, lambda: self._teacher_features(X))
-        self.stage_seconds_ = {"teacher features": time.perf_counter() - start}
-        self._log(
-            f"teacher features {features.shape} in "
-            f"{self.stage_seconds_['teacher features']:.1f}s"
-        )
+        features = store.stage(TEACHER_FEATURES, lambda: self._teacher_features(X, teacher))
+        self.stage_seconds_["teacher features"] += time.perf_counter() - start
+        self._log(f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s")
 
         start = time.perf_counter()
         self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
             CLUSTERS, lambda: _cluster(clusterer, features, y)
         )
-        self.stage_seconds_["clustering"] = time.perf_counter() - start
+        self.stage_seconds_["clustering"] += time.perf_counter() - start
         self._log(
             f"{len(np.unique(self.labels_))} clusters in "
-            f"{self.stage_seconds_['clustering']:.1f}s"
+            f"{time.perf_counter() - start:.1f}s"
         )
 
         start = time.perf_counter()
@@ -282,31 +310,33 @@ class ClusterFit(
             if self.checkpoint_dir is not None:
                 self._log(f"interrupted; fit again to resume from {self.checkpoint_dir!r}")
             raise
-        self.n_features_out_ = self.student_.n_features_out_
-        self.stage_seconds_["student"] = time.perf_counter() - start
-        self._log(f"student trained in {self.stage_seconds_['student']:.1f}s")
-        return self
+        self.stage_seconds_["student"] += time.perf_counter() - start
+        self._log(f"student trained in {time.perf_counter() - start:.1f}s")
 
-    def _open_store(self, X, y=None):
-        """Where the stages keep their results: ``checkpoint_dir``, or nowhere."""
+    def _open_store(self, X, y, teacher, round_index=0):
+        """Where a round's stages keep their results: ``checkpoint_dir`` (round
+        ``r > 1`` in its subdirectory ``round<r>``), or nowhere."""
         if self.checkpoint_dir is None:
             return StageStore(log=self._log)
         parameters = parameter_fingerprint(self)
         # A teacher given by name or file: its fitted state, not its name, defines
-        # the features.
-        parameters["teacher_"] = estimator_fingerprint(self.teacher_)
+        # the features (in later rounds, the previous round's student).
+        parameters["teacher_"] = estimator_fingerprint(teacher)
         data = data_fingerprint(X)
         if y is not None:  # labels the clusterer uses are data too
             data += "+labels:" + data_fingerprint(np.asarray(y).astype(str))
         fingerprint = {"data": data, "parameters": parameters}
-        return StageStore(self.checkpoint_dir, fingerprint, log=self._log)
+        directory = self.checkpoint_dir
+        if round_index:
+            directory = os.path.join(directory, f"round{round_index + 1}")
+        return StageStore(directory, fingerprint, log=self._log)
 
     def _fit_teacher(self, X, seed):
         seed = seed if self.random_state is not None else None
         return fit_teacher(self._teacher_spec(), X, device=self.device, seed=seed)
 
-    def _teacher_features(self, X):
-        return teacher_features(self.teacher_, X, memory=self.memory, verbose=self.verbose)
+    def _teacher_features(self, X, teacher):
+        return teacher_features(teacher, X, memory=self.memory, verbose=self.verbose)
 
     def _make_clusterer(self, seed):
         if isinstance(self.clusterer, str):
