@@ -312,7 +312,7 @@ def plot(summary, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=False)
     styles = {
         "N_pre": dict(color="black", marker="o"), "N_pre 2x": dict(color="gray", marker="o",
                                                                  linestyle="--"),
@@ -334,7 +334,8 @@ def plot(summary, path):
             ax.errorbar(100 * p, 100 * mean, yerr=100 * std, capsize=2, label=network,
                         **styles[network])
         ax.set_xlabel("label noise p (%) of the teacher's training labels")
-        ax.set_ylabel(f"{name} accuracy (%), clean held-out labels")
+        ax.set_ylabel("accuracy on clean held-out labels (%)")
+        ax.set_title(name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     n_seeds = max(s["n"] for s in summary.values())
