@@ -154,3 +154,26 @@ def test_nested_parameters_reach_default_components():
     distilled = Distillation("mlp").set_params(student__max_epochs=3, teacher__batch_size=7)
     assert distilled.student.max_epochs == 3
     assert distilled.teacher.batch_size == 7
+
+
+def test_torchvision_classifier_teacher_gives_its_logits(tmp_path):
+    import torchvision
+
+    from skclusterfit.distillation import head_layer
+
+    assert head_layer("resnet18", (3, 32, 32)) == "fc"
+    assert head_layer("mobilenet_v3_small", (3, 32, 32)) == "classifier.3"
+    torch.manual_seed(0)
+    network = torchvision.models.resnet18(num_classes=7).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(network.state_dict(), path)
+    X = np.random.RandomState(0).rand(6, 3, 32, 32).astype(np.float32)
+    teacher = FeatureExtractor(torchvision.models.resnet18(num_classes=7), weights=str(path))
+    distilled = Distillation(
+        teacher, student=NetClassifier("cnn", max_epochs=1), random_state=0
+    ).fit(X)
+    assert distilled.teacher_.layer == "fc" and distilled.classes_.tolist() == list(range(7))
+    with torch.no_grad():
+        logits = network(torch.from_numpy(X)).numpy()
+    scores = _cached_teacher_scores(None, distilled.teacher_, X, 0)
+    np.testing.assert_allclose(scores, logits, rtol=1e-4, atol=1e-5)
