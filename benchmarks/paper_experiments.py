@@ -12,6 +12,9 @@ Usage::
 
     python benchmarks/paper_experiments.py            # default grid
     python benchmarks/paper_experiments.py --quick    # a few minutes
+    python benchmarks/paper_experiments.py --experiments baselines  # the paper's
+        # comparisons: distillation, prototype, per-label, N_pre 2x, rounds,
+        # multi-teacher (benchmarks/paper_baselines.py), resumable
 
 Results go to ``--out`` (CSV per experiment, a text table and the Fig. 3
 style plot). Each (p, seed) teacher is one job; ``--n-jobs`` processes run
@@ -28,7 +31,7 @@ import numpy as np
 
 QUICK = {
     "noise": [0.0, 0.5, 0.9], "K": [100], "seeds": [0], "teacher_epochs": 20, "student_epochs": 15,
-    "rotnet_epochs": 5, "rotnet_K": [100],
+    "rotnet_epochs": 5, "rotnet_K": [100], "baselines_noise": [0.0, 0.9], "baselines_K": 100,
 }
 
 
@@ -37,9 +40,11 @@ def build_parser():
     parser.add_argument("--quick", action="store_true",
                         help="one seed, p in {0, 0.5, 0.9}, one K, shorter training")
     parser.add_argument("--experiments", nargs="+", default=["control", "rotnet"],
-                        choices=["control", "rotnet", "layers"],
+                        choices=["control", "rotnet", "layers", "baselines"],
         help="'layers' (not in the default): layer-wise probes of a RotNet "
-        "teacher and its student, first seed, largest --rotnet-K")
+        "teacher and its student, first seed, largest --rotnet-K; 'baselines' "
+        "(not in the default): the paper's comparisons on the control "
+        "experiment (benchmarks/paper_baselines.py)")
     parser.add_argument("--noise", type=float, nargs="+",
                         default=[0.0, 0.25, 0.5, 0.75, 0.9])
     parser.add_argument("--K", type=int, nargs="+", default=[50, 200])
@@ -55,8 +60,20 @@ def build_parser():
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--from-csv", metavar="RUNS_CSV",
                         help="train nothing: tables and plot from an earlier runs.csv "
-                        "(e.g. of a grid cut short)")
+                        "(e.g. of a grid cut short; a baselines_runs.csv gives the "
+                        "baselines' tables)")
+    _baselines().add_arguments(parser)
     return parser
+
+
+def _baselines():
+    """benchmarks/paper_baselines.py, importable however this script is run."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import paper_baselines
+
+    return paper_baselines
 
 
 def load_data(seed, resolution):
@@ -312,6 +329,12 @@ def main(argv=None):
     from joblib import Parallel, delayed
 
     os.makedirs(args.out, exist_ok=True)
+    if args.from_csv and os.path.basename(args.from_csv) == _baselines().CSV_NAME:
+        rows = _baselines().read_rows(args.from_csv)
+        _baselines().write_report(
+            rows, f"from {args.from_csv}: {len(rows)} runs", args.out
+        )
+        return 0
     if args.from_csv:
         rows = read_rows(args.from_csv)
         seeds = sorted({r["seed"] for r in rows})
@@ -329,6 +352,11 @@ def main(argv=None):
         with open(os.path.join(args.out, "layers.txt"), "w") as f:
             f.write("command: python " + " ".join(sys.argv) + "\n\n" + table)
         args.experiments = [e for e in args.experiments if e != "layers"]
+        if not args.experiments:
+            return 0
+    if "baselines" in args.experiments:
+        _baselines().run(args)
+        args.experiments = [e for e in args.experiments if e != "baselines"]
         if not args.experiments:
             return 0
     jobs = []

@@ -13,6 +13,7 @@ ORDER = [
     "plot_label_noise.py",
     "plot_rotnet_teacher.py",
     "plot_layerwise_probe.py",
+    "plot_video_clusterfit.py",
     # clustering
     "plot_cluster_gallery.py",
     "plot_swap_clusterer.py",

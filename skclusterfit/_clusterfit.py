@@ -1,6 +1,5 @@
 """ClusterFit: teacher features -> clustering -> student trained on the clusters."""
 
-import copy
 import os
 import time
 import warnings
@@ -8,25 +7,25 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from joblib import Memory
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 
 from . import _stages
 from ._base import NetworkFeaturesMixin
-from ._estimators import DefaultComponentsMixin, final_step, unfrozen
+from ._estimators import DefaultComponentsMixin, final_step
 from ._out_of_core import FeatureStorage, parse_bytes
 from ._progress import log
+from ._teachers import fit_teacher, make_student, student_from, teacher_features, teacher_from
 from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
 from .checkpoint import CLUSTERS, StageStore, features_stage
 from .distributed import process_group
-from .features import FeatureExtractor
 from .fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
+from .multi_teacher import ConcatTeachers
 from .persistence import PersistenceMixin
 from .training import NetClassifier
 
@@ -35,15 +34,6 @@ _K_PARAMETERS = ("n_clusters", "n_components")
 # scikit-learn's type_of_target warns when a label vector has more distinct values
 # than half its length; pseudo-labels with K close to n_samples are still classes.
 _MANY_CLASSES_WARNING = "The number of unique classes is greater than 50%"
-
-
-def _cached_teacher_features(fingerprint, teacher, X, verbose, out=None, dtype="float32"):
-    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher.
-
-    ``dtype`` is part of the cache key (float16 features are other features);
-    ``out`` (where they are written) is not.
-    """
-    return _stages.teacher_features(teacher, X, verbose=verbose, out=out)
 
 
 class ClusterFit(
@@ -66,7 +56,7 @@ class ClusterFit(
 
     Parameters
     ----------
-    teacher : FeatureExtractor, str, nn.Module or FrozenEstimator, default="resnet50"
+    teacher : FeatureExtractor, str, nn.Module, FrozenEstimator or list, default="resnet50"
         The pre-trained network N_pre; ClusterFit never trains it. A
         :class:`FeatureExtractor`; a model name or an ``nn.Module``, which
         means ``FeatureExtractor(teacher)`` (a torchvision name gets its
@@ -74,7 +64,11 @@ class ClusterFit(
         such as ``"mlp"`` is random: ClusterFit warns about a random
         teacher); or any fitted transformer wrapped in
         ``sklearn.frozen.FrozenEstimator`` (e.g. a :class:`NetClassifier`
-        trained on labels, a :class:`~skclusterfit.pretext.RotNet`).
+        trained on labels, a :class:`~skclusterfit.pretext.RotNet`). A list
+        of teachers (the paper's multi-task ClusterFit) means
+        ``ConcatTeachers(teacher)``: their features, each L2-normalised, are
+        concatenated before clustering; ``student=None`` then takes the
+        first teacher's architecture.
     K : int, default=16000
         Number of clusters, i.e. of pseudo-labels. The paper uses an order of
         magnitude more than the pre-training label count.
@@ -83,7 +77,11 @@ class ClusterFit(
         features). Any estimator with ``fit_predict`` or ``labels_`` works
         (scikit-learn's KMeans, MiniBatchKMeans, GaussianMixture, a Pipeline
         ending in one); ``K`` is set on a clone as ``n_clusters`` or
-        ``n_components``.
+        ``n_components``. A clusterer that requires labels (tagged
+        ``target_tags.required``, e.g. the paper's baselines
+        :class:`~skclusterfit.cluster.PrototypeClusterer`, which takes no
+        ``K``, and :class:`~skclusterfit.cluster.PerLabelKMeans`) gets the
+        ``y`` of ``fit(X, y)``.
     student : NetClassifier, str, nn.Module or None, default=None
         The network N_cf trained on the pseudo-labels. None: the teacher's
         architecture with fresh weights (for a frozen NetClassifier teacher,
@@ -138,6 +136,13 @@ class ClusterFit(
         The dtype the teacher features are kept in, in memory or on disk.
         "float16" halves their memory, disk and I/O (k-means computes in
         float32 either way).
+    n_rounds : int, default=1
+        Rounds of ClusterFit: the student of round ``r`` is the (frozen)
+        teacher of round ``r + 1``, whose clusters train a new student from
+        scratch, as DeepCluster iterates (the paper runs one round). Each
+        round has the same clusterer and student settings; with
+        ``checkpoint_dir`` round ``r > 1`` keeps its stages in the
+        subdirectory ``round<r>``.
 
     Attributes
     ----------
@@ -161,8 +166,13 @@ class ClusterFit(
     stage_seconds_ : dict of str to float
         Wall-clock seconds of this fit's stages ("teacher features",
         "clustering", "student"); a stage restored from ``checkpoint_dir``
-        counts the time to read it. In a distributed fit, the slowest
-        process's (the same on every process).
+        counts the time to read it. Summed over rounds; in a distributed
+        fit, the slowest process's (the same on every process).
+    rounds_ : list of dict
+        One entry per round: ``"labels"``, its pseudo-labels, and
+        ``"student"``, its student (the last one is ``student_``, and
+        ``labels_``, ``cluster_centers_`` and ``clusterer_`` are the last
+        round's).
 
     See Also
     --------
@@ -187,7 +197,7 @@ class ClusterFit(
     """
 
     _parameter_constraints = {
-        "teacher": [str, nn.Module, HasMethods(["transform"])],
+        "teacher": [str, nn.Module, HasMethods(["transform"]), list, tuple],
         "K": [Interval(Integral, 2, None, closed="left")],
         "clusterer": [StrOptions({"kmeans"}), HasMethods(["fit"])],
         "student": [NetClassifier, str, nn.Module, callable, None],
@@ -199,6 +209,7 @@ class ClusterFit(
         "distributed": [StrOptions({"auto"}), "boolean"],
         "feature_budget": [Interval(Integral, 0, None, closed="left"), str],
         "feature_dtype": [StrOptions({"float32", "float16"})],
+        "n_rounds": [Interval(Integral, 1, None, closed="left")],
     }
     _component_parameters = ("teacher", "clusterer", "student")
 
@@ -217,6 +228,7 @@ class ClusterFit(
         distributed="auto",
         feature_budget="2GB",
         feature_dtype="float32",
+        n_rounds=1,
     ):
         self.teacher = teacher
         self.K = K
@@ -230,6 +242,7 @@ class ClusterFit(
         self.distributed = distributed
         self.feature_budget = feature_budget
         self.feature_dtype = feature_dtype
+        self.n_rounds = n_rounds
 
     def _log(self, message):
         log("ClusterFit", message, self.verbose)
@@ -237,12 +250,18 @@ class ClusterFit(
     # -- the default components (one rule for fit and for nested set_params) --
     def _default_component(self, name):
         if name == "teacher":
-            return _teacher_from(self.teacher)
+            return teacher_from(self._teacher_spec())
         if name == "clusterer":
             from .cluster import KMeans  # imported on use: numba kernels
 
             return KMeans()
-        return _student_from(self.student, self.teacher)
+        return student_from(self.student, self._teacher_spec())
+
+    def _teacher_spec(self):
+        """The teacher parameter, a list of teachers made one ConcatTeachers."""
+        if isinstance(self.teacher, (list, tuple)):
+            return ConcatTeachers(list(self.teacher))
+        return self.teacher
 
     def fit(self, X, y=None):
         """Extract teacher features, cluster them, train the student on the clusters.
@@ -252,8 +271,12 @@ class ClusterFit(
         X : array-like of shape (n_samples, ...) or torch Dataset
             Images (n, C, H, W), (n, H, W, C), (n, H, W) or vectors (n, d).
             No labels are needed.
-        y : None
-            Ignored.
+        y : array-like of shape (n_samples,) or None, default=None
+            Labels, used only by a clusterer that requires them (scikit-learn's
+            ``target_tags.required`` tag, e.g.
+            :class:`~skclusterfit.cluster.PrototypeClusterer` and
+            :class:`~skclusterfit.cluster.PerLabelKMeans`, the paper's
+            baselines that use labels); ignored otherwise.
 
         Returns
         -------
@@ -263,11 +286,6 @@ class ClusterFit(
         budget = parse_bytes(self.feature_budget)
         X = validate_input(self, X, reset=True)
         n_samples = len(X)
-        if self.K > n_samples:
-            raise ValueError(
-                f"K={self.K} clusters need at least as many samples, but "
-                f"n_samples={n_samples}."
-            )
         if self.device != "auto":
             resolve_device(self.device)
         # One process, or this one among torchrun's: every stage below is
@@ -278,36 +296,58 @@ class ClusterFit(
         rng = check_random_state(self.random_state)
         clusterer_seed, student_seed, teacher_seed = (draw_seed(rng) for _ in range(3))
         clusterer = self._make_clusterer(clusterer_seed, group)
+        if _k_parameter(clusterer) is not None and self.K > n_samples:
+            raise ValueError(
+                f"K={self.K} clusters need at least as many samples, but "
+                f"n_samples={n_samples}."
+            )
+        y = self._clusterer_labels(clusterer, y, n_samples)
         # The clusterer's own rule on how many rows it needs (e.g. max_samples),
         # checked before hours of feature extraction rather than after.
         check_fit_size = getattr(final_step(clusterer), "_check_fit_size", None)
         if check_fit_size is not None:
             check_fit_size(n_samples)
         self.teacher_ = self._fit_teacher(X, teacher_seed)
-        store = self._open_store(X, group)
-        stage = features_stage(group.rank, group.world_size, budget)
-        storage = FeatureStorage(budget, self.feature_dtype, self.checkpoint_dir, stage.filename)
+        self.rounds_ = []
+        self.stage_seconds_ = dict.fromkeys(("teacher features", "clustering", "student"), 0.0)
+        teacher = self.teacher_
+        for round_index in range(self.n_rounds):
+            if round_index:  # DeepCluster's iteration: the last student teaches
+                teacher = FrozenEstimator(self.student_)
+                clusterer_seed, student_seed = draw_seed(rng), draw_seed(rng)
+                clusterer = self._make_clusterer(clusterer_seed, group)
+                self._log(f"round {round_index + 1} of {self.n_rounds}")
+            store = self._open_store(X, y, teacher, group, round_index)
+            self._fit_round(X, y, teacher, clusterer, student_seed, store, group, budget)
+            self.rounds_.append({"labels": self.labels_, "student": self.student_})
+        self.n_features_out_ = self.student_.n_features_out_
+        self.stage_seconds_ = _stages.slowest(self.stage_seconds_, group)
+        return self
 
+    def _fit_round(self, X, y, teacher, clusterer, student_seed, store, group, budget):
+        """The three stages: teacher features, clusters, a student on them."""
+        stage = features_stage(group.rank, group.world_size, budget)
+        storage = FeatureStorage(budget, self.feature_dtype, store.directory, stage.filename)
         with storage:  # a temporary disk map of the features lives until clustered
             start = time.perf_counter()
-            features = store.stage(stage, lambda: self._teacher_features(X, group, storage))
-            self.stage_seconds_ = {"teacher features": time.perf_counter() - start}
+            features = store.stage(
+                stage, lambda: self._teacher_features(X, teacher, group, storage)
+            )
+            seconds = time.perf_counter() - start
+            self.stage_seconds_["teacher features"] += seconds
             self._log(
-                f"teacher features {features.shape} in "
-                f"{self.stage_seconds_['teacher features']:.1f}s"
+                f"teacher features {features.shape} in {seconds:.1f}s"
                 + (" (on disk)" if isinstance(features, np.memmap) else "")
             )
 
             start = time.perf_counter()
             self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
-                CLUSTERS, lambda: _stages.clusters(clusterer, features, group)
+                CLUSTERS, lambda: _stages.clusters(clusterer, features, group, y)
             )
-            self.stage_seconds_["clustering"] = time.perf_counter() - start
-            del features
-        self._log(
-            f"{len(np.unique(self.labels_))} clusters in "
-            f"{self.stage_seconds_['clustering']:.1f}s"
-        )
+            seconds = time.perf_counter() - start
+            self.stage_seconds_["clustering"] += seconds
+            features = None  # let go of them before the student trains
+        self._log(f"{len(np.unique(self.labels_))} clusters in {seconds:.1f}s")
 
         start = time.perf_counter()
         self.student_ = self._make_student(student_seed, group)
@@ -319,79 +359,38 @@ class ClusterFit(
             if self.checkpoint_dir is not None:
                 self._log(f"interrupted; fit again to resume from {self.checkpoint_dir!r}")
             raise
-        self.n_features_out_ = self.student_.n_features_out_
-        self.stage_seconds_["student"] = time.perf_counter() - start
-        self._log(f"student trained in {self.stage_seconds_['student']:.1f}s")
-        self.stage_seconds_ = _stages.slowest(self.stage_seconds_, group)
-        return self
+        seconds = time.perf_counter() - start
+        self.stage_seconds_["student"] += seconds
+        self._log(f"student trained in {seconds:.1f}s")
 
-    def _open_store(self, X, group):
-        """Where the stages keep their results: ``checkpoint_dir``, or nowhere."""
+    def _open_store(self, X, y, teacher, group, round_index=0):
+        """Where a round's stages keep their results: ``checkpoint_dir`` (round
+        ``r > 1`` in its subdirectory ``round<r>``), or nowhere."""
         if self.checkpoint_dir is None:
             return StageStore(log=self._log, group=group)
         parameters = parameter_fingerprint(self)
         # A teacher given by name or file: its fitted state, not its name, defines
-        # the features.
-        parameters["teacher_"] = estimator_fingerprint(self.teacher_)
-        fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
-        return StageStore(self.checkpoint_dir, fingerprint, log=self._log, group=group)
+        # the features (in later rounds, the previous round's student).
+        parameters["teacher_"] = estimator_fingerprint(teacher)
+        data = data_fingerprint(X)
+        if y is not None:  # labels the clusterer uses are data too
+            data += "+labels:" + data_fingerprint(np.asarray(y).astype(str))
+        fingerprint = {"data": data, "parameters": parameters}
+        directory = self.checkpoint_dir
+        if round_index:
+            directory = os.path.join(directory, f"round{round_index + 1}")
+        return StageStore(directory, fingerprint, log=self._log, group=group)
 
     def _fit_teacher(self, X, seed):
-        teacher = self.teacher
-        if isinstance(teacher, FrozenEstimator):
-            check_is_fitted(teacher)
-            return self._frozen_on_device(teacher)
-        if isinstance(teacher, (str, nn.Module)):
-            teacher = _teacher_from(teacher)
-        elif isinstance(teacher, FeatureExtractor):
-            teacher = clone(teacher)
-        else:
-            raise TypeError(
-                f"teacher={teacher!r} would have to be trained, and ClusterFit never "
-                "trains its teacher: pass a FeatureExtractor, a torchvision model "
-                "name, an nn.Module, or a fitted transformer wrapped in "
-                "sklearn.frozen.FrozenEstimator."
-            )
-        updates = {}
-        if self.device != "auto":
-            updates["device"] = self.device
-        if self.random_state is not None:
-            updates["random_state"] = seed
-        teacher = teacher.set_params(**updates).fit(X)
-        if teacher.random_init_:
-            warnings.warn(
-                f"teacher={self.teacher!r} has randomly initialised weights (a "
-                "built-in or callable network without weights=): ClusterFit on the "
-                "features of a random network is rarely what you want. Pass a "
-                "trained teacher, e.g. FeatureExtractor(model, weights='file.pth') "
-                "or FrozenEstimator(fitted_estimator).",
-                UserWarning,
-                stacklevel=3,
-            )
-        return teacher
+        seed = seed if self.random_state is not None else None
+        return fit_teacher(self._teacher_spec(), X, device=self.device, seed=seed)
 
-    def _frozen_on_device(self, teacher):
-        """The frozen teacher, on a copy set to ``device`` when it must move."""
-        inner = teacher.estimator
-        if self.device == "auto" or "device" not in inner.get_params(deep=False):
-            return teacher
-        if inner.get_params(deep=False)["device"] == self.device:
-            return teacher
-        # A copy: the user's fitted teacher keeps its own device setting.
-        return FrozenEstimator(copy.deepcopy(inner).set_params(device=self.device))
-
-    def _teacher_features(self, X, group, storage):
+    def _teacher_features(self, X, teacher, group, storage):
         """This process's rows' teacher features (all rows in one process)."""
-        # A cache given as a path hands large cached features back as memory maps.
-        memory = check_memory(
-            Memory(self.memory, mmap_mode="r", verbose=0)
-            if isinstance(self.memory, str) else self.memory
-        )
-        extract = memory.cache(_cached_teacher_features, ignore=["teacher", "verbose", "out"])
-        fingerprint = estimator_fingerprint(self.teacher_) if self.memory is not None else None
-        rows = _stages.feature_rows(self.teacher_, X, group)
-        features = extract(
-            fingerprint, self.teacher_, rows, self.verbose, storage.allocate, self.feature_dtype
+        rows = _stages.feature_rows(teacher, X, group)
+        features = teacher_features(
+            teacher, rows, memory=self.memory, verbose=self.verbose,
+            out=storage.allocate, dtype=self.feature_dtype,
         )
         if isinstance(features, np.memmap) and storage.fits_in_memory(*features.shape):
             features = np.array(features)  # from the cache: small enough to hold
@@ -404,13 +403,16 @@ class ClusterFit(
             clusterer = clone(self.clusterer)
         target = final_step(clusterer)
         params = target.get_params(deep=False)
-        k_name = next((name for name in _K_PARAMETERS if name in params), None)
-        if k_name is None:
+        k_name = _k_parameter(clusterer)
+        updates = {}
+        if k_name is not None:
+            updates[k_name] = self.K
+        elif not _needs_labels(clusterer):
+            # A clusterer defined by the labels (one cluster per class) takes no K.
             raise ValueError(
                 f"clusterer={self.clusterer!r} has no n_clusters or n_components "
                 f"parameter to receive K={self.K}."
             )
-        updates = {k_name: self.K}
         if "random_state" in params and self.random_state is not None:
             updates["random_state"] = seed
         if "device" in params and self.device != "auto":
@@ -424,19 +426,29 @@ class ClusterFit(
         _stages.check_distributable(clusterer, group)
         return clusterer
 
+    def _clusterer_labels(self, clusterer, y, n_samples):
+        """``y`` checked, for a clusterer that needs labels; else None (not used)."""
+        if not _needs_labels(clusterer):
+            return None
+        if y is None:
+            raise ValueError(
+                f"clusterer={self.clusterer!r} clusters with labels: call fit(X, y) "
+                "with the labels of X."
+            )
+        y = column_or_1d(y, warn=True)
+        if len(y) != n_samples:
+            raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
+        return y
+
     def _make_student(self, seed, group):
-        student = _student_from(self.student, self.teacher_)
-        updates = {"verbose": self.verbose}
-        if "distributed" in student.get_params(deep=False):
-            updates["distributed"] = "auto" if group.is_distributed else False
-        if self.random_state is not None:
-            updates["random_state"] = seed
-        if self.device != "auto":
-            updates["device"] = self.device
-        if student.preprocess == "auto":
-            spec = getattr(unfrozen(self.teacher_), "_preprocess_spec", None)
-            updates["preprocess"] = spec() if spec is not None else None
-        return student.set_params(**updates)
+        return make_student(
+            self.student,
+            self.teacher_,
+            seed=seed if self.random_state is not None else None,
+            device=self.device,
+            verbose=self.verbose,
+            group=group,
+        )
 
     def transform(self, X):
         """Student penultimate features of ``X``.
@@ -455,28 +467,18 @@ class ClusterFit(
         return self.student_.transform(X)
 
 
-def _teacher_from(teacher):
-    """The teacher a name or module stands for: ``FeatureExtractor(teacher)``."""
-    if isinstance(teacher, (str, nn.Module)):
-        return FeatureExtractor(teacher)
-    return teacher
+def _k_parameter(clusterer):
+    """The name under which the clusterer takes K, or None."""
+    params = final_step(clusterer).get_params(deep=False)
+    return next((name for name in _K_PARAMETERS if name in params), None)
 
 
-def _student_from(student, teacher):
-    """The student ``student`` stands for (a new NetClassifier), given ``teacher``."""
-    if isinstance(student, NetClassifier):
-        return clone(student)
-    if student is not None:
-        return NetClassifier(model=student)
-    # The teacher's architecture, re-initialised (the paper's N_cf): each
-    # teacher class says what a student like it is.
-    inner = unfrozen(_teacher_from(teacher))
-    template = getattr(inner, "_student_template", None)
-    if template is None:
-        raise ValueError(
-            f"student=None copies the teacher's architecture, but teacher="
-            f"{teacher!r} does not say what its architecture is (no "
-            "_student_template()); pass student= explicitly (a NetClassifier, a "
-            "model name or an nn.Module)."
-        )
-    return template()
+def _needs_labels(clusterer):
+    """Whether the clusterer's fit needs y (scikit-learn's ``target_tags.required``)."""
+    return get_tags(final_step(clusterer)).target_tags.required
+
+
+def _cluster(clusterer, features, y=None):
+    """The cluster stage's result: ``(labels, centers, fitted clusterer)``."""
+    labels = _stages.cluster_labels(clusterer, features, y)
+    return labels, _stages.cluster_centers(clusterer, features, labels), clusterer

@@ -114,14 +114,16 @@ def check_distributable(clusterer, group):
         )
 
 
-def clusters(clusterer, features, group):
+def clusters(clusterer, features, group, y=None):
     """The cluster stage's result: ``(labels, centers, fitted clusterer)``.
 
     ``features`` are this process's rows; the labels returned are those of
     all rows, in order, on every process (and become the clusterer's
     ``labels_``, so that every process holds the same fitted clusterer).
+    ``y`` goes to a clusterer that needs labels (one that runs in one
+    process: :func:`check_distributable` refuses it across processes).
     """
-    labels = group.all_gather_rows(cluster_labels(clusterer, features))
+    labels = group.all_gather_rows(cluster_labels(clusterer, features, y))
     centers = cluster_centers(clusterer, features, labels)
     if group.is_distributed and hasattr(clusterer, "labels_"):
         clusterer.labels_ = labels

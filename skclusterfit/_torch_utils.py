@@ -2,7 +2,6 @@
 
 import contextlib
 
-import numpy as np
 import torch
 from sklearn.utils import check_random_state
 

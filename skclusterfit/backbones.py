@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .models import MLP, SmallCNN
+from .video import VideoModel, video_model_names, wrap_video_transforms
 
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
@@ -59,6 +60,13 @@ def build_module(model, sample_shape, num_classes=10):
             return MLP(int(math.prod(sample_shape)), num_classes=num_classes)
         import torchvision  # imported on use: ~1 s and hundreds of MB of model code
 
+        if name in video_model_names():
+            if len(sample_shape) != 4:
+                raise ValueError(
+                    f"model={model!r} is a video network: X must hold videos "
+                    f"(n, T, C, H, W); got samples of shape {tuple(sample_shape)}."
+                )
+            return VideoModel(name)()
         if name not in torchvision.models.list_models():
             raise ValueError(
                 f"model={model!r} is neither a built-in network ('auto', 'cnn', "
@@ -260,6 +268,8 @@ def build_shape_of(network):
     for layer in network.modules():
         if isinstance(layer, nn.Conv2d):
             return [layer.in_channels, 1, 1]
+        if isinstance(layer, nn.Conv3d):  # a video network: (T, C, H, W) samples
+            return [1, layer.in_channels, 1, 1]
         if isinstance(layer, nn.Linear):
             return [layer.in_features]
     return None
@@ -267,6 +277,9 @@ def build_shape_of(network):
 
 def check_channels(module, sample_shape, role):
     """Refuse images whose channel count the network's first convolution does not take."""
+    if len(sample_shape) == 4:
+        _check_video_channels(module, sample_shape, role)
+        return
     in_channels = first_conv_in_channels(module)
     if in_channels is None:
         return
@@ -281,6 +294,35 @@ def check_channels(module, sample_shape, role):
             f"first convolution takes {in_channels}; convert the images (e.g. "
             "repeat grayscale to 3 channels) or use a matching network."
         )
+
+
+def _check_video_channels(module, sample_shape, role):
+    """The same check for videos (T, C, H, W) and a network of 3-D convolutions."""
+    conv = next((m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+    if conv is None:
+        return
+    if isinstance(conv, nn.Conv2d):
+        raise ValueError(
+            f"the {role} network is an image network (2-D convolutions); X holds "
+            f"videos of shape {tuple(sample_shape)} (T, C, H, W). Use a video "
+            "model, e.g. model='r2plus1d_18'."
+        )
+    if sample_shape[1] != conv.in_channels:
+        raise ValueError(
+            f"X has videos of {sample_shape[1]} channel(s) per frame (samples of "
+            f"shape {tuple(sample_shape)} as (T, C, H, W)) but the {role} network's "
+            f"first convolution takes {conv.in_channels}; convert the frames (e.g. "
+            "repeat grayscale to 3 channels)."
+        )
+
+
+def weights_transforms(enum):
+    """The input transforms of torchvision weights, for our batch layouts.
+
+    Video transforms give clips back frames first (see
+    :func:`skclusterfit.video.wrap_video_transforms`).
+    """
+    return wrap_video_transforms(enum.transforms())
 
 
 def preprocess_from_spec(spec):
@@ -298,4 +340,4 @@ def preprocess_from_spec(spec):
             f"preprocess={spec!r} is neither a callable nor a torchvision weights "
             "name such as 'ResNet50_Weights.IMAGENET1K_V2'."
         )
-    return enum.transforms()
+    return weights_transforms(enum)

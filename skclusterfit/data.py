@@ -1,10 +1,11 @@
 """From the user's ``X`` to batches of float tensors.
 
 Inputs are numpy arrays (images ``(n, C, H, W)``, ``(n, H, W, C)`` or
-``(n, H, W)``, uint8 or float; or 2-D vectors), including memory maps, or a
-``torch.utils.data.Dataset``. Arrays are indexed a whole batch at a time and
-converted to float32 per batch, so nothing holds the whole dataset as one
-float32 tensor and no Python code runs per sample.
+``(n, H, W)``, videos ``(n, T, C, H, W)``, uint8 or float; or 2-D
+vectors), including memory maps, or a ``torch.utils.data.Dataset``. Arrays
+are indexed a whole batch at a time and converted to float32 per batch, so
+nothing holds the whole dataset as one float32 tensor and no Python code runs
+per sample.
 """
 
 import numpy as np
@@ -15,9 +16,15 @@ _CHANNEL_COUNTS = (1, 3, 4)
 
 
 def image_layout(shape):
-    """``"nchw"``, ``"nhwc"`` or ``"vector"`` for an array of this shape."""
+    """``"nchw"``, ``"nhwc"``, ``"nhw"``, ``"video"`` or ``"vector"`` for an array of this shape.
+
+    Videos are 5-D, ``(n, T, C, H, W)``: frames first, as torchvision's video
+    datasets give them (see :mod:`skclusterfit.video`).
+    """
     if len(shape) == 2:
         return "vector"
+    if len(shape) == 5:
+        return "video"
     if len(shape) == 3:
         return "nhw"
     if len(shape) == 4:
@@ -25,8 +32,9 @@ def image_layout(shape):
             return "nhwc"
         return "nchw"
     raise ValueError(
-        f"X must be 2-D (n_samples, n_features) or image data (n, C, H, W), "
-        f"(n, H, W, C) or (n, H, W); got an array of shape {tuple(shape)}."
+        f"X must be 2-D (n_samples, n_features), image data (n, C, H, W), "
+        f"(n, H, W, C) or (n, H, W), or videos (n, T, C, H, W); got an array of "
+        f"shape {tuple(shape)}."
     )
 
 
@@ -50,7 +58,7 @@ class ArraySource:
 
     @property
     def sample_shape(self):
-        """Shape of one sample as the network sees it: (C, H, W) or (D,)."""
+        """Shape of one sample as the network sees it: (C, H, W), (T, C, H, W) or (D,)."""
         shape = self.X.shape[1:]
         if self.layout == "nhwc":
             return (shape[2], shape[0], shape[1])

@@ -23,6 +23,7 @@ from .backbones import (
     split_head,
     torchvision_weights,
     weights_name,
+    weights_transforms,
 )
 from .data import make_source
 from .persistence import PersistenceMixin
@@ -210,7 +211,7 @@ class FeatureExtractor(
         if self.preprocess != "auto":
             return self.preprocess
         enum = torchvision_weights(self.model, resolve_weights(self.model, self.weights))
-        return enum.transforms() if enum is not None else None
+        return weights_transforms(enum) if enum is not None else None
 
     def _preprocess_spec(self):
         """The preprocessing as a parameter value another network can take.

@@ -228,7 +228,7 @@ class NetClassifier(
         self.verbose = verbose
         self.distributed = distributed
 
-    def fit(self, X, y, *, checkpoint=None):
+    def fit(self, X, y, *, checkpoint=None, soft_targets=None):
         """Train the network from scratch on ``(X, y)``.
 
         Parameters
@@ -243,6 +243,12 @@ class NetClassifier(
             fit with the same data and parameters resumes from it and gives
             the same network as an uninterrupted fit; one from another fit is
             refused.
+        soft_targets : SoftTargets or None, default=None
+            Knowledge distillation (how :class:`~skclusterfit.Distillation`
+            trains its student): a teacher's class scores for every sample,
+            softened at a temperature and mixed with the hard labels ``y``.
+            The classes are then the teacher's (``soft_targets.classes``),
+            which ``y`` must come from.
 
         Returns
         -------
@@ -251,7 +257,17 @@ class NetClassifier(
         self._validate_params()
         X, y = validate_input(self, X, y, reset=True)
         check_classification_targets(y)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        if soft_targets is None:
+            self.classes_, y_encoded = np.unique(y, return_inverse=True)
+            targets = y_encoded
+        else:
+            self.classes_, y_encoded = soft_targets.classes, soft_targets.encode(y)
+            targets = soft_targets.fingerprint_array(y_encoded)
+            if len(soft_targets) != len(y_encoded):
+                raise ValueError(
+                    f"soft_targets has {len(soft_targets)} rows but y has "
+                    f"{len(y_encoded)} labels."
+                )
         source = make_source(X, self.num_workers)
         if len(y_encoded) != len(source):
             raise ValueError(
@@ -259,14 +275,14 @@ class NetClassifier(
             )
         device = resolve_device(self.device)
         group = process_group(self.distributed, device)
-        checkpoint = as_epoch_checkpoint(checkpoint, self, X, y_encoded, group)
+        checkpoint = as_epoch_checkpoint(checkpoint, self, X, targets, group)
         rng = check_random_state(self.random_state)
         with seeded(draw_seed(rng), device):
             module = build_module(self.model, source.sample_shape, len(self.classes_))
             check_channels(module, source.sample_shape, "student")
             network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
             self.history_ = self._train(
-                network, source, y_encoded, device, rng, checkpoint, group
+                network, source, y_encoded, device, rng, checkpoint, group, soft_targets
             )
         self.model_ = network.eval()
         self.n_features_out_ = network.head.in_features
@@ -297,7 +313,7 @@ class NetClassifier(
         module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes)
         return with_new_head(module, n_classes, f"model={self.model!r}")
 
-    def _train(self, network, source, y, device, rng, checkpoint, group):
+    def _train(self, network, source, y, device, rng, checkpoint, group, soft_targets=None):
         n_samples = len(source)
         batch_size = min(self.batch_size, n_samples)
         total_steps = self.max_epochs * _ddp.steps_per_epoch(n_samples, batch_size, group)
@@ -328,6 +344,7 @@ class NetClassifier(
         preprocess = self.preprocess_
         generator = torch.Generator().manual_seed(_ddp.process_seed(draw_seed(rng), group))
         labels = torch.from_numpy(y.astype(np.int64))
+        soft = None if soft_targets is None else soft_targets.probabilities()
         first_epoch, history = checkpoint.restore(
             network, optimizer, scheduler, scaler, rng, generator
         )
@@ -356,7 +373,12 @@ class NetClassifier(
                 if augment is not None:
                     x = augment(x, generator)
                 with autocast_context(device, self.mixed_precision):
-                    loss = criterion(model(x), target)
+                    logits = model(x)
+                    if soft is None:
+                        loss = criterion(logits, target)
+                    else:
+                        soft_batch = soft[index].to(device, non_blocking=True)
+                        loss = soft_targets.loss(logits, soft_batch, target, criterion)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

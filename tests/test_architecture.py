@@ -22,7 +22,7 @@ LAYERS = [
         "skclusterfit._torch_utils", "skclusterfit.augment", "skclusterfit.backbones",
         "skclusterfit.data", "skclusterfit.datasets", "skclusterfit.image_files",
         "skclusterfit.models", "skclusterfit.distributed", "skclusterfit._ddp",
-        "skclusterfit._out_of_core",
+        "skclusterfit._out_of_core", "skclusterfit.video", "skclusterfit._soft_targets",
     },
     # Shared estimator plumbing that knows no estimator class.
     {"skclusterfit._base", "skclusterfit._validation", "skclusterfit.fingerprint"},
@@ -33,7 +33,8 @@ LAYERS = [
 SERVICES_AND_BELOW = set().union(*LAYERS)
 ESTIMATOR_MODULES = {
     "skclusterfit.features", "skclusterfit.training", "skclusterfit.pretext",
-    "skclusterfit._clusterfit",
+    "skclusterfit._clusterfit", "skclusterfit.distillation", "skclusterfit._teachers",
+    "skclusterfit.multi_teacher",
 }
 
 

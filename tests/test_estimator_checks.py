@@ -2,13 +2,21 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.cluster import KMeans
+from skclusterfit import (
+    ClusterFit,
+    ConcatTeachers,
+    Distillation,
+    FeatureExtractor,
+    NetClassifier,
+)
+from skclusterfit.cluster import KMeans, PerLabelKMeans, PrototypeClusterer
 
 
 def fast_estimators():
     return [
         KMeans(n_clusters=3, random_state=0),
+        PrototypeClusterer(),
+        PerLabelKMeans(n_clusters=4, random_state=0),
         FeatureExtractor("mlp", random_state=0),
         NetClassifier(max_epochs=20, lr=0.1, random_state=0),
         ClusterFit(
@@ -27,6 +35,14 @@ def fast_estimators():
         # RotNet is not here: it takes images only (rotations of a vector mean
         # nothing) and every scikit-learn check feeds 2-D vectors; its
         # scikit-learn behaviour is tested in test_experiments.py.
+        Distillation(
+            teacher=FeatureExtractor("mlp", random_state=0),
+            student=NetClassifier(max_epochs=2),
+            random_state=0,
+        ),
+        ConcatTeachers(
+            [FeatureExtractor("mlp", random_state=0), FeatureExtractor("mlp", random_state=1)]
+        ),
     ]
 
 
@@ -38,9 +54,33 @@ _BATCH_SIZE_DEPENDENT = (
     "the check's data (seeds 0-4, 1 and 2 threads) and up to 2.4e-6 in review, "
     "above the check's atol=1e-7."
 )
+_FITS_WITHOUT_LABELS = (
+    "check_clustering fits without y, but this clusterer's clusters are defined "
+    "by labels (it is tagged target_tags.required, so the other checks pass y)."
+)
+_FEWER_CLUSTERS_THAN_LABELS = (
+    "the check sets n_clusters to 1 or 2 on data with 3 or 4 labels; "
+    "PerLabelKMeans needs at least one cluster per label and says so."
+)
 EXPECTED_FAILED_CHECKS = {
     name: {"check_methods_subset_invariance": _BATCH_SIZE_DEPENDENT}
-    for name in ("NetClassifier", "FeatureExtractor", "ClusterFit")
+    for name in (
+        "NetClassifier", "FeatureExtractor", "ClusterFit", "Distillation", "ConcatTeachers"
+    )
+}
+EXPECTED_FAILED_CHECKS["PrototypeClusterer"] = {"check_clustering": _FITS_WITHOUT_LABELS}
+EXPECTED_FAILED_CHECKS["PerLabelKMeans"] = {
+    "check_clustering": _FITS_WITHOUT_LABELS,
+    **{
+        check: _FEWER_CLUSTERS_THAN_LABELS
+        for check in (
+            "check_dont_overwrite_parameters",
+            "check_methods_sample_order_invariance",
+            "check_methods_subset_invariance",
+            "check_fit2d_1feature",
+            "check_fit2d_predict1d",
+        )
+    },
 }
 
 

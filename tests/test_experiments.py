@@ -186,3 +186,32 @@ def test_rotnet_follows_scikit_learn_conventions(digits):
     options = RotNet(NetClassifier(max_epochs=1, sampler="balanced", augment=None),
                      random_state=0).fit(X_train)
     assert options.classifier_.sampler == "balanced"
+
+
+def test_baselines_tables_and_plot(tmp_path):
+    bench = _benchmark_module()
+    baselines = bench._baselines()
+    rows = []
+    for seed in (0, 1):
+        for p in (0.0, 0.9):
+            for i, network in enumerate(baselines.NETWORKS):
+                rows.append({
+                    "experiment": "baselines", "network": network, "p": p, "K": 200,
+                    "seed": seed, "probe": 0.9 - 0.1 * p + 0.01 * i + 0.002 * seed,
+                    "knn": 0.8 + 0.01 * i, "fit_noisy": np.nan, "fit_clean": np.nan,
+                    "seconds": 1.0, "cpu_seconds": 1.0, "load": 2.0, "threads": 1,
+                    "commit": "abc",
+                })
+    path = tmp_path / baselines.CSV_NAME
+    with open(path, "w") as f:
+        f.write(",".join(baselines.FIELDS) + "\n")
+        for r in rows:
+            f.write(",".join(baselines._csv_value(r[k]) for k in baselines.FIELDS) + "\n")
+    assert bench.main(["--from-csv", str(path), "--out", str(tmp_path)]) == 0
+    summary = (tmp_path / "baselines_summary.txt").read_text()
+    # N_cf (linear table first): p=0 mean of 0.95, 0.952; p=0.9 of 0.86, 0.862.
+    line = next(row for row in summary.splitlines() if row.startswith("N_cf "))
+    assert line.split()[2:] == ["0.951", "+-", "0.001", "(+0.050)",
+                                "0.861", "+-", "0.001", "(+0.050)"]
+    assert (tmp_path / "baselines.png").stat().st_size > 10_000
+    assert summary.count("N_cf round 3") == 2  # the linear and the kNN table

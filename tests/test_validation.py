@@ -139,8 +139,9 @@ def _no_download(monkeypatch):
 CASES = [
     ("ndim-1", lambda c: small_clusterfit().fit(np.arange(10.0)), ValueError,
      r"1D array.*0\. 1\. 2\."),
-    ("ndim-5", lambda c: small_clusterfit().fit(np.zeros((4, 1, 2, 8, 8))), ValueError,
-     r"\(4, 1, 2, 8, 8\)"),
+    # 5-D arrays are videos (n, T, C, H, W); 6-D is nothing.
+    ("ndim-6", lambda c: small_clusterfit().fit(np.zeros((4, 1, 2, 8, 8, 1))), ValueError,
+     r"videos \(n, T, C, H, W\); got an array of shape \(4, 1, 2, 8, 8, 1\)"),
     ("channels-the-teacher-does-not-take",
      lambda c: small_clusterfit(teacher=FeatureExtractor(SmallCNN(in_channels=3))).fit(
          c.images), ValueError, r"X has 1 channel\(s\).*takes 3"),

@@ -15,7 +15,6 @@ Shown, not executed, in the documentation (it is built on a CPU). Run it with
 # Fail early without a GPU: ``device="cuda"`` is checked at ``fit``.
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.frozen import FrozenEstimator
