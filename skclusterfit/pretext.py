@@ -116,7 +116,7 @@ class RotNet(
     batch_size : int, default=128
         Rotated images per step.
     lr : float, default=0.05
-        Peak learning rate (cosine schedule).
+        Peak learning rate of SGD with Nesterov momentum (cosine schedule).
     weight_decay : float, default=5e-4
         L2 penalty of SGD.
     momentum : float, default=0.9
@@ -214,6 +214,7 @@ class RotNet(
         rotated = RotatedImages(source)
         self.classifier_ = NetClassifier(
             model=self.model,
+            optimizer="sgd",  # lr, weight_decay and momentum are SGD's
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             lr=self.lr,
