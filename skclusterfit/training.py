@@ -257,13 +257,25 @@ class NetClassifier(
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-        for name, value in optimizer_params.items():
-            if not name.startswith(_OPTIMIZER_PREFIX) or name == _OPTIMIZER_PREFIX:
-                raise TypeError(
-                    f"NetClassifier got an unexpected keyword argument {name!r}; "
-                    f"keywords for the optimizer are named '{_OPTIMIZER_PREFIX}<name>'."
-                )
-            setattr(self, name, value)
+        # Stored untouched, as scikit-learn wants; fit refuses names without
+        # the prefix.
+        vars(self).update(optimizer_params)
+
+    def _check_optimizer_params(self):
+        known = set(self._get_param_names())
+        unknown = [
+            name
+            for name in vars(self)
+            if name not in known
+            and not name.startswith("_")
+            and not name.endswith("_")
+            and (not name.startswith(_OPTIMIZER_PREFIX) or name == _OPTIMIZER_PREFIX)
+        ]
+        if unknown:
+            raise TypeError(
+                f"NetClassifier got unexpected keyword arguments {sorted(unknown)}; "
+                f"keywords for the optimizer are named '{_OPTIMIZER_PREFIX}<name>'."
+            )
 
     def _optimizer_kwargs(self):
         """The ``optimizer__*`` parameters, without their prefix."""
@@ -307,7 +319,11 @@ class NetClassifier(
         -------
         self : NetClassifier
         """
-        for name in [n for n in params if n.startswith(_OPTIMIZER_PREFIX)]:
+        # As in __init__, which takes them (and "optimizer_params", the name
+        # of its **keywords, which fit then refuses) into **optimizer_params.
+        for name in [
+            n for n in params if n.startswith(_OPTIMIZER_PREFIX) or n == "optimizer_params"
+        ]:
             setattr(self, name, params.pop(name))
         return super().set_params(**params)
 
@@ -332,6 +348,7 @@ class NetClassifier(
         self : NetClassifier
         """
         self._validate_params()
+        self._check_optimizer_params()
         if not isinstance(self.optimizer, str) and not issubclass(
             self.optimizer, torch.optim.Optimizer
         ):

@@ -10,7 +10,7 @@ def fast_estimators():
     return [
         KMeans(n_clusters=3, random_state=0),
         FeatureExtractor("mlp", random_state=0),
-        NetClassifier(max_epochs=20, lr=0.1, random_state=0),
+        NetClassifier(max_epochs=20, random_state=0),
         ClusterFit(
             teacher=FeatureExtractor("mlp", random_state=0),
             K=3,

@@ -178,8 +178,8 @@ def test_optimizer_parameters_clone_set_and_search(digits_small):
 
 def test_optimizer_errors(digits_small):
     X, y = digits_small
-    with pytest.raises(TypeError, match="unexpected keyword argument 'optimiser__lr'"):
-        NetClassifier(optimiser__lr=0.1)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['optimiser__lr'\]"):
+        NetClassifier(optimiser__lr=0.1, max_epochs=1).fit(X, y)
     with pytest.raises(TypeError, match="subclass of torch.optim.Optimizer"):
         NetClassifier(optimizer=dict, max_epochs=1).fit(X, y)
     with pytest.raises(ValueError, match="optimizer"):
