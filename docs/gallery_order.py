@@ -18,6 +18,7 @@ ORDER = [
     "plot_swap_clusterer.py",
     "plot_feature_preprocessing.py",
     # real_world
+    "plot_image_folder_cli.py",
     "resnet50_image_folder.py",
     "gpu_run.py",
 ]
