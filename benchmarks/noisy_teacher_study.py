@@ -287,7 +287,7 @@ def _brief(row):
 
 def plan_jobs(plan, args):
     spec = dict(PLANS[plan])
-    for name in ("datasets", "noise", "seeds"):
+    for name in ("datasets", "noise", "seeds", "teachers", "variants"):
         if getattr(args, name):
             spec[name] = getattr(args, name)
     jobs = []
@@ -561,6 +561,8 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", choices=DATASETS)
     parser.add_argument("--noise", type=float, nargs="+")
     parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--teachers", nargs="+", choices=list(TEACHERS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS))
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", default=None,
                         help="CSV of runs (default benchmarks/results/study_<plan>.csv)")
