@@ -296,8 +296,10 @@ def plan_jobs(plan, args):
             for p in spec["noise"]:
                 for recipe in spec["teachers"]:
                     variants = spec["variants"] if recipe == "default" else ["baseline"]
-                    if plan == "final":
+                    if plan in ("final", "random-labels"):
                         variants = ["defaults"]
+                    if args.teachers_only:
+                        variants = []
                     jobs.append((dataset, p, seed, recipe, variants))
     return jobs
 
@@ -563,6 +565,8 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--teachers", nargs="+", choices=list(TEACHERS))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS))
+    parser.add_argument("--teachers-only", action="store_true",
+                        help="train (and probe) the teachers of the plan, no ClusterFit")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", default=None,
                         help="CSV of runs (default benchmarks/results/study_<plan>.csv)")
