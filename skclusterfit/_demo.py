@@ -7,11 +7,13 @@ prints the linear-probe accuracy of both on clean held-out labels.
 import sys
 import time
 
+import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
 from . import ClusterFit, NetClassifier
 from .datasets import add_label_noise, load_digits_images, load_mnist_images
+from ._torch_utils import resolve_device
 from .evaluation import linear_probe
 
 _LOADERS = {"digits": load_digits_images, "mnist": load_mnist_images}
@@ -53,9 +55,20 @@ def run(args, out=sys.stdout):
         f"label noise p={args.noise}, K={args.K}, seed={args.seed}",
         file=out,
     )
+    # CPU float32 kernels split their sums by thread, so the last digits of the
+    # figures depend on the thread count: print it beside them.
+    print(f"device={_device_name(args.device)}, torch threads={torch.get_num_threads()}",
+          file=out)
     print(f"{'network':<10}{'linear-probe accuracy':>24}{'train time (s)':>16}", file=out)
     print(f"{'N_pre':<10}{results['N_pre']:>24.4f}{timings['teacher']:>16.1f}", file=out)
     print(f"{'N_cf':<10}{results['N_cf']:>24.4f}{timings['clusterfit']:>16.1f}", file=out)
     gain = results["N_cf"] - results["N_pre"]
     print(f"ClusterFit gain: {gain:+.4f}", file=out)
     return results
+
+
+def _device_name(device):
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(resolved)})"
+    return resolved.type

@@ -92,6 +92,10 @@ def test_demo_prints_the_table():
     text = out.getvalue()
     assert "N_pre" in text and "N_cf" in text and "linear-probe accuracy" in text
     assert 0.1 < results["N_pre"] <= 1 and 0.1 < results["N_cf"] <= 1
+    # The figures' last digits depend on the thread count: it is printed beside them.
+    import torch
+
+    assert f"torch threads={torch.get_num_threads()}" in text
 
 
 # -- fit and transform on a folder of image files --------------------------------------------
