@@ -68,9 +68,14 @@ class ClusterFit(
         teacher); or any fitted transformer wrapped in
         ``sklearn.frozen.FrozenEstimator`` (e.g. a :class:`NetClassifier`
         trained on labels, a :class:`~skclusterfit.pretext.RotNet`).
-    K : int, default=16000
-        Number of clusters, i.e. of pseudo-labels. The paper uses an order of
-        magnitude more than the pre-training label count.
+    K : int or "auto", default="auto"
+        Number of clusters, i.e. of pseudo-labels. "auto": ten times the
+        teacher's number of classes when the teacher is a classifier (has
+        ``classes_``, e.g. a frozen :class:`NetClassifier`), the paper's "an
+        order of magnitude more than the pre-training label count" and the
+        best single choice of ``benchmarks/noisy_teacher_study.py``;
+        otherwise the paper's 16,000 for large data, at most one cluster per
+        20 samples. Never more than ``n_samples``.
     clusterer : "kmeans" or estimator, default="kmeans"
         "kmeans" is :class:`skclusterfit.cluster.KMeans` (L2-normalised
         features). Any estimator with ``fit_predict`` or ``labels_`` works
@@ -118,6 +123,8 @@ class ClusterFit(
         The fitted clusterer.
     student_ : NetClassifier
         The student trained on the pseudo-labels.
+    K_ : int
+        The number of clusters used (``K``, or what "auto" stood for).
     labels_ : ndarray of shape (n_samples,)
         Pseudo-label (cluster id) of each training sample.
     cluster_centers_ : ndarray of shape (n_clusters, n_teacher_features)
@@ -158,7 +165,7 @@ class ClusterFit(
 
     _parameter_constraints = {
         "teacher": [str, nn.Module, HasMethods(["transform"])],
-        "K": [Interval(Integral, 2, None, closed="left")],
+        "K": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "clusterer": [StrOptions({"kmeans"}), HasMethods(["fit"])],
         "student": [NetClassifier, str, nn.Module, callable, None],
         "memory": [None, str, HasMethods(["cache"])],
@@ -172,7 +179,7 @@ class ClusterFit(
     def __init__(
         self,
         teacher="resnet50",
-        K=16000,
+        K="auto",
         *,
         clusterer="kmeans",
         student=None,
@@ -223,7 +230,8 @@ class ClusterFit(
         self._validate_params()
         X = validate_input(self, X, reset=True)
         n_samples = len(X)
-        if self.K > n_samples:
+        self.K_ = self._resolve_K(n_samples)
+        if self.K_ > n_samples:
             raise ValueError(
                 f"K={self.K} clusters need at least as many samples, but "
                 f"n_samples={n_samples}."
@@ -335,6 +343,15 @@ class ClusterFit(
         fingerprint = estimator_fingerprint(self.teacher_) if self.memory is not None else None
         return extract(fingerprint, self.teacher_, X, self.verbose)
 
+    def _resolve_K(self, n_samples):
+        """``K``, or the number of clusters "auto" stands for with this teacher."""
+        if self.K != "auto":
+            return self.K
+        classes = getattr(unfrozen(self.teacher), "classes_", None)
+        if classes is not None:
+            return max(2, min(10 * len(classes), n_samples))
+        return max(2, min(16000, n_samples // 20, n_samples))
+
     def _make_clusterer(self, seed):
         if isinstance(self.clusterer, str):
             clusterer = self._default_component("clusterer")
@@ -346,9 +363,9 @@ class ClusterFit(
         if k_name is None:
             raise ValueError(
                 f"clusterer={self.clusterer!r} has no n_clusters or n_components "
-                f"parameter to receive K={self.K}."
+                f"parameter to receive K={self.K_}."
             )
-        updates = {k_name: self.K}
+        updates = {k_name: self.K_}
         if "random_state" in params and self.random_state is not None:
             updates["random_state"] = seed
         if "device" in params and self.device != "auto":
