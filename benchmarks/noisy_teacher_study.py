@@ -72,7 +72,7 @@ VARIANTS = {
     "student 2x epochs": ("student epochs", {"student": {"max_epochs": 60}}),
     "student constant lr": ("student epochs", {"student": {"lr_schedule": "constant"}}),
     "no L2 normalisation": ("preprocessing", {"clusterer": {"normalize": False}}),
-    "PCA-whiten 32 + L2": ("preprocessing", {"clusterer": {"whiten": 32}}),
+    "PCA-whiten 32 + L2": ("preprocessing", {"clusterer": {"whiten_dim": 32}}),
     "balanced sampler": ("balance", {"student": {"sampler": "balanced"}}),
     "student no augment": ("augmentation", {"student": {"augment": None}}),
     "label smoothing 0.1": ("label smoothing", {"student": {"label_smoothing": 0.1}}),
@@ -304,11 +304,11 @@ def job(dataset, p, seed, recipe, variants, out, cache):
             continue
         start_cpu, start_wall = cpu_seconds(), time.perf_counter()
         cf = make_clusterfit(variant, teacher, seed).fit(X_train)
-        sizes = np.bincount(cf.labels_, minlength=cf.K)
+        sizes = np.bincount(cf.labels_, minlength=cf.K_)
         row = {
             **key, "variant": variant,
             "factor": "defaults" if variant == "defaults" else VARIANTS[variant][0],
-            "network": "N_cf", "K": cf.K,
+            "network": "N_cf", "K": cf.K_,
             "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
             "clusters": int((sizes > 0).sum()), "min_cluster": int(sizes.min()),
             "small_clusters": float(np.mean(sizes < 3)),
