@@ -16,7 +16,7 @@ from torch import nn
 
 from . import _stages
 from ._base import NetworkFeaturesMixin
-from ._estimators import DefaultComponentsMixin, final_step
+from ._estimators import DefaultComponentsMixin, final_step, unfrozen
 from ._out_of_core import FeatureStorage, parse_bytes
 from ._progress import log
 from ._teachers import fit_teacher, make_student, student_from, teacher_features, teacher_from
@@ -69,9 +69,14 @@ class ClusterFit(
         ``ConcatTeachers(teacher)``: their features, each L2-normalised, are
         concatenated before clustering; ``student=None`` then takes the
         first teacher's architecture.
-    K : int, default=16000
-        Number of clusters, i.e. of pseudo-labels. The paper uses an order of
-        magnitude more than the pre-training label count.
+    K : int or "auto", default="auto"
+        Number of clusters, i.e. of pseudo-labels. "auto": ten times the
+        teacher's number of classes when the teacher is a classifier (has
+        ``classes_``, e.g. a frozen :class:`NetClassifier`), the paper's "an
+        order of magnitude more than the pre-training label count" and the
+        best single choice of ``benchmarks/noisy_teacher_study.py``;
+        otherwise the paper's 16,000 for large data, at most one cluster per
+        20 samples. Never more than ``n_samples``.
     clusterer : "kmeans" or estimator, default="kmeans"
         "kmeans" is :class:`skclusterfit.cluster.KMeans` (L2-normalised
         features). Any estimator with ``fit_predict`` or ``labels_`` works
@@ -152,6 +157,8 @@ class ClusterFit(
         The fitted clusterer.
     student_ : NetClassifier
         The student trained on the pseudo-labels.
+    K_ : int
+        The number of clusters used (``K``, or what "auto" stood for).
     labels_ : ndarray of shape (n_samples,)
         Pseudo-label (cluster id) of each training sample.
     cluster_centers_ : ndarray of shape (n_clusters, n_teacher_features)
@@ -198,7 +205,7 @@ class ClusterFit(
 
     _parameter_constraints = {
         "teacher": [str, nn.Module, HasMethods(["transform"]), list, tuple],
-        "K": [Interval(Integral, 2, None, closed="left")],
+        "K": [Interval(Integral, 2, None, closed="left"), StrOptions({"auto"})],
         "clusterer": [StrOptions({"kmeans"}), HasMethods(["fit"])],
         "student": [NetClassifier, str, nn.Module, callable, None],
         "memory": [None, str, HasMethods(["cache"])],
@@ -216,7 +223,7 @@ class ClusterFit(
     def __init__(
         self,
         teacher="resnet50",
-        K=16000,
+        K="auto",
         *,
         clusterer="kmeans",
         student=None,
@@ -295,8 +302,9 @@ class ClusterFit(
             self._log(f"process {group.rank} of {group.world_size}")
         rng = check_random_state(self.random_state)
         clusterer_seed, student_seed, teacher_seed = (draw_seed(rng) for _ in range(3))
+        self.K_ = self._resolve_K(n_samples)
         clusterer = self._make_clusterer(clusterer_seed, group)
-        if _k_parameter(clusterer) is not None and self.K > n_samples:
+        if _k_parameter(clusterer) is not None and self.K_ > n_samples:
             raise ValueError(
                 f"K={self.K} clusters need at least as many samples, but "
                 f"n_samples={n_samples}."
@@ -396,6 +404,15 @@ class ClusterFit(
             features = np.array(features)  # from the cache: small enough to hold
         return features
 
+    def _resolve_K(self, n_samples):
+        """``K``, or the number of clusters "auto" stands for with this teacher."""
+        if self.K != "auto":
+            return self.K
+        classes = getattr(unfrozen(self._teacher_spec()), "classes_", None)
+        if classes is not None:
+            return max(2, min(10 * len(classes), n_samples))
+        return max(2, min(16000, n_samples // 20, n_samples))
+
     def _make_clusterer(self, seed, group):
         if isinstance(self.clusterer, str):
             clusterer = self._default_component("clusterer")
@@ -406,12 +423,12 @@ class ClusterFit(
         k_name = _k_parameter(clusterer)
         updates = {}
         if k_name is not None:
-            updates[k_name] = self.K
+            updates[k_name] = self.K_
         elif not _needs_labels(clusterer):
             # A clusterer defined by the labels (one cluster per class) takes no K.
             raise ValueError(
                 f"clusterer={self.clusterer!r} has no n_clusters or n_components "
-                f"parameter to receive K={self.K}."
+                f"parameter to receive K={self.K_}."
             )
         if "random_state" in params and self.random_state is not None:
             updates["random_state"] = seed

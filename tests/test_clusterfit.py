@@ -211,7 +211,21 @@ def test_set_output_pandas(digits_small):
 
 def test_default_parameters_mean_the_paper():
     cf = ClusterFit()
-    assert cf.teacher == "resnet50" and cf.K == 16000 and cf.student is None
+    assert cf.teacher == "resnet50" and cf.K == "auto" and cf.student is None
+
+
+def test_auto_K_is_ten_times_a_classifier_teachers_classes(digits_small):
+    X, y = digits_small
+    teacher = NetClassifier(max_epochs=1, random_state=0).fit(X, y % 4)
+    student = NetClassifier(max_epochs=1)
+    cf = ClusterFit(FrozenEstimator(teacher), student=student, random_state=0).fit(X)
+    assert cf.K == "auto" and cf.K_ == 40 and len(np.unique(cf.labels_)) == 40
+    # Not a classifier: the paper's 16,000, at most one cluster per 20 samples.
+    cf = fast_cf(K="auto").fit(X)
+    assert cf.K_ == len(X) // 20
+    assert fast_cf(K=7).fit(X).K_ == 7
+    # Never more clusters than samples.
+    assert ClusterFit(FrozenEstimator(teacher), student=student).fit(X[:30]).K_ == 30
 
 
 def test_torchvision_name_teacher_without_network_fails_clearly(monkeypatch):

@@ -18,7 +18,7 @@ def fast_estimators():
         PrototypeClusterer(),
         PerLabelKMeans(n_clusters=4, random_state=0),
         FeatureExtractor("mlp", random_state=0),
-        NetClassifier(max_epochs=20, lr=0.1, random_state=0),
+        NetClassifier(max_epochs=20, random_state=0),
         ClusterFit(
             teacher=FeatureExtractor("mlp", random_state=0),
             K=3,

@@ -98,6 +98,120 @@ def test_gpu_fit_then_cpu_pickle(digits_small):
     )
 
 
+def _plain_cnn():
+    """A user's network without normalisation layers (issue 10, defect 4)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10),
+    )
+
+
+@pytest.mark.parametrize("epochs, threshold", [(3, 0.5), (30, 0.9)])
+def test_defaults_train_a_plain_network(digits_images, epochs, threshold):
+    # With SGD at lr 0.05 this network stayed at chance (loss 2.30) for 10 epochs.
+    from sklearn.model_selection import train_test_split
+
+    X, y = digits_images
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.3, stratify=y, random_state=0
+    )
+    clf = NetClassifier(_plain_cnn, max_epochs=epochs, random_state=0)
+    assert clf.fit(X_train, y_train).score(X_test, y_test) >= threshold
+
+
+def test_optimizer_choices_and_keywords(digits_small):
+    import torch
+
+    X, y = digits_small
+    sgd = NetClassifier(optimizer="sgd", max_epochs=1, random_state=0).fit(X, y)
+    adamw = NetClassifier(optimizer="adamw", max_epochs=1, random_state=0).fit(X, y)
+    assert not np.allclose(sgd.transform(X[:5]), adamw.transform(X[:5]))
+    clf = NetClassifier(
+        optimizer=torch.optim.RMSprop, lr=1e-3, optimizer__alpha=0.9,
+        max_epochs=5, random_state=0,
+    )
+    assert clf.get_params()["optimizer__alpha"] == 0.9
+    clf.fit(X, y)
+    assert clf.score(X, y) > 0.3
+
+
+def test_optimizer_keywords_reach_the_optimizer(monkeypatch, digits_small):
+    import torch
+
+    from skclusterfit import training
+
+    made = []
+
+    class Recording(torch.optim.SGD):
+        def __init__(self, params, **kwargs):
+            made.append(kwargs)
+            super().__init__(params, **kwargs)
+
+    X, y = digits_small
+    NetClassifier(optimizer=Recording, lr=0.01, optimizer__momentum=0.5,
+                  max_epochs=1).fit(X, y)
+    assert made == [{"lr": 0.01, "momentum": 0.5}]  # momentum= is "sgd"'s only
+    made.clear()
+    monkeypatch.setitem(training.OPTIMIZERS, "sgd", (Recording, {"lr": 0.05,
+                                                                  "weight_decay": 5e-4}))
+    NetClassifier(optimizer="sgd", optimizer__lr=0.2, max_epochs=1).fit(X, y)
+    assert made == [{"lr": 0.2, "weight_decay": 5e-4, "momentum": 0.9, "nesterov": True}]
+
+
+def test_optimizer_parameters_clone_set_and_search(digits_small):
+    import torch
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    clf = NetClassifier(optimizer=torch.optim.Adam, optimizer__betas=(0.8, 0.99))
+    copy = clone(clf)
+    assert copy.optimizer is torch.optim.Adam
+    assert copy.get_params()["optimizer__betas"] == (0.8, 0.99)
+    copy.set_params(optimizer__eps=1e-6, max_epochs=1)
+    assert copy.optimizer__eps == 1e-6 and "optimizer__eps" not in clf.get_params()
+    assert "optimizer__betas" in repr(copy)
+    X, y = digits_small
+    search = GridSearchCV(
+        NetClassifier(max_epochs=1, random_state=0),
+        {"optimizer": ["sgd", "adamw"], "optimizer__weight_decay": [0.0]}, cv=2,
+        error_score="raise",
+    ).fit(X, y)
+    assert search.best_params_["optimizer__weight_decay"] == 0.0
+
+
+def test_optimizer_errors(digits_small):
+    X, y = digits_small
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['optimiser__lr'\]"):
+        NetClassifier(optimiser__lr=0.1, max_epochs=1).fit(X, y)
+    with pytest.raises(TypeError, match="subclass of torch.optim.Optimizer"):
+        NetClassifier(optimizer=dict, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="optimizer"):
+        NetClassifier(optimizer="adam", max_epochs=1).fit(X, y)
+    with pytest.raises(TypeError, match="optimizer__nonsense"):
+        NetClassifier(optimizer__nonsense=1, max_epochs=1).fit(X, y)
+
+
+def test_optimizer_parameters_survive_save_and_load(tmp_path, digits_small):
+    import torch
+
+    from skclusterfit import load
+
+    X, y = digits_small
+    clf = NetClassifier(optimizer__betas=(0.8, 0.99), max_epochs=1, random_state=0)
+    clf.fit(X, y).save(tmp_path / "adamw.skcf")
+    loaded = load(tmp_path / "adamw.skcf")
+    assert loaded.get_params()["optimizer__betas"] == (0.8, 0.99)
+    np.testing.assert_array_equal(loaded.transform(X[:5]), clf.transform(X[:5]))
+    # A class is code: given back at load time, like a user's network.
+    clf.set_params(optimizer=torch.optim.Adam).fit(X, y).save(tmp_path / "adam.skcf")
+    loaded = load(tmp_path / "adam.skcf", custom_objects={"optimizer": torch.optim.Adam})
+    assert loaded.optimizer is torch.optim.Adam
+
+
 def test_gpu_code_paths_run_on_the_cpu(digits_images, monkeypatch):
     """bf16 autocast and channels-last are the GPU defaults; forced on the CPU
     they run the same code (defect 9): the loops train and extract with them."""
@@ -128,3 +242,4 @@ def test_gpu_code_paths_run_on_the_cpu(digits_images, monkeypatch):
     assert features.transform(X[:8]).dtype == np.float32
     # float16 forced: the GradScaler path (enabled only for float16).
     NetClassifier(max_epochs=1, mixed_precision="float16", random_state=0).fit(X[:64], y[:64])
+

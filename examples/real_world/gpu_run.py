@@ -41,7 +41,8 @@ X_train, X_test, y_train, y_test = train_test_split(
 # Teacher and student are torchvision ResNet-18s trained from scratch. On the
 # GPU, ``NetClassifier`` trains in mixed precision (bf16 where supported) with
 # channels-last memory; larger batches keep the GPU busy.
-settings = dict(max_epochs=30, batch_size=256, lr=0.1, device="cuda", random_state=0)
+settings = dict(max_epochs=30, batch_size=256, optimizer="sgd", lr=0.1, device="cuda",
+                random_state=0)
 
 start = time.perf_counter()
 teacher = NetClassifier("resnet18", **settings).fit(

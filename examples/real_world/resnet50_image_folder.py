@@ -70,6 +70,7 @@ student = NetClassifier(
     "resnet50",
     max_epochs=90,
     batch_size=256,
+    optimizer="sgd",  # the paper's recipe for a ResNet-50 on ImageNet-scale data
     lr=0.1,
     sampler="balanced",
     num_workers=8,
