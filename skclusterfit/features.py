@@ -92,6 +92,10 @@ class FeatureExtractor(
     ----------
     network_ : torch.nn.Module
         The frozen feature network.
+    preprocess_ : callable or None
+        What runs on each float batch before the network: ``preprocess``
+        itself, or for ``preprocess="auto"`` the transforms of the torchvision
+        ``weights`` given by name (None when there are none).
     input_shape_ : tuple
         Shape of one sample seen in fit.
     n_features_in_ : int
