@@ -135,12 +135,15 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
 def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
     """A RotNet teacher (no labels), its probe, and ClusterFit for every K."""
     _limit_threads()
+    from skclusterfit import NetClassifier
     from skclusterfit.evaluation import linear_probe
     from skclusterfit.pretext import RotNet
 
     X_train, X_test, y_train, y_test = load_data(seed, resolution)
     start = time.perf_counter()
-    rotnet = RotNet(max_epochs=rotnet_epochs, device="cpu", random_state=seed).fit(X_train)
+    rotnet = RotNet(
+        NetClassifier(max_epochs=rotnet_epochs, device="cpu"), random_state=seed
+    ).fit(X_train)
     rows = [{
         "experiment": "rotnet", "network": "N_pre", "p": np.nan, "K": 0, "seed": seed,
         "probe": linear_probe(rotnet, X_train, y_train, X_test, y_test),
@@ -171,7 +174,9 @@ def layers_job(seed, K, rotnet_epochs, student_epochs, resolution):
     from skclusterfit.pretext import RotNet
 
     X_train, X_test, y_train, y_test = load_data(seed, resolution)
-    rotnet = RotNet(max_epochs=rotnet_epochs, device="cpu", random_state=seed).fit(X_train)
+    rotnet = RotNet(
+        NetClassifier(max_epochs=rotnet_epochs, device="cpu"), random_state=seed
+    ).fit(X_train)
     cf = ClusterFit(
         teacher=FrozenEstimator(rotnet), K=K,
         student=NetClassifier(max_epochs=student_epochs), device="cpu",

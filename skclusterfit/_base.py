@@ -1,22 +1,36 @@
 """Behaviour shared by the estimators that hold a torch network."""
 
+import copy
+import itertools
+
+import numpy as np
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from torch import nn
 
-from ._torch_utils import autocast_context, check_finite_features
+from ._torch_utils import autocast_context, check_finite_features, uses_channels_last
 from .data import iter_batches
 
 
 class TorchStateMixin:
-    """Pickle fitted networks on the CPU so a GPU-fitted model loads anywhere."""
+    """Pickle fitted networks on the CPU so a GPU-fitted model loads anywhere.
+
+    Pickling never changes the object itself: a network that lives on a GPU
+    is copied to the CPU for the pickle and stays where it is.
+    """
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: object.__getstate__ returns the instance's own __dict__.
+        state = dict(super().__getstate__())
         for key, value in state.items():
-            if key.endswith("_") and isinstance(value, nn.Module):
-                value.to("cpu")
+            if key.endswith("_") and isinstance(value, nn.Module) and _off_cpu(value):
+                state[key] = copy.deepcopy(value).to("cpu")
         return state
+
+
+def _off_cpu(module):
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return any(t.device.type != "cpu" for t in tensors)
 
 
 class NetworkFeaturesMixin(ClassNamePrefixFeaturesOutMixin):
@@ -37,11 +51,19 @@ class NetworkFeaturesMixin(ClassNamePrefixFeaturesOutMixin):
 
 
 def prepare_network(network, device):
-    """Move ``network`` to ``device`` in eval mode (channels-last on CUDA)."""
+    """Move ``network`` to ``device`` in eval mode (channels-last where it pays)."""
     network.to(device).eval()
-    if device.type == "cuda":
+    if uses_channels_last(device):
         network.to(memory_format=torch.channels_last)
     return network
+
+
+def to_device(x, device):
+    """A batch on ``device`` (non-blocking from pinned memory), channels-last where used."""
+    x = x.to(device, non_blocking=True)
+    if x.ndim == 4 and uses_channels_last(device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def run_network(
@@ -53,17 +75,12 @@ def run_network(
     No gradients are kept; batches go to the device with non-blocking copies
     from pinned memory when it is a GPU.
     """
-    import numpy as np
-
     forward = forward or network
     prepare_network(network, device)
-    on_cuda = device.type == "cuda"
     out = None
     with torch.inference_mode():
-        for x, index in iter_batches(source, batch_size, pin_memory=on_cuda):
-            x = x.to(device, non_blocking=True)
-            if on_cuda and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for x, index in iter_batches(source, batch_size, pin_memory=device.type == "cuda"):
+            x = to_device(x, device)
             if preprocess is not None:
                 x = preprocess(x)
             with autocast_context(device, mixed_precision):

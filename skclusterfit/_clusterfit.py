@@ -3,58 +3,48 @@
 import copy
 import os
 import time
-from numbers import Integral, Real
+import warnings
+from numbers import Integral
 
-import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
+from . import _stages
 from ._base import NetworkFeaturesMixin
-from ._torch_utils import resolve_device
+from ._estimators import DefaultComponentsMixin, final_step, unfrozen
+from ._progress import log
+from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
-from .backbones import reset_parameters
-from .checkpoint import (
-    FitCheckpoint,
-    data_fingerprint,
-    fitted_fingerprint,
-    parameter_fingerprint,
-)
-from .cluster import KMeans
+from .checkpoint import CLUSTERS, TEACHER_FEATURES, StageStore
 from .features import FeatureExtractor
+from .fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
 from .persistence import PersistenceMixin
 from .training import NetClassifier
 
 # Parameter names through which scikit-learn clusterers take the cluster count.
 _K_PARAMETERS = ("n_clusters", "n_components")
+# scikit-learn's type_of_target warns when a label vector has more distinct values
+# than half its length; pseudo-labels with K close to n_samples are still classes.
+_MANY_CLASSES_WARNING = "The number of unique classes is greater than 50%"
 
 
-def _extract_teacher_features(fingerprint, teacher, X):
+def _cached_teacher_features(fingerprint, teacher, X, verbose):
     """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher."""
-    return np.asarray(teacher.transform(X), dtype=np.float32)
-
-
-def teacher_cache_key(teacher):
-    """The feature cache's key for ``teacher``: its class, parameters and fitted state.
-
-    Networks count by their weights, never as pickled objects, so the key is
-    stable across fits that build the same network and differs between two
-    teachers with equal parameters but other training.
-    """
-    inner = teacher.estimator if isinstance(teacher, FrozenEstimator) else teacher
-    return joblib.hash(
-        (type(inner).__qualname__, parameter_fingerprint(inner), fitted_fingerprint(inner))
-    )
+    return _stages.teacher_features(teacher, X, verbose=verbose)
 
 
 class ClusterFit(
-    PersistenceMixin, NetworkFeaturesMixin, TransformerMixin, BaseEstimator
+    PersistenceMixin,
+    DefaultComponentsMixin,
+    NetworkFeaturesMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """ClusterFit (Yan et al., CVPR 2020) as a scikit-learn transformer.
 
@@ -71,11 +61,13 @@ class ClusterFit(
     ----------
     teacher : FeatureExtractor, str, nn.Module or FrozenEstimator, default="resnet50"
         The pre-trained network N_pre; ClusterFit never trains it. A
-        :class:`FeatureExtractor`; a torchvision model name (built with its
-        default pretrained weights, ``weights="DEFAULT"``); an ``nn.Module``
-        used with its current weights; or any fitted transformer wrapped in
+        :class:`FeatureExtractor`; a model name or an ``nn.Module``, which
+        means ``FeatureExtractor(teacher)`` (a torchvision name gets its
+        default pretrained weights, a module keeps its own, a built-in name
+        such as ``"mlp"`` is random: ClusterFit warns about a random
+        teacher); or any fitted transformer wrapped in
         ``sklearn.frozen.FrozenEstimator`` (e.g. a :class:`NetClassifier`
-        trained on labels).
+        trained on labels, a :class:`~skclusterfit.pretext.RotNet`).
     K : int, default=16000
         Number of clusters, i.e. of pseudo-labels. The paper uses an order of
         magnitude more than the pre-training label count.
@@ -89,16 +81,22 @@ class ClusterFit(
         The network N_cf trained on the pseudo-labels. None: the teacher's
         architecture with fresh weights (for a frozen NetClassifier teacher,
         its training settings too). A str or module is wrapped in a
-        :class:`NetClassifier` with default settings.
+        :class:`NetClassifier` with default settings. A student whose
+        ``preprocess`` is "auto" (the default) takes the teacher's input
+        preprocessing. Nested parameters work with every default, e.g.
+        ``set_params(student__max_epochs=90, clusterer__max_samples=0.5)``:
+        the default component is built first, then changed.
     memory : str, joblib.Memory or None, default=None
         Caches the teacher features, so that a grid search over ``K`` extracts
         them once per fold.
     device : str, default="auto"
-        Pushed onto the teacher, clusterer and student clones unless "auto".
+        Unless "auto", pushed onto the teacher (a frozen teacher runs on a
+        copy), the clusterer and the student.
     random_state : int, RandomState instance or None, default=None
-        Seeds the clusterer and the student (pushed onto their clones). With
-        an int, two fits on the CPU give identical pseudo-labels and student
-        features.
+        Seeds everything ClusterFit builds: a teacher built from a name or
+        module, the clusterer and the student (seeds pushed onto their
+        clones). With an int, two fits on the CPU give identical
+        pseudo-labels and student features.
     checkpoint_dir : str, path or None, default=None
         Directory where each completed stage (teacher features, cluster
         assignment, every student epoch) is saved atomically. Fitting again
@@ -108,7 +106,9 @@ class ClusterFit(
         per fit: in a grid search leave it None (``memory`` shares the teacher
         features). See :mod:`skclusterfit.checkpoint`.
     verbose : int, default=0
-        Report each stage (and, > 1, each student epoch).
+        > 0: a line per stage and progress bars over the teacher's samples,
+        the clusterer's iterations (``verbose`` is pushed onto it) and the
+        student's epochs; > 1: also a line per epoch.
 
     Attributes
     ----------
@@ -163,6 +163,7 @@ class ClusterFit(
         "checkpoint_dir": [None, str, os.PathLike],
         "verbose": ["verbose"],
     }
+    _component_parameters = ("teacher", "clusterer", "student")
 
     def __init__(
         self,
@@ -188,8 +189,17 @@ class ClusterFit(
         self.verbose = verbose
 
     def _log(self, message):
-        if self.verbose:
-            print(f"[ClusterFit] {message}", flush=True)
+        log("ClusterFit", message, self.verbose)
+
+    # -- the default components (one rule for fit and for nested set_params) --
+    def _default_component(self, name):
+        if name == "teacher":
+            return _teacher_from(self.teacher)
+        if name == "clusterer":
+            from .cluster import KMeans  # imported on use: numba kernels
+
+            return KMeans()
+        return _student_from(self.student, self.teacher)
 
     def fit(self, X, y=None):
         """Extract teacher features, cluster them, train the student on the clusters.
@@ -217,74 +227,62 @@ class ClusterFit(
         if self.device != "auto":
             resolve_device(self.device)
         rng = check_random_state(self.random_state)
-        clusterer_seed, student_seed = rng.randint(2**31 - 1, size=2)
+        clusterer_seed, student_seed, teacher_seed = (draw_seed(rng) for _ in range(3))
+        clusterer = self._make_clusterer(clusterer_seed)
+        # The clusterer's own rule on how many rows it needs (e.g. max_samples),
+        # checked before hours of feature extraction rather than after.
+        check_fit_size = getattr(final_step(clusterer), "_check_fit_size", None)
+        if check_fit_size is not None:
+            check_fit_size(n_samples)
+        self.teacher_ = self._fit_teacher(X, teacher_seed)
+        store = self._open_store(X)
 
         start = time.perf_counter()
-        self.teacher_ = self._fit_teacher(X)
-        checkpoint = self._open_checkpoint(X)
-        features = checkpoint.load_features() if checkpoint is not None else None
-        if features is None:
-            features = self._teacher_features(X)
-            if checkpoint is not None:
-                checkpoint.save_features(features)
+        features = store.stage(TEACHER_FEATURES, lambda: self._teacher_features(X))
+        self._log(f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s")
+
+        start = time.perf_counter()
+        self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
+            CLUSTERS, lambda: _cluster(clusterer, features)
+        )
         self._log(
-            f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s"
+            f"{len(np.unique(self.labels_))} clusters in {time.perf_counter() - start:.1f}s"
         )
 
         start = time.perf_counter()
-        self.clusterer_ = self._make_clusterer(int(clusterer_seed))
-        check_subsample(self.clusterer_, len(features), self.K)
-        stored = checkpoint.load_clusters() if checkpoint is not None else None
-        if stored is not None:
-            self.labels_, self.cluster_centers_, self.clusterer_ = stored
-        else:
-            self.labels_ = cluster_labels(self.clusterer_, features)
-            self.cluster_centers_ = cluster_centers(
-                self.clusterer_, features, self.labels_
-            )
-            if checkpoint is not None:
-                checkpoint.save_clusters(self.labels_, self.cluster_centers_, self.clusterer_)
-        self._log(
-            f"{len(np.unique(self.labels_))} clusters in "
-            f"{time.perf_counter() - start:.1f}s"
-        )
-
-        start = time.perf_counter()
-        self.student_ = self._make_student(int(student_seed))
-        # Only with a checkpoint: a student class of the user's may not take the argument.
-        fit_params = {} if checkpoint is None else {"checkpoint": checkpoint.student()}
+        self.student_ = self._make_student(student_seed)
         try:
-            self.student_.fit(X, self.labels_, **fit_params)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_MANY_CLASSES_WARNING)
+                self.student_.fit(X, self.labels_, checkpoint=store.epochs())
         except KeyboardInterrupt:
-            if checkpoint is not None:
-                self._log(
-                    f"interrupted; fit again to resume from {self.checkpoint_dir!r}"
-                )
+            if self.checkpoint_dir is not None:
+                self._log(f"interrupted; fit again to resume from {self.checkpoint_dir!r}")
             raise
         self.n_features_out_ = self.student_.n_features_out_
         self._log(f"student trained in {time.perf_counter() - start:.1f}s")
         return self
 
-    def _open_checkpoint(self, X):
-        """The :class:`FitCheckpoint` of this fit, or None without checkpoint_dir."""
+    def _open_store(self, X):
+        """Where the stages keep their results: ``checkpoint_dir``, or nowhere."""
         if self.checkpoint_dir is None:
-            return None
+            return StageStore(log=self._log)
         parameters = parameter_fingerprint(self)
-        # A teacher given by name or file: its weights, not its name, define the features.
-        parameters["teacher_ weights"] = fitted_fingerprint(self.teacher_)
+        # A teacher given by name or file: its fitted state, not its name, defines
+        # the features.
+        parameters["teacher_"] = estimator_fingerprint(self.teacher_)
         fingerprint = {"data": data_fingerprint(X), "parameters": parameters}
-        return FitCheckpoint(self.checkpoint_dir, fingerprint, log=self._log)
+        return StageStore(self.checkpoint_dir, fingerprint, log=self._log)
 
-    def _fit_teacher(self, X):
+    def _fit_teacher(self, X, seed):
         teacher = self.teacher
         if isinstance(teacher, FrozenEstimator):
             check_is_fitted(teacher)
-            return teacher
-        if isinstance(teacher, FeatureExtractor):
+            return self._frozen_on_device(teacher)
+        if isinstance(teacher, (str, nn.Module)):
+            teacher = _teacher_from(teacher)
+        elif isinstance(teacher, FeatureExtractor):
             teacher = clone(teacher)
-        elif isinstance(teacher, (str, nn.Module)):
-            weights = "DEFAULT" if isinstance(teacher, str) else None
-            teacher = FeatureExtractor(teacher, weights=weights)
         else:
             raise TypeError(
                 f"teacher={teacher!r} would have to be trained, and ClusterFit never "
@@ -292,39 +290,46 @@ class ClusterFit(
                 "name, an nn.Module, or a fitted transformer wrapped in "
                 "sklearn.frozen.FrozenEstimator."
             )
+        updates = {}
         if self.device != "auto":
-            teacher.set_params(device=self.device)
-        return teacher.fit(X)
+            updates["device"] = self.device
+        if self.random_state is not None:
+            updates["random_state"] = seed
+        teacher = teacher.set_params(**updates).fit(X)
+        if teacher.random_init_:
+            warnings.warn(
+                f"teacher={self.teacher!r} has randomly initialised weights (a "
+                "built-in or callable network without weights=): ClusterFit on the "
+                "features of a random network is rarely what you want. Pass a "
+                "trained teacher, e.g. FeatureExtractor(model, weights='file.pth') "
+                "or FrozenEstimator(fitted_estimator).",
+                UserWarning,
+                stacklevel=3,
+            )
+        return teacher
+
+    def _frozen_on_device(self, teacher):
+        """The frozen teacher, on a copy set to ``device`` when it must move."""
+        inner = teacher.estimator
+        if self.device == "auto" or "device" not in inner.get_params(deep=False):
+            return teacher
+        if inner.get_params(deep=False)["device"] == self.device:
+            return teacher
+        # A copy: the user's fitted teacher keeps its own device setting.
+        return FrozenEstimator(copy.deepcopy(inner).set_params(device=self.device))
 
     def _teacher_features(self, X):
         memory = check_memory(self.memory)
-        extract = memory.cache(_extract_teacher_features, ignore=["teacher"])
-        fingerprint = teacher_cache_key(self.teacher_) if self.memory is not None else None
-        features = extract(fingerprint, self.teacher_, X)
-        if features.ndim != 2 or len(features) != len(X):
-            raise ValueError(
-                f"the teacher returned features of shape {features.shape} for "
-                f"{len(X)} samples; it must return (n_samples, n_features)."
-            )
-        if not np.isfinite(features).all():
-            raise ValueError(
-                "the teacher produced NaN or inf features; check its weights "
-                "and the input scaling before clustering."
-            )
-        return features
+        extract = memory.cache(_cached_teacher_features, ignore=["teacher", "verbose"])
+        fingerprint = estimator_fingerprint(self.teacher_) if self.memory is not None else None
+        return extract(fingerprint, self.teacher_, X, self.verbose)
 
     def _make_clusterer(self, seed):
         if isinstance(self.clusterer, str):
-            device = self.device
-            return KMeans(n_clusters=self.K, device=device, random_state=seed)
-        if not (
-            hasattr(self.clusterer, "fit_predict") or hasattr(self.clusterer, "fit")
-        ):
-            raise TypeError(
-                f"clusterer={self.clusterer!r} has neither fit_predict nor fit."
-            )
-        clusterer = clone(self.clusterer)
-        target = clusterer.steps[-1][1] if isinstance(clusterer, Pipeline) else clusterer
+            clusterer = self._default_component("clusterer")
+        else:
+            clusterer = clone(self.clusterer)
+        target = final_step(clusterer)
         params = target.get_params(deep=False)
         k_name = next((name for name in _K_PARAMETERS if name in params), None)
         if k_name is None:
@@ -337,43 +342,22 @@ class ClusterFit(
             updates["random_state"] = seed
         if "device" in params and self.device != "auto":
             updates["device"] = self.device
+        if "verbose" in params:
+            updates["verbose"] = self.verbose
         target.set_params(**updates)
         return clusterer
 
     def _make_student(self, seed):
-        student = self.student
-        if student is None:
-            student = self._student_like_teacher()
-        elif isinstance(student, NetClassifier):
-            student = clone(student)
-        else:
-            student = NetClassifier(model=student)
-        updates = {}
+        student = _student_from(self.student, self.teacher_)
+        updates = {"verbose": self.verbose}
         if self.random_state is not None:
             updates["random_state"] = seed
         if self.device != "auto":
             updates["device"] = self.device
-        if self.verbose > 1:
-            updates["verbose"] = self.verbose - 1
+        if student.preprocess == "auto":
+            spec = getattr(unfrozen(self.teacher_), "_preprocess_spec", None)
+            updates["preprocess"] = spec() if spec is not None else None
         return student.set_params(**updates)
-
-    def _student_like_teacher(self):
-        """The teacher's architecture, re-initialised (the paper's N_cf)."""
-        teacher = self.teacher_
-        if isinstance(teacher, FrozenEstimator):
-            teacher = teacher.estimator
-        if isinstance(teacher, NetClassifier):
-            return clone(teacher)
-        model = teacher.get_params().get("model") if hasattr(teacher, "get_params") else None
-        if model is None:
-            raise ValueError(
-                f"student=None copies the teacher's architecture, but teacher="
-                f"{self.teacher!r} has no 'model'; pass student= explicitly "
-                "(a NetClassifier, a model name or an nn.Module)."
-            )
-        if isinstance(model, nn.Module):
-            model = reset_parameters(copy.deepcopy(model))
-        return NetClassifier(model=model)
 
     def transform(self, X):
         """Student penultimate features of ``X``.
@@ -392,55 +376,34 @@ class ClusterFit(
         return self.student_.transform(X)
 
 
-def check_subsample(clusterer, n_samples, K):
-    """Refuse a clusterer whose ``max_samples`` subsample has fewer than K points."""
-    target = clusterer.steps[-1][1] if isinstance(clusterer, Pipeline) else clusterer
-    max_samples = getattr(target, "max_samples", None)
-    if max_samples is None or isinstance(max_samples, str):
-        return
-    if isinstance(max_samples, Real) and not isinstance(max_samples, Integral):
-        n_used = int(max_samples * n_samples) if max_samples <= 1 else int(max_samples)
-    else:
-        n_used = int(max_samples)
-    n_used = min(n_used, n_samples)
-    if n_used < K:
+def _cluster(clusterer, features):
+    """The cluster stage's result: ``(labels, centers, fitted clusterer)``."""
+    labels = _stages.cluster_labels(clusterer, features)
+    return labels, _stages.cluster_centers(clusterer, features, labels), clusterer
+
+
+def _teacher_from(teacher):
+    """The teacher a name or module stands for: ``FeatureExtractor(teacher)``."""
+    if isinstance(teacher, (str, nn.Module)):
+        return FeatureExtractor(teacher)
+    return teacher
+
+
+def _student_from(student, teacher):
+    """The student ``student`` stands for (a new NetClassifier), given ``teacher``."""
+    if isinstance(student, NetClassifier):
+        return clone(student)
+    if student is not None:
+        return NetClassifier(model=student)
+    # The teacher's architecture, re-initialised (the paper's N_cf): each
+    # teacher class says what a student like it is.
+    inner = unfrozen(_teacher_from(teacher))
+    template = getattr(inner, "_student_template", None)
+    if template is None:
         raise ValueError(
-            f"the clusterer's max_samples={max_samples!r} keeps {n_used} of the "
-            f"{n_samples} samples, fewer than K={K} clusters; raise max_samples or "
-            "lower K."
+            f"student=None copies the teacher's architecture, but teacher="
+            f"{teacher!r} does not say what its architecture is (no "
+            "_student_template()); pass student= explicitly (a NetClassifier, a "
+            "model name or an nn.Module)."
         )
-
-
-def cluster_labels(clusterer, features):
-    """Fit ``clusterer`` and return its labels as a 1-D integer array."""
-    if hasattr(clusterer, "fit_predict"):
-        labels = clusterer.fit_predict(features)
-    else:
-        labels = getattr(clusterer.fit(features), "labels_", None)
-        if labels is None:
-            raise TypeError(
-                f"clusterer={clusterer!r} has no fit_predict and sets no labels_ "
-                "after fit; ClusterFit needs one of them."
-            )
-    labels = np.asarray(labels)
-    if labels.shape != (len(features),):
-        raise ValueError(
-            f"the clusterer returned labels of shape {labels.shape}; expected "
-            f"({len(features)},)."
-        )
-    return labels.astype(np.int64)
-
-
-def cluster_centers(clusterer, features, labels):
-    """The clusterer's centres if it has them, else the mean feature per cluster."""
-    if isinstance(clusterer, Pipeline):
-        clusterer = clusterer.steps[-1][1]
-    for name in ("cluster_centers_", "means_"):
-        centers = getattr(clusterer, name, None)
-        if centers is not None:
-            return np.asarray(centers, dtype=np.float32)
-    ids = np.unique(labels)
-    sums = np.zeros((ids.max() + 1, features.shape[1]))
-    np.add.at(sums, labels, features)
-    counts = np.bincount(labels, minlength=len(sums))[:, None]
-    return (sums / np.maximum(counts, 1)).astype(np.float32)
+    return template()

@@ -38,9 +38,20 @@ def resolve_device(device):
     return resolved
 
 
-def torch_seed(random_state):
-    """Draw a torch seed from a scikit-learn style ``random_state``."""
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+def draw_seed(random_state):
+    """One integer seed in [0, 2**31 - 1) drawn from a scikit-learn ``random_state``.
+
+    The one way the package turns a ``random_state`` (None, an int or a
+    RandomState, which advances) into the seed of a torch generator or of a
+    component it builds.
+
+    Examples
+    --------
+    >>> from skclusterfit._torch_utils import draw_seed
+    >>> draw_seed(0) == draw_seed(0)
+    True
+    """
+    return int(check_random_state(random_state).randint(2**31 - 1))
 
 
 @contextlib.contextmanager
@@ -56,22 +67,40 @@ def seeded(seed, device):
         yield
 
 
-def batch_slices(n_samples, batch_size):
-    """Yield ``slice`` objects covering ``range(n_samples)`` in order."""
-    for start in range(0, n_samples, batch_size):
-        yield slice(start, min(start + batch_size, n_samples))
+# Device types whose 4-D batches and networks use the channels-last memory
+# format (faster convolutions on CUDA tensor cores). Tests add "cpu" to run
+# the same code path on a machine without a GPU.
+CHANNELS_LAST_DEVICE_TYPES = {"cuda"}
+
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def to_numpy_float32(tensor):
-    return tensor.detach().to("cpu", torch.float32).numpy()
+def uses_channels_last(device):
+    """Whether batches and networks on ``device`` use the channels-last format."""
+    return device.type in CHANNELS_LAST_DEVICE_TYPES
 
 
-def autocast_context(device, enabled):
-    """Mixed precision on CUDA (bf16 where supported, else fp16), off elsewhere."""
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+def autocast_dtype(device, mixed_precision):
+    """The autocast dtype for ``mixed_precision`` on ``device``, or None for float32.
+
+    ``True`` means bf16 on CUDA where supported, else fp16, and float32 on
+    other devices (CPU autocast is rarely faster for small networks);
+    ``"bfloat16"`` or ``"float16"`` force that dtype on any device, which
+    also lets the CPU run the GPU's mixed-precision code path.
+    """
+    if isinstance(mixed_precision, str):
+        return _AUTOCAST_DTYPES[mixed_precision]
+    if mixed_precision and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def autocast_context(device, mixed_precision):
+    """Autocast to :func:`autocast_dtype`'s dtype, or a no-op for float32."""
+    dtype = autocast_dtype(device, mixed_precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def check_finite_features(features, where):
@@ -84,11 +113,11 @@ def check_finite_features(features, where):
 
 
 __all__ = [
-    "resolve_device",
-    "torch_seed",
-    "seeded",
-    "batch_slices",
-    "to_numpy_float32",
     "autocast_context",
+    "autocast_dtype",
     "check_finite_features",
+    "draw_seed",
+    "resolve_device",
+    "seeded",
+    "uses_channels_last",
 ]

@@ -31,6 +31,10 @@ def validate_input(estimator, X, y=_NO_Y, *, reset):
             y = validate_data(estimator, X="no_validation", y=y, reset=False)
         _check_sample_shape(estimator, tuple(first_input(X[0]).shape), reset)
         return (X, y) if has_y else X
+    _check_image_dtype(X)
+    if not reset and getattr(X, "ndim", 0) > 2:
+        # Before scikit-learn's check, which would call an image's channels "features".
+        _check_sample_shape(estimator, tuple(X.shape[1:]), reset)
     kwargs = dict(reset=reset, allow_nd=True, dtype=_ACCEPTED_DTYPES)
     try:
         if has_y:
@@ -50,6 +54,21 @@ def validate_input(estimator, X, y=_NO_Y, *, reset):
     return (X, y) if has_y else X
 
 
+def _check_image_dtype(X):
+    """Refuse integer images other than uint8: there is no safe guess of their range."""
+    dtype = getattr(X, "dtype", None)
+    if dtype is None or getattr(X, "ndim", 0) < 3:
+        return
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu" and dtype != np.uint8:
+        raise ValueError(
+            f"X holds {dtype.name} images; only uint8 images are scaled (to [0, 1]) "
+            "and other integer types are not guessed. Convert them first: "
+            "X.astype(np.uint8) if they hold 0..255, or X.astype(np.float32) / "
+            "max_value for another range (e.g. 65535 for 16-bit images)."
+        )
+
+
 def _network_shape(sample_shape):
     """A sample's shape as the network sees it, (C, H, W) or (D,), for comparisons.
 
@@ -66,9 +85,20 @@ def _check_sample_shape(estimator, sample_shape, reset):
         estimator.input_shape_ = sample_shape
         return
     fitted = getattr(estimator, "input_shape_", None)
-    if fitted is not None and _network_shape(tuple(fitted)) != _network_shape(sample_shape):
+    if fitted is None:
+        return
+    seen, expected = _network_shape(sample_shape), _network_shape(tuple(fitted))
+    if seen == expected:
+        return
+    name = type(estimator).__name__
+    if len(seen) == 3 and len(expected) == 3:
         raise ValueError(
-            f"X has samples of shape {sample_shape}, but "
-            f"{type(estimator).__name__} was fitted on samples of shape "
-            f"{tuple(fitted)}."
+            f"X has images of shape {sample_shape} ({seen[0]} channel(s) of "
+            f"{seen[1]}x{seen[2]} pixels as (C, H, W)), but {name} was fitted on "
+            f"images of shape {tuple(fitted)} ({expected[0]} channel(s) of "
+            f"{expected[1]}x{expected[2]})."
         )
+    raise ValueError(
+        f"X has samples of shape {sample_shape}, but {name} was fitted on samples "
+        f"of shape {tuple(fitted)}."
+    )

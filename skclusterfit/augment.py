@@ -24,12 +24,3 @@ def random_shift(x, max_shift, generator=None):
     theta[:, 1, 2] = shifts[:, 1] * 2 / h
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-
-
-def random_hflip(x, generator=None):
-    """Mirror a random half of the images left-right."""
-    if x.ndim != 4:
-        return x
-    flip = torch.rand(x.shape[0], generator=generator) < 0.5
-    flip = flip.to(x.device)
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)

@@ -11,7 +11,6 @@ import math
 import os
 
 import torch
-import torchvision
 from torch import nn
 
 from .models import MLP, SmallCNN
@@ -84,6 +83,8 @@ def build_module(model, sample_shape, num_classes=10):
             return SmallCNN(in_channels=sample_shape[0], num_classes=num_classes)
         if name == "mlp":
             return MLP(int(math.prod(sample_shape)), num_classes=num_classes)
+        import torchvision  # imported on use: ~1 s and hundreds of MB of model code
+
         if name not in torchvision.models.list_models():
             raise ValueError(
                 f"model={model!r} is neither a built-in network ('auto', 'cnn', "
@@ -115,6 +116,32 @@ def reset_parameters(module):
     return module
 
 
+BUILTIN_NAMES = ("auto", "cnn", "mlp")
+
+
+def resolve_weights(model, weights):
+    """``weights`` with ``"auto"`` resolved: a torchvision name's pretrained default.
+
+    ``"auto"`` means ``"DEFAULT"`` (torchvision's recommended pretrained
+    weights) for a torchvision model name, and None (no weights to load)
+    for a built-in name, a module (used with its own weights) or a callable.
+    """
+    if not (isinstance(weights, str) and weights == "auto"):
+        return weights
+    if isinstance(model, str) and model not in BUILTIN_NAMES:
+        return "DEFAULT"
+    return None
+
+
+def weights_name(model, weights):
+    """The full torchvision name of ``weights`` (``"ResNet50_Weights.IMAGENET1K_V2"``),
+    or None when they are a file, None, or not torchvision's."""
+    enum = torchvision_weights(model, weights)
+    if enum is None:
+        return None
+    return f"{type(enum).__name__}.{enum.name}"
+
+
 def is_weight_file(weights):
     return isinstance(weights, (str, os.PathLike)) and (
         os.path.exists(weights)
@@ -129,6 +156,8 @@ def torchvision_weights(model, weights):
         return None
     if not isinstance(weights, str):
         return weights  # already a WeightsEnum member
+    import torchvision
+
     try:
         if "." in weights:
             return torchvision.models.get_weight(weights)
@@ -245,3 +274,54 @@ def first_conv_in_channels(module):
         if isinstance(layer, nn.Conv2d):
             return layer.in_channels
     return None
+
+
+def build_shape_of(network):
+    """A sample shape from which :func:`build_module` rebuilds a built-in network.
+
+    The built-in CNN only needs the channel count and the MLP only the input
+    width, so both can be read off a built network itself (this works for
+    Dataset input too, where no ``input_shape_`` is recorded).
+    """
+    for layer in network.modules():
+        if isinstance(layer, nn.Conv2d):
+            return [layer.in_channels, 1, 1]
+        if isinstance(layer, nn.Linear):
+            return [layer.in_features]
+    return None
+
+
+def check_channels(module, sample_shape, role):
+    """Refuse images whose channel count the network's first convolution does not take."""
+    in_channels = first_conv_in_channels(module)
+    if in_channels is None:
+        return
+    if len(sample_shape) != 3:
+        raise ValueError(
+            f"the {role} network is convolutional and needs images (n, C, H, W); "
+            f"got samples of shape {tuple(sample_shape)}."
+        )
+    if sample_shape[0] != in_channels:
+        raise ValueError(
+            f"X has {sample_shape[0]} channel(s) per image but the {role} network's "
+            f"first convolution takes {in_channels}; convert the images (e.g. "
+            "repeat grayscale to 3 channels) or use a matching network."
+        )
+
+
+def preprocess_from_spec(spec):
+    """A batch preprocessing callable from its parameter value.
+
+    ``spec`` is None (nothing), a callable (used as it is), or a full
+    torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"``,
+    whose own transforms (resize, crop, normalisation) are applied.
+    """
+    if spec is None or callable(spec):
+        return spec
+    enum = torchvision_weights(None, spec)
+    if enum is None:
+        raise ValueError(
+            f"preprocess={spec!r} is neither a callable nor a torchvision weights "
+            "name such as 'ResNet50_Weights.IMAGENET1K_V2'."
+        )
+    return enum.transforms()

@@ -7,8 +7,6 @@ converted to float32 per batch, so nothing holds the whole dataset as one
 float32 tensor and no Python code runs per sample.
 """
 
-import numbers
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -158,6 +156,9 @@ def is_dataset(X):
     return isinstance(X, Dataset)
 
 
-def check_n_samples(n, name, minimum):
-    if not isinstance(n, numbers.Integral) or n < minimum:
-        raise ValueError(f"{name} needs at least {minimum} samples; got {n}.")
+def take_rows(X, start, stop):
+    """Samples ``start:stop`` of validated input: an array slice (a memory map
+    stays a lazy view) or a ``Subset`` of a Dataset."""
+    if isinstance(X, Dataset):
+        return Subset(X, range(start, stop))
+    return X[start:stop]

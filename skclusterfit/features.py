@@ -1,5 +1,6 @@
 """FeatureExtractor: a frozen network as a scikit-learn transformer."""
 
+import copy
 import os
 from numbers import Integral
 
@@ -10,14 +11,18 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin, run_network
-from ._torch_utils import resolve_device, seeded, torch_seed
+from ._torch_utils import draw_seed, resolve_device, seeded
 from ._validation import validate_input
 from .backbones import (
     build_module,
-    first_conv_in_channels,
+    build_shape_of,
+    check_channels,
     load_weights,
+    reset_parameters,
+    resolve_weights,
     split_head,
     torchvision_weights,
+    weights_name,
 )
 from .data import make_source
 from .persistence import PersistenceMixin
@@ -60,14 +65,19 @@ class FeatureExtractor(
     ----------
     model : str, nn.Module or callable, default="resnet50"
         A torchvision model name (built with ``torchvision.models.get_model``),
-        a built-in name (``"auto"``, ``"cnn"``, ``"mlp"``: randomly initialised
-        unless ``weights`` is given), an ``nn.Module`` (copied, used with its
-        current weights), or a callable returning a module.
-    weights : str or path, default=None
-        A torchvision weight name (``"DEFAULT"``, ``"IMAGENET1K_V2"`` or
+        a built-in name (``"auto"``, ``"cnn"``, ``"mlp"``), an ``nn.Module``
+        (copied, used with its current weights unless ``weights`` is given),
+        or a callable returning a module.
+    weights : "auto", str, path or None, default="auto"
+        "auto": a torchvision model name gets its default pretrained weights
+        (``"DEFAULT"``, as ``ClusterFit(teacher="resnet50")``); a built-in
+        name or a callable is randomly initialised (seeded by
+        ``random_state``); a module keeps its own weights. Otherwise a
+        torchvision weight name (``"DEFAULT"``, ``"IMAGENET1K_V2"`` or
         ``"ResNet50_Weights.IMAGENET1K_V2"``; needs network access or torch's
         hub cache), a local state-dict file (``.pth``/``.pt`` loaded with
-        ``weights_only=True``, or ``.safetensors``), or None.
+        ``weights_only=True``, or ``.safetensors``), or None (nothing loaded:
+        random initialisation for a name).
     layer : str, default=None
         A node name as in ``torchvision.models.feature_extraction``
         (e.g. ``"layer3"``); spatial outputs are global-average pooled. None
@@ -81,8 +91,9 @@ class FeatureExtractor(
         Samples per forward pass.
     num_workers : int, default=0
         DataLoader workers, used only for torch Dataset input.
-    mixed_precision : bool, default=True
-        Use autocast (bf16/fp16) on CUDA. Ignored on the CPU.
+    mixed_precision : bool, "bfloat16" or "float16", default=True
+        True: autocast (bf16 where supported, else fp16) on CUDA, float32 on
+        the CPU. A dtype name forces that autocast on any device.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     random_state : int, RandomState instance or None, default=None
@@ -92,6 +103,10 @@ class FeatureExtractor(
     ----------
     network_ : torch.nn.Module
         The frozen feature network.
+    random_init_ : bool
+        True when the network was built from a name or callable without
+        weights: its features are those of a random network (ClusterFit warns
+        about such a teacher).
     preprocess_ : callable or None
         What runs on each float batch before the network: ``preprocess``
         itself, or for ``preprocess="auto"`` the transforms of the torchvision
@@ -124,7 +139,7 @@ class FeatureExtractor(
         "preprocess": [callable, StrOptions({"auto"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
-        "mixed_precision": ["boolean"],
+        "mixed_precision": ["boolean", StrOptions({"bfloat16", "float16"})],
         "device": [str, torch.device],
         "random_state": ["random_state"],
     }
@@ -133,7 +148,7 @@ class FeatureExtractor(
         self,
         model="resnet50",
         *,
-        weights=None,
+        weights="auto",
         layer=None,
         preprocess="auto",
         batch_size=256,
@@ -171,27 +186,64 @@ class FeatureExtractor(
         resolve_device(self.device)  # fail early on a bad device string
         source = make_source(X, self.num_workers)
         sample_shape = source.sample_shape
-        with seeded(torch_seed(self.random_state), torch.device("cpu")):
+        weights = resolve_weights(self.model, self.weights)
+        with seeded(draw_seed(self.random_state), torch.device("cpu")):
             module = build_module(self.model, sample_shape)
-        load_weights(module, self.model, self.weights)
+        # Input shape and channels before any weights: a wrong input must not
+        # first download (or fail to download) 100 MB of weights.
         check_channels(module, sample_shape, "feature")
-        if self.layer is None:
-            network, _ = split_head(module)
-        else:
-            network = NodeFeatures(module, self.layer)
-        network.eval().requires_grad_(False)
-        self.network_ = network
-        self.preprocess_ = self._resolve_preprocess()
+        load_weights(module, self.model, weights)
+        self.random_init_ = weights is None and not isinstance(self.model, nn.Module)
+        self.network_ = self._feature_network(module)
         # One sample through the network: output width, and shape errors now, not mid-fit.
         self.n_features_out_ = self._transform_source(source.subset([0])).shape[1]
         return self
 
+    def _feature_network(self, module):
+        if self.layer is None:
+            network, _ = split_head(module)
+        else:
+            network = NodeFeatures(module, self.layer)
+        return network.eval().requires_grad_(False)
 
-    def _resolve_preprocess(self):
+    @property
+    def preprocess_(self):
+        check_is_fitted(self)
         if self.preprocess != "auto":
             return self.preprocess
-        enum = torchvision_weights(self.model, self.weights)
+        enum = torchvision_weights(self.model, resolve_weights(self.model, self.weights))
         return enum.transforms() if enum is not None else None
+
+    def _preprocess_spec(self):
+        """The preprocessing as a parameter value another network can take.
+
+        A torchvision weights name (whose transforms to apply) when
+        ``preprocess="auto"`` resolves through named weights, else the
+        ``preprocess`` callable or None. ClusterFit gives it to its student,
+        so that the student sees the teacher's input transform.
+        """
+        if self.preprocess != "auto":
+            return self.preprocess
+        return weights_name(self.model, resolve_weights(self.model, self.weights))
+
+    def _student_template(self):
+        """ClusterFit's default student: this architecture, re-initialised."""
+        from .training import NetClassifier  # a peer estimator, imported on use
+
+        model = self.model
+        if isinstance(model, nn.Module):
+            model = reset_parameters(copy.deepcopy(model))
+        return NetClassifier(model=model)
+
+    # -- persistence protocol (skclusterfit.persistence) ----------------------
+    def _saved_networks(self):
+        if not hasattr(self, "network_"):
+            return {}
+        return {"network_": {"build_shape": build_shape_of(self.network_)}}
+
+    def _rebuild_network(self, name, info):
+        module = build_module(self.model, tuple(info["build_shape"] or ()))
+        return self._feature_network(module)
 
     def _transform_source(self, source):
         return run_network(
@@ -218,21 +270,3 @@ class FeatureExtractor(
         check_is_fitted(self)
         X = validate_input(self, X, reset=False)
         return self._transform_source(make_source(X, self.num_workers))
-
-
-def check_channels(module, sample_shape, role):
-    """Refuse images whose channel count the network's first convolution does not take."""
-    in_channels = first_conv_in_channels(module)
-    if in_channels is None:
-        return
-    if len(sample_shape) != 3:
-        raise ValueError(
-            f"the {role} network is convolutional and needs images (n, C, H, W); "
-            f"got samples of shape {tuple(sample_shape)}."
-        )
-    if sample_shape[0] != in_channels:
-        raise ValueError(
-            f"X has {sample_shape[0]} channel(s) per image but the {role} network's "
-            f"first convolution takes {in_channels}; convert the images (e.g. "
-            "repeat grayscale to 3 channels) or use a matching network."
-        )

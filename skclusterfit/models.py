@@ -115,5 +115,3 @@ class MLP(nn.Module):
     def forward(self, x):
         return self.fc(self.features(torch.flatten(x, 1)))
 
-
-BUILTIN_MODELS = ("cnn", "mlp")

@@ -10,8 +10,27 @@ tensors onto the CPU, so a model saved on a GPU machine loads on one without.
 What can be stored: numbers, strings, lists, tuples and dicts of them, numpy
 arrays and torch tensors, devices, RandomState instances, joblib.Memory
 locations, and estimators of skclusterfit and scikit-learn (recursively, with
-their fitted state). Networks are stored as state dicts; the architecture is
-rebuilt from the estimator's ``model`` parameter (a model name) on load.
+their fitted state). An object reached twice (a ClusterFit's ``teacher`` and
+``teacher_``) is stored once and comes back as one object.
+
+Fitted networks follow a protocol that any estimator can implement (the
+package's own do; nothing here knows their classes): the estimator declares
+which fitted attributes are networks, with what it needs to rebuild them, and
+rebuilds the architecture on load; the weights come from the file::
+
+    def _saved_networks(self):
+        # {attribute name: JSON-able build information} of the fitted networks
+        ...
+
+    def _rebuild_network(self, name, info):
+        # an nn.Module with the architecture of attribute `name`; called once
+        # the parameters and the other fitted attributes are restored, and
+        # the weights are loaded into it afterwards
+        ...
+
+A fitted ``nn.Module`` attribute that is not declared cannot be saved (the
+error says so). Derived attributes that should not be stored are best
+written as properties.
 
 Code is not stored. A parameter holding an ``nn.Module`` or another callable
 (a custom network, an augmentation function) is recorded by its class name
@@ -33,7 +52,7 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from .checkpoint import atomic_write
+from ._atomic import atomic_write
 
 FORMAT = "skclusterfit-model"
 FORMAT_VERSION = 1
@@ -160,6 +179,11 @@ def read_metadata(path):
     from safetensors import safe_open
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"path={path!r} is a directory; pass the model file itself (the file "
+            "written by save(), e.g. os.path.join(directory, 'model.skcf'))."
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path={path!r} does not exist.")
     try:
@@ -299,10 +323,11 @@ class _Encoder:
             }
         if type(value).__name__ == "Memory" and hasattr(value, "location"):
             return {"__memory__": value.location}
-        if isinstance(value, BaseEstimator):
-            return self.encode_estimator(value, path)
         if id(value) in self.seen:
             return {"__ref__": self.seen[id(value)]}
+        if isinstance(value, BaseEstimator):
+            self.seen[id(value)] = path
+            return self.encode_estimator(value, path)
         if isinstance(value, nn.Module):
             # clone() deep-copies a module parameter: store the copy as a reference
             # so that load() asks for each user module once.
@@ -342,9 +367,6 @@ class _Encoder:
         }
 
     def encode_estimator(self, estimator, path):
-        from .features import FeatureExtractor
-        from .training import NetClassifier
-
         params = estimator.get_params(deep=False)
         encoded = {
             "class": _class_path(type(estimator)),
@@ -352,27 +374,40 @@ class _Encoder:
             "state": {},
             "networks": {},
         }
-        networks = {"network_"} if isinstance(estimator, FeatureExtractor) else set()
-        if isinstance(estimator, NetClassifier):
-            networks = {"model_"}
-        skipped = {"preprocess_"} if isinstance(estimator, FeatureExtractor) else set()
+        networks = saved_networks(estimator)
         for name, value in vars(estimator).items():
-            if name in params or name in skipped:
+            if name in params:
                 continue
             attribute_path = _join(path, name)
-            if name in networks and isinstance(value, nn.Module):
+            if name in networks:
                 encoded["networks"][name] = {
                     "state": self.encode_state_dict(value, attribute_path),
-                    "build_shape": _build_shape(value),
+                    "info": networks[name],
                 }
             elif isinstance(value, nn.Module):
                 raise TypeError(
                     f"cannot save {attribute_path}: a fitted {type(value).__name__} "
-                    f"of {type(estimator).__name__}, which save() cannot rebuild."
+                    f"that {type(estimator).__name__} does not declare in "
+                    "_saved_networks(), so it could not be rebuilt on load."
                 )
             else:
                 encoded["state"][name] = self.encode(value, attribute_path)
         return {"__estimator__": encoded}
+
+
+def saved_networks(estimator):
+    """The estimator's declared fitted networks: ``{name: JSON-able build info}``."""
+    declare = getattr(estimator, "_saved_networks", None)
+    if declare is None:
+        return {}
+    networks = declare()
+    for name in networks:
+        if not isinstance(getattr(estimator, name, None), nn.Module):
+            raise TypeError(
+                f"{type(estimator).__name__}._saved_networks() declares {name!r}, "
+                "which is not a fitted nn.Module attribute."
+            )
+    return networks
 
 
 def _same_module(a, b):
@@ -383,21 +418,6 @@ def _same_module(a, b):
         state_a[k].shape == state_b[k].shape and torch.equal(state_a[k], state_b[k])
         for k in state_a
     )
-
-
-def _build_shape(network):
-    """A sample shape that makes ``build_module`` rebuild a built-in network.
-
-    The built-in CNN only needs the channel count and the MLP only the input
-    width, so both can be read off the saved network itself (this works for
-    Dataset input too, where no ``input_shape_`` is recorded).
-    """
-    for layer in network.modules():
-        if isinstance(layer, nn.Conv2d):
-            return [layer.in_channels, 1, 1]
-        if isinstance(layer, nn.Linear):
-            return [layer.in_features]
-    return None
 
 
 def _resolve_class(class_path):
@@ -546,44 +566,31 @@ class _Decoder:
         if self.device is not None and "device" in params:
             params["device"] = self.device
         estimator = cls(**params)
+        self.objects[path] = estimator
         for name, value in stored["state"].items():
             setattr(estimator, name, self.decode(value, _join(path, name)))
         for name, network in stored["networks"].items():
-            setattr(estimator, name, _rebuild_network(estimator, name, network, self))
-        from .features import FeatureExtractor
-
-        if isinstance(estimator, FeatureExtractor) and hasattr(estimator, "network_"):
-            estimator.preprocess_ = estimator._resolve_preprocess()
+            setattr(estimator, name, self.rebuild_network(estimator, name, network))
         return estimator
 
-
-def _rebuild_network(estimator, name, stored, decoder):
-    """Rebuild a fitted network the way its estimator's ``fit`` built it."""
-    from .backbones import build_module, split_head, with_new_head
-    from .features import FeatureExtractor, NodeFeatures
-
-    shape = tuple(stored["build_shape"] or ())
-    if isinstance(estimator, FeatureExtractor):
-        module = build_module(estimator.model, shape)
-        if estimator.layer is None:
-            network, _ = split_head(module)
-        else:
-            network = NodeFeatures(module, estimator.layer)
-    else:
-        n_classes = len(estimator.classes_)
-        module = build_module(estimator.model, shape, n_classes)
-        network = with_new_head(module, n_classes, f"model={estimator.model!r}")
-    try:
-        network.load_state_dict(decoder.state_dict(stored["state"]))
-    except RuntimeError as exc:
-        raise ValueError(
-            f"the saved {type(estimator).__name__}.{name} does not fit the network "
-            f"built from model={estimator.model!r}: {exc}"
-        ) from exc
-    network.eval()
-    if isinstance(estimator, FeatureExtractor):
-        network.requires_grad_(False)
-    return network
+    def rebuild_network(self, estimator, name, stored):
+        """The estimator rebuilds the architecture; the weights come from the file."""
+        rebuild = getattr(estimator, "_rebuild_network", None)
+        if rebuild is None:
+            raise ValueError(
+                f"the file holds the fitted network {name!r} of "
+                f"{type(estimator).__name__}, which has no _rebuild_network() to "
+                "rebuild it."
+            )
+        network = rebuild(name, stored["info"])
+        try:
+            network.load_state_dict(self.state_dict(stored["state"]))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the saved {type(estimator).__name__}.{name} does not fit the network "
+                f"that {type(estimator).__name__} rebuilt from its parameters: {exc}"
+            ) from exc
+        return network.eval()
 
 
 __all__ = ["PersistenceMixin", "load", "read_metadata", "save"]

@@ -4,23 +4,18 @@ A pretext teacher is fitted on unlabelled images and then used like any other
 teacher: ``ClusterFit(teacher=FrozenEstimator(RotNet().fit(X)), K=...)``.
 """
 
-from numbers import Integral, Real
-
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    TransformerMixin,
-)
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 from torch.utils.data import Dataset
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin
+from ._estimators import DefaultComponentsMixin
 from ._validation import validate_input
 from .data import DatasetSource, first_input, make_source
 from .datasets import add_label_noise
+from .persistence import PersistenceMixin
 from .training import NetClassifier
 
 __all__ = ["RotNet", "RotatedImages", "add_label_noise"]
@@ -96,37 +91,33 @@ class RotatedImages(Dataset):
 
 
 class RotNet(
-    TorchStateMixin, NetworkFeaturesMixin, TransformerMixin, BaseEstimator
+    PersistenceMixin,
+    DefaultComponentsMixin,
+    TorchStateMixin,
+    NetworkFeaturesMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """RotNet (Gidaris et al., 2018): a teacher trained to predict image rotation.
 
-    ``fit`` trains a network from scratch, with :class:`NetClassifier` (the
-    one training loop), to tell which of four rotations (0, 90, 180, 270
-    degrees) was applied to each image; no labels are used. ``transform``
-    returns the penultimate features of the *unrotated* images. The paper
-    (section 4.2) shows that these features overfit the pretext task and that
-    ClusterFit on them transfers better.
+    ``fit`` trains a clone of ``classifier`` (a :class:`NetClassifier`, the
+    one training loop, with all its options: optimizer, schedule,
+    augmentation, sampler, mixed precision...) from scratch to tell which of
+    four rotations (0, 90, 180, 270 degrees) was applied to each image; no
+    labels are used. ``transform`` returns the penultimate features of the
+    *unrotated* images. The paper (section 4.2) shows that these features
+    overfit the pretext task and that ClusterFit on them transfers better.
 
     Parameters
     ----------
-    model : str, nn.Module or callable, default="auto"
-        The network, as for :class:`NetClassifier` (``"auto"``: a small CNN).
-    max_epochs : int, default=30
-        Passes over the rotated data (each pass sees every image 4 times).
-    batch_size : int, default=128
-        Rotated images per step.
-    lr : float, default=0.05
-        Peak learning rate (cosine schedule).
-    weight_decay : float, default=5e-4
-        L2 penalty of SGD.
-    momentum : float, default=0.9
-        SGD momentum.
-    device : str, default="auto"
-        "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+    classifier : NetClassifier or None, default=None
+        The rotation classifier's network and training recipe; None means
+        ``NetClassifier()`` with its defaults (a small CNN for images). Its
+        nested parameters can be set through RotNet, with or without a
+        classifier given: ``RotNet().set_params(classifier__max_epochs=5)``.
     random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, shuffling and augmentation.
-    verbose : int, default=0
-        Print a line per epoch when > 0.
+        If not None, replaces the classifier's ``random_state`` (which seeds
+        initialisation, shuffling and augmentation).
 
     Attributes
     ----------
@@ -141,12 +132,17 @@ class RotNet(
     n_features_out_ : int
         Dimension of the features.
 
+    See Also
+    --------
+    RotatedImages : the rotated images it trains on.
+
     Examples
     --------
+    >>> from skclusterfit import NetClassifier
     >>> from skclusterfit.datasets import load_digits_images
     >>> from skclusterfit.pretext import RotNet
     >>> X, _ = load_digits_images()
-    >>> rotnet = RotNet(max_epochs=1, random_state=0).fit(X[:300])
+    >>> rotnet = RotNet(NetClassifier(max_epochs=1), random_state=0).fit(X[:300])
     >>> rotnet.transform(X[:2]).shape
     (2, 128)
     >>> rotnet.classifier_.classes_
@@ -154,39 +150,17 @@ class RotNet(
     """
 
     _parameter_constraints = {
-        "model": [str, nn.Module, callable],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
-        "device": [str, torch.device],
+        "classifier": [NetClassifier, None],
         "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
+    _component_parameters = ("classifier",)
 
-    def __init__(
-        self,
-        model="auto",
-        *,
-        max_epochs=30,
-        batch_size=128,
-        lr=0.05,
-        weight_decay=5e-4,
-        momentum=0.9,
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
-        self.model = model
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.momentum = momentum
-        self.device = device
+    def __init__(self, classifier=None, *, random_state=None):
+        self.classifier = classifier
         self.random_state = random_state
-        self.verbose = verbose
+
+    def _default_component(self, name):
+        return NetClassifier()
 
     def fit(self, X, y=None):
         """Train rotation prediction on the images ``X``.
@@ -212,20 +186,29 @@ class RotNet(
                 f"keep their shape; got samples of shape {tuple(shape)}."
             )
         rotated = RotatedImages(source)
-        self.classifier_ = NetClassifier(
-            model=self.model,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            momentum=self.momentum,
-            device=self.device,
-            random_state=self.random_state,
-            verbose=self.verbose,
-        ).fit(rotated, rotated.labels())
-        self.model_ = self.classifier_.model_
+        classifier = clone(self._classifier())
+        if self.random_state is not None:
+            classifier.set_params(random_state=self.random_state)
+        self.classifier_ = classifier.fit(rotated, rotated.labels())
         self.n_features_out_ = self.classifier_.n_features_out_
         return self
+
+    def _student_template(self):
+        """ClusterFit's default student: the rotation classifier's recipe, unfitted."""
+        return clone(self._classifier())
+
+    def _preprocess_spec(self):
+        return self._classifier()._preprocess_spec()
+
+    def _classifier(self):
+        if self.classifier is None:
+            return self._default_component("classifier")
+        return self.classifier
+
+    @property
+    def model_(self):
+        check_is_fitted(self)
+        return self.classifier_.model_
 
     def transform(self, X):
         """Penultimate features of the unrotated images.

@@ -11,6 +11,7 @@ from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
     TransformerMixin,
+    clone,
 )
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -18,14 +19,26 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from ._base import NetworkFeaturesMixin, TorchStateMixin, prepare_network, run_network
-from ._torch_utils import autocast_context, resolve_device, seeded
+from ._base import (
+    NetworkFeaturesMixin,
+    TorchStateMixin,
+    prepare_network,
+    run_network,
+    to_device,
+)
+from ._progress import log, progress
+from ._torch_utils import autocast_context, autocast_dtype, draw_seed, resolve_device, seeded
 from ._validation import validate_input
 from .augment import random_shift
-from .backbones import build_module, with_new_head
+from .backbones import (
+    build_module,
+    build_shape_of,
+    check_channels,
+    preprocess_from_spec,
+    with_new_head,
+)
 from .checkpoint import as_epoch_checkpoint
 from .data import iter_batches, make_source
-from .features import check_channels
 from .persistence import PersistenceMixin
 
 
@@ -97,16 +110,25 @@ class NetClassifier(
         sampler for pseudo-labels with very unequal cluster sizes).
     label_smoothing : float, default=0.0
         Passed to the cross-entropy loss.
+    preprocess : "auto", str, callable or None, default="auto"
+        Applied to each float batch on the device, before augmentation, in
+        training and inference. A callable; a torchvision weights name (e.g.
+        ``"ResNet50_Weights.IMAGENET1K_V2"``) whose transforms to apply; None
+        for nothing. "auto": nothing, except as ClusterFit's student, which
+        then takes its teacher's preprocessing (e.g. the ImageNet resize,
+        crop and normalisation of a pretrained torchvision teacher).
     num_workers : int, default=0
         DataLoader workers, used only for torch Dataset input.
-    mixed_precision : bool, default=True
-        Autocast (bf16, or fp16 with loss scaling) on CUDA; ignored on CPU.
+    mixed_precision : bool, "bfloat16" or "float16", default=True
+        True: autocast (bf16, or fp16 with loss scaling) on CUDA, float32 on
+        the CPU. A dtype name forces that autocast on any device.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and augmentation.
     verbose : int, default=0
-        Print a line per epoch (loss, time) when > 0.
+        A progress bar over epochs (with the loss) when > 0; also a line per
+        epoch when > 1.
 
     Attributes
     ----------
@@ -146,8 +168,9 @@ class NetClassifier(
         "augment": [StrOptions({"auto"}), callable, None],
         "sampler": [StrOptions({"shuffle", "balanced"})],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "preprocess": [callable, str, None],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
-        "mixed_precision": ["boolean"],
+        "mixed_precision": ["boolean", StrOptions({"bfloat16", "float16"})],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -166,6 +189,7 @@ class NetClassifier(
         augment="auto",
         sampler="shuffle",
         label_smoothing=0.0,
+        preprocess="auto",
         num_workers=0,
         mixed_precision=True,
         device="auto",
@@ -182,6 +206,7 @@ class NetClassifier(
         self.augment = augment
         self.sampler = sampler
         self.label_smoothing = label_smoothing
+        self.preprocess = preprocess
         self.num_workers = num_workers
         self.mixed_precision = mixed_precision
         self.device = device
@@ -220,18 +245,41 @@ class NetClassifier(
         device = resolve_device(self.device)
         checkpoint = as_epoch_checkpoint(checkpoint, self, X, y_encoded)
         rng = check_random_state(self.random_state)
-        with seeded(int(rng.randint(2**31 - 1)), device):
+        with seeded(draw_seed(rng), device):
             module = build_module(self.model, source.sample_shape, len(self.classes_))
             check_channels(module, source.sample_shape, "student")
             network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
-            self.history_ = self._train(
-                network, source, y_encoded, device, rng, checkpoint=checkpoint
-            )
+            self.history_ = self._train(network, source, y_encoded, device, rng, checkpoint)
         self.model_ = network.eval()
         self.n_features_out_ = network.head.in_features
         return self
 
-    def _train(self, network, source, y, device, rng, checkpoint=None):
+    @property
+    def preprocess_(self):
+        """The preprocessing callable applied to each batch (None: nothing)."""
+        check_is_fitted(self)
+        return preprocess_from_spec(None if self.preprocess == "auto" else self.preprocess)
+
+    def _student_template(self):
+        """ClusterFit's default student for this teacher: the same recipe, unfitted."""
+        return clone(self)
+
+    def _preprocess_spec(self):
+        """The preprocessing as a parameter value (ClusterFit gives it to its student)."""
+        return None if self.preprocess == "auto" else self.preprocess
+
+    # -- persistence protocol (skclusterfit.persistence) ----------------------
+    def _saved_networks(self):
+        if not hasattr(self, "model_"):
+            return {}
+        return {"model_": {"build_shape": build_shape_of(self.model_)}}
+
+    def _rebuild_network(self, name, info):
+        n_classes = len(self.classes_)
+        module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes)
+        return with_new_head(module, n_classes, f"model={self.model!r}")
+
+    def _train(self, network, source, y, device, rng, checkpoint):
         n_samples = len(source)
         batch_size = min(self.batch_size, n_samples)
         steps_per_epoch = math.ceil(n_samples / batch_size)
@@ -251,27 +299,25 @@ class NetClassifier(
         else:
             scheduler = None
         criterion = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        use_fp16 = (
-            self.mixed_precision
-            and device.type == "cuda"
-            and not torch.cuda.is_bf16_supported()
-        )
-        scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+        # Loss scaling only for fp16: bf16 keeps float32's exponent range.
+        use_fp16 = autocast_dtype(device, self.mixed_precision) == torch.float16
+        scaler = torch.amp.GradScaler(device.type, enabled=use_fp16)
         augment = (
             default_augmentation(source.sample_shape)
             if self.augment == "auto"
             else self.augment
         )
-        generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        preprocess = self.preprocess_
+        generator = torch.Generator().manual_seed(draw_seed(rng))
         labels = torch.from_numpy(y.astype(np.int64))
-        on_cuda = device.type == "cuda"
-        history = []
-        first_epoch = 0
-        if checkpoint is not None:
-            first_epoch, history = checkpoint.restore(
-                network, optimizer, scheduler, scaler, rng, generator
-            )
-        for epoch in range(first_epoch, self.max_epochs):
+        first_epoch, history = checkpoint.restore(
+            network, optimizer, scheduler, scaler, rng, generator
+        )
+        epochs = progress(
+            range(first_epoch, self.max_epochs), total=self.max_epochs,
+            initial=first_epoch, desc="training", unit="epoch", verbose=self.verbose,
+        )
+        for epoch in epochs:
             start = time.perf_counter()
             network.train()
             if self.sampler == "balanced":
@@ -280,13 +326,14 @@ class NetClassifier(
                 order = rng.permutation(n_samples)
             loss_sum = torch.zeros((), device=device)
             seen = 0
-            for x, index in iter_batches(source, batch_size, order, pin_memory=on_cuda):
+            batches = iter_batches(source, batch_size, order, pin_memory=device.type == "cuda")
+            for x, index in batches:
                 if len(x) < 2:
                     continue  # BatchNorm cannot train on a batch of one
-                x = x.to(device, non_blocking=True)
-                if on_cuda and x.ndim == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = to_device(x, device)
                 target = labels[index].to(device, non_blocking=True)
+                if preprocess is not None:
+                    x = preprocess(x)
                 if augment is not None:
                     x = augment(x, generator)
                 with autocast_context(device, self.mixed_precision):
@@ -297,21 +344,21 @@ class NetClassifier(
                 scaler.update()
                 if scheduler is not None:
                     scheduler.step()
-                loss_sum += loss.detach() * len(x)
+                loss_sum += loss.detach().float() * len(x)
                 seen += len(x)
             epoch_loss = float(loss_sum) / max(seen, 1)
             seconds = time.perf_counter() - start
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "seconds": seconds})
-            if self.verbose:
-                print(
-                    f"[NetClassifier] epoch {epoch + 1}/{self.max_epochs} "
-                    f"loss {epoch_loss:.4f} ({seconds:.1f}s)",
-                    flush=True,
-                )
-            if checkpoint is not None:
-                checkpoint.save(
-                    epoch + 1, history, network, optimizer, scheduler, scaler, rng, generator
-                )
+            epochs.set_postfix_str(f"loss {epoch_loss:.4f}")
+            log(
+                "NetClassifier",
+                f"epoch {epoch + 1}/{self.max_epochs} loss {epoch_loss:.4f} ({seconds:.1f}s)",
+                self.verbose > 1,
+            )
+            checkpoint.save(
+                epoch + 1, history, network, optimizer, scheduler, scaler, rng, generator
+            )
+        epochs.close()
         return history
 
     def _run(self, X, features):
@@ -324,6 +371,7 @@ class NetClassifier(
             batch_size=self.batch_size,
             device=resolve_device(self.device),
             forward=network.features if features else network,
+            preprocess=self.preprocess_,
             mixed_precision=self.mixed_precision,
         )
 

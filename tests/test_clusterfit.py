@@ -260,3 +260,146 @@ def test_torch_dataset_through_clusterfit(digits_small):
     assert cf.labels_.shape == (len(X),)
     from_dataset = cf.transform(dataset)
     np.testing.assert_allclose(from_dataset, cf.transform(X), rtol=1e-5, atol=1e-6)
+
+
+# -- defaults that nested parameters reach; one rule per default -------------------
+
+def test_nested_parameters_work_with_every_default(digits_small):
+    """cf__student__*, cf__clusterer__*, cf__teacher__* with student=None,
+    clusterer="kmeans" and a teacher given by name: the default is built, then set."""
+    X, y = digits_small
+    labelled = NetClassifier(max_epochs=2, random_state=0).fit(X, y)
+    cf = ClusterFit(teacher=FrozenEstimator(labelled), K=6, random_state=0)
+    pipe = Pipeline([("cf", cf), ("clf", LogisticRegression(max_iter=500))])
+    pipe.set_params(cf__student__max_epochs=1, cf__clusterer__tol=0.01)
+    assert isinstance(cf.student, NetClassifier) and cf.student.max_epochs == 1
+    assert cf.student.lr == labelled.lr  # still the teacher's recipe (student=None)
+    assert isinstance(cf.clusterer, KMeans) and cf.clusterer.tol == 0.01
+    named = ClusterFit(teacher="cnn").set_params(teacher__random_state=3)
+    assert isinstance(named.teacher, FeatureExtractor) and named.teacher.random_state == 3
+    assert named.teacher.model == "cnn"
+    search = GridSearchCV(
+        Pipeline([("cf", ClusterFit(teacher=FrozenEstimator(labelled), K=6, random_state=0)),
+                  ("clf", LogisticRegression(max_iter=500))]),
+        {"cf__student__max_epochs": [1, 2]}, cv=2,
+    ).fit(X, y)
+    assert sorted(search.cv_results_["param_cf__student__max_epochs"]) == [1, 2]
+    best_cf = search.best_estimator_.named_steps["cf"]
+    assert best_cf.student_.max_epochs == search.best_params_["cf__student__max_epochs"]
+
+
+def test_builtin_name_as_teacher_works_and_warns_that_it_is_random(digits_small):
+    X, _ = digits_small
+    for name in ("cnn", "auto"):
+        with pytest.warns(UserWarning, match=r"randomly initialised weights"):
+            cf = ClusterFit(name, K=5, student=NetClassifier(max_epochs=1),
+                            random_state=0).fit(X)
+        assert cf.transform(X[:3]).shape == (3, 128)
+    vectors = X.reshape(len(X), -1)
+    with pytest.warns(UserWarning, match=r"randomly initialised weights"):
+        ClusterFit("mlp", K=5, student=NetClassifier(max_epochs=1)).fit(vectors)
+
+
+def test_a_trained_teacher_does_not_warn(digits_small):
+    import warnings
+
+    X, y = digits_small
+    teacher = NetClassifier(max_epochs=1, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast_cf(teacher=FrozenEstimator(teacher)).fit(X)
+
+
+def test_random_state_seeds_a_teacher_built_from_a_name(digits_small):
+    """Defect 15: an unseeded teacher ClusterFit builds is seeded by random_state."""
+    X, _ = digits_small
+    vectors = X.reshape(len(X), -1)
+
+    def fit():
+        return ClusterFit(FeatureExtractor("mlp"), K=5, student=NetClassifier(max_epochs=1),
+                          random_state=0).fit(vectors)
+
+    first, second = fit(), fit()
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_array_equal(first.transform(vectors), second.transform(vectors))
+
+
+def test_device_reaches_a_frozen_teacher_on_a_copy(digits_small):
+    X, y = digits_small
+    teacher = NetClassifier(max_epochs=1, random_state=0).fit(X, y)
+    frozen = FrozenEstimator(teacher)
+    cf = fast_cf(teacher=frozen, device="cpu").fit(X)
+    assert cf.teacher_.estimator.device == "cpu"
+    assert teacher.device == "auto" and cf.teacher_.estimator is not teacher
+    np.testing.assert_array_equal(cf.teacher_.transform(X[:5]), teacher.transform(X[:5]))
+    same = fast_cf(teacher=frozen).fit(X)  # device="auto": used as given
+    assert same.teacher_ is frozen
+
+
+def test_student_takes_the_teachers_preprocessing(digits_small):
+    X, _ = digits_small
+
+    def halve(x):
+        return x * 0.5
+
+    teacher = FeatureExtractor("cnn", preprocess=halve, random_state=0)
+    cf = fast_cf(teacher=teacher).fit(X)
+    assert cf.student_.preprocess is halve and cf.student_.preprocess_ is halve
+    told_otherwise = fast_cf(teacher=teacher, student=NetClassifier(max_epochs=1,
+                                                                    preprocess=None)).fit(X)
+    assert told_otherwise.student_.preprocess is None
+    # A pretrained torchvision teacher's transforms travel by weights name (JSON, not code).
+    named = FeatureExtractor("resnet18", weights="IMAGENET1K_V1")
+    assert named._preprocess_spec() == "ResNet18_Weights.IMAGENET1K_V1"
+
+
+def test_student_with_a_torchvision_weights_preprocessing_trains(tmp_path):
+    """NetClassifier(preprocess=<weights name>) applies those transforms (no download)."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(8, 3, 40, 40).astype(np.float32)
+    y = np.arange(8) % 2
+    clf = NetClassifier(max_epochs=1, batch_size=4, preprocess="ResNet18_Weights.IMAGENET1K_V1",
+                        random_state=0).fit(X, y)
+    seen = {}
+    clf.model_.backbone.register_forward_pre_hook(lambda m, a: seen.update(shape=a[0].shape))
+    clf.transform(X[:2])
+    assert tuple(seen["shape"]) == (2, 3, 224, 224)  # resized and centre-cropped
+    import skclusterfit
+
+    skclusterfit.save(clf, tmp_path / "clf.skcf")
+    loaded = skclusterfit.load(tmp_path / "clf.skcf")
+    np.testing.assert_array_equal(loaded.transform(X), clf.transform(X))
+
+
+def test_K_close_to_n_samples_raises_no_regression_warning(digits_small):
+    import warnings
+
+    X, _ = digits_small
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast_cf(teacher=FrozenEstimator(NetClassifier(max_epochs=1, random_state=0).fit(
+            X[:40], np.arange(40) % 4)), K=30, clusterer=SKKMeans(n_init=1)).fit(X[:40])
+
+
+def test_checkpoint_dir_naming_a_file_is_refused(digits_small, tmp_path):
+    X, _ = digits_small
+    path = tmp_path / "a_file"
+    path.write_text("")
+    with pytest.raises(ValueError, match=r"checkpoint_dir=.*a_file' is a file; it must be a "
+                                         r"directory"):
+        fast_cf(checkpoint_dir=str(path)).fit(X)
+
+
+def test_verbose_reaches_every_stage(digits_small, capsys):
+    X, _ = digits_small
+    fast_cf(verbose=1).fit(X)
+    captured = capsys.readouterr()
+    assert "[ClusterFit] teacher features" in captured.out
+    assert "teacher features" in captured.err  # the extraction bar
+    assert "training" in captured.err and "2/2" in captured.err  # the student's epochs
+    fast_cf(verbose=0).fit(X)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    cf = fast_cf(verbose=2)
+    cf.fit(X)
+    assert cf.clusterer_.verbose == 2

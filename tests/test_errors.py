@@ -107,3 +107,15 @@ def test_student_without_linear_head(digits_small):
     headless = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(ValueError, match="no final nn.Linear"):
         cf(student=headless).fit(X)
+
+
+def test_channel_count_differs_at_transform_names_channels_and_both_shapes(digits_small):
+    X, _ = digits_small
+    fitted = cf().fit(X)
+    rgb = np.repeat(X[:3], 3, axis=1)
+    with pytest.raises(ValueError) as info:
+        fitted.transform(rgb)
+    message = str(info.value)
+    assert "features" not in message
+    assert "(3, 8, 8)" in message and "3 channel(s)" in message
+    assert "(1, 8, 8)" in message and "1 channel(s)" in message

@@ -39,7 +39,7 @@ def digits():
 @pytest.fixture(scope="module")
 def rotnet(digits):
     X_train = digits[0]
-    return RotNet(max_epochs=2, device="cpu", random_state=0).fit(X_train[:400])
+    return RotNet(NetClassifier(max_epochs=2, device="cpu"), random_state=0).fit(X_train[:400])
 
 
 def test_label_noise_helper_is_shared():
@@ -69,12 +69,12 @@ def test_rotnet_is_a_transformer(rotnet, digits):
     # It learned the pretext task: rotations of held-out digits are told apart.
     rotated = RotatedImages(make_source(X_test))
     assert rotnet.classifier_.score(rotated, rotated.labels()) > 0.5
-    assert clone(rotnet).get_params()["max_epochs"] == 2
+    assert clone(rotnet).get_params()["classifier__max_epochs"] == 2
 
 
 def test_rotnet_rejects_non_square_images():
     with pytest.raises(ValueError, match="square"):
-        RotNet(max_epochs=1).fit(np.zeros((8, 1, 6, 8), dtype=np.float32))
+        RotNet(NetClassifier(max_epochs=1)).fit(np.zeros((8, 1, 6, 8), dtype=np.float32))
 
 
 def test_rotnet_teacher_in_clusterfit(rotnet, digits):
@@ -160,3 +160,29 @@ def test_benchmark_tables_and_plot(tmp_path):
     assert "RotNet N_pre" in bench.rotnet_table(summary)
     bench.plot(summary, rows, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").stat().st_size > 0
+
+
+def test_rotnet_follows_scikit_learn_conventions(digits):
+    """What the estimator checks would cover, on images (they only feed vectors)."""
+    import pickle
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X_train = digits[0][:200]
+    rotnet = RotNet()
+    assert rotnet.get_params() == {"classifier": None, "random_state": None}
+    rotnet.set_params(classifier__max_epochs=1, random_state=0)  # reaches the default
+    assert isinstance(rotnet.classifier, NetClassifier) and rotnet.classifier.max_epochs == 1
+    assert not hasattr(rotnet, "classifier_")
+    fitted = clone(rotnet).fit(X_train)
+    assert rotnet.classifier.random_state is None  # pushed onto the clone only
+    assert fitted.classifier_.random_state == 0
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.transform(X_train[:4]), fitted.transform(X_train[:4]))
+    pipe = make_pipeline(FunctionTransformer(lambda x: x * 1.0), clone(rotnet)).fit(X_train)
+    np.testing.assert_array_equal(pipe.transform(X_train[:4]), fitted.transform(X_train[:4]))
+    # Every trainer option is there: e.g. the balanced sampler and no augmentation.
+    options = RotNet(NetClassifier(max_epochs=1, sampler="balanced", augment=None),
+                     random_state=0).fit(X_train)
+    assert options.classifier_.sampler == "balanced"

@@ -13,7 +13,7 @@ from skclusterfit.models import SmallCNN
 
 def test_torchvision_model_penultimate_layer():
     X = np.random.RandomState(0).rand(3, 3, 32, 32).astype(np.float32)
-    extractor = FeatureExtractor("resnet18", random_state=0).fit(X)
+    extractor = FeatureExtractor("resnet18", weights=None, random_state=0).fit(X)
     features = extractor.transform(X)
     assert features.shape == (3, 512) and features.dtype == np.float32
     # The penultimate layer is the input of resnet's fc: compare with a hook.
@@ -86,9 +86,14 @@ def test_torchvision_weight_name_offline_error(monkeypatch):
 
 
 def test_weight_name_resolves_preprocessing():
+    from skclusterfit.backbones import preprocess_from_spec
+
     enum = torchvision.models.get_model_weights("resnet18")["IMAGENET1K_V1"]
     extractor = FeatureExtractor("resnet18", weights="IMAGENET1K_V1")
-    assert type(extractor._resolve_preprocess()) is type(enum.transforms())
+    assert extractor._preprocess_spec() == "ResNet18_Weights.IMAGENET1K_V1"
+    assert type(preprocess_from_spec(extractor._preprocess_spec())) is type(enum.transforms())
+    assert FeatureExtractor("resnet18")._preprocess_spec().startswith("ResNet18_Weights.")
+    assert FeatureExtractor("resnet18", weights=None)._preprocess_spec() is None
 
 
 def test_unknown_weight_name():
@@ -131,3 +136,25 @@ def test_memmap_input(tmp_path, digits_images):
     mapped = np.load(path, mmap_mode="r")
     extractor = FeatureExtractor("cnn", random_state=0, batch_size=8).fit(mapped)
     np.testing.assert_allclose(extractor.transform(mapped), extractor.transform(X[:30]), rtol=1e-6)
+
+
+def test_one_weights_rule_for_extractor_and_clusterfit_teacher(monkeypatch):
+    """FeatureExtractor("resnet18") and ClusterFit(teacher="resnet18") both mean
+    the pretrained default weights (defect 6); both fail offline the same way."""
+    from skclusterfit import ClusterFit
+
+    requested = []
+
+    def offline(self, *args, **kwargs):
+        requested.append(self.url)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    X = np.zeros((4, 3, 32, 32), dtype=np.float32)
+    with pytest.raises(RuntimeError, match=r"weights='DEFAULT'"):
+        FeatureExtractor("resnet18").fit(X)
+    with pytest.raises(RuntimeError, match=r"weights='DEFAULT'"):
+        ClusterFit(teacher="resnet18", K=2).fit(X)
+    assert len(requested) == 2 and requested[0] == requested[1]
+    assert FeatureExtractor("resnet18", weights=None).fit(X).random_init_
+    assert FeatureExtractor("cnn").fit(np.zeros((2, 1, 8, 8), np.float32)).random_init_

@@ -43,7 +43,10 @@ class Net(nn.Module):
 
 def roundtrip(estimator, tmp_path, **kwargs):
     path = tmp_path / "model.skcf"
-    assert estimator.save(path) == path
+    if hasattr(estimator, "save"):
+        assert estimator.save(path) == path
+    else:  # any estimator, e.g. a user's, through the function
+        skclusterfit.save(estimator, path)
     return skclusterfit.load(path, **kwargs)
 
 
@@ -64,8 +67,8 @@ def test_torchvision_network_roundtrip(tmp_path):
     """A torchvision architecture is rebuilt by name; the weights come from the file."""
     images = np.random.RandomState(0).rand(6, 3, 32, 32).astype(np.float32)
     for extractor in (
-        FeatureExtractor("resnet18", random_state=0),
-        FeatureExtractor("resnet18", layer="layer2", random_state=0),
+        FeatureExtractor("resnet18", weights=None, random_state=0),
+        FeatureExtractor("resnet18", weights=None, layer="layer2", random_state=0),
     ):
         extractor.fit(images)
         loaded = roundtrip(extractor, tmp_path)
@@ -279,3 +282,151 @@ def test_gpu_saved_model_loads_without_gpu(digits, tmp_path):
          str(tmp_path / "expected.npy")],
         env=env, check=True,
     )
+
+
+# -- every public estimator, through one protocol -------------------------------------
+
+def _images():
+    from skclusterfit.datasets import load_digits_images
+
+    return load_digits_images()[0][:120]
+
+
+def _frozen_rotnet_clusterfit():
+    from skclusterfit.pretext import RotNet
+
+    rotnet = RotNet(NetClassifier(max_epochs=1), random_state=0).fit(_images())
+    return ClusterFit(
+        teacher=FrozenEstimator(rotnet), K=6, student=NetClassifier(max_epochs=1),
+        random_state=0,
+    )
+
+
+def _public_estimators():
+    from skclusterfit.cluster import PCAWhitening
+    from skclusterfit.pretext import RotNet
+
+    images = _images()
+    vectors = images.reshape(len(images), -1)
+    return {
+        "FeatureExtractor": (FeatureExtractor("cnn", random_state=0), images),
+        "NetClassifier": (NetClassifier(max_epochs=1, random_state=0), images),
+        "KMeans": (KMeans(n_clusters=4, random_state=0), vectors),
+        "PCAWhitening": (PCAWhitening(n_components=5), vectors),
+        "RotNet": (RotNet(NetClassifier(max_epochs=1), random_state=0), images),
+        "ClusterFit": (
+            ClusterFit(teacher=FeatureExtractor("cnn", random_state=0), K=6,
+                       student=NetClassifier(max_epochs=1), random_state=0),
+            images,
+        ),
+        "ClusterFit-on-a-frozen-RotNet": (_frozen_rotnet_clusterfit(), images),
+    }
+
+
+def _outputs(estimator, X):
+    for method in ("transform", "predict"):
+        if hasattr(estimator, method):
+            return getattr(estimator, method)(X)
+    raise AssertionError(f"{estimator!r} has neither transform nor predict")
+
+
+@pytest.mark.parametrize("name", sorted(_public_estimators()))
+def test_every_public_estimator_round_trips(name, tmp_path):
+    estimator, X = _public_estimators()[name]
+    y = np.arange(len(X)) % 3
+    fitted = estimator.fit(X, y) if isinstance(estimator, NetClassifier) else estimator.fit(X)
+    loaded = roundtrip(fitted, tmp_path)
+    assert type(loaded) is type(fitted)
+    assert loaded.get_params().keys() == fitted.get_params().keys()
+    np.testing.assert_array_equal(_outputs(loaded, X), _outputs(fitted, X))
+    # Unfitted ones too: parameters only.
+    assert roundtrip(skclusterfit.load(tmp_path / "model.skcf"), tmp_path) is not None
+
+
+def test_an_object_reached_twice_is_stored_once_and_loads_as_one(digits, tmp_path):
+    X, _ = digits
+    teacher = FrozenEstimator(FeatureExtractor("mlp", random_state=0).fit(X))
+    cf = ClusterFit(teacher=teacher, K=5, student=NetClassifier(max_epochs=1),
+                    random_state=0).fit(X)
+    assert cf.teacher_ is cf.teacher
+    loaded = roundtrip(cf, tmp_path)
+    assert loaded.teacher_ is loaded.teacher
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "model.skcf", framework="pt") as file:
+        teacher_tensors = [k for k in file.keys() if "teacher" in k and "network_" in k]
+    n_teacher_weights = len(teacher.estimator.network_.state_dict())
+    assert len(teacher_tensors) == n_teacher_weights
+
+
+class MyExtractor(BaseEstimator):
+    """A user's transformer holding a network, following the persistence protocol."""
+
+    def __init__(self, width=8):
+        self.width = width
+
+    def fit(self, X, y=None):
+        torch.manual_seed(0)
+        self.net_ = nn.Linear(X.shape[1], self.width)
+        return self
+
+    def transform(self, X):
+        with torch.no_grad():
+            return self.net_(torch.as_tensor(X, dtype=torch.float32)).numpy()
+
+    def _saved_networks(self):
+        return {"net_": {"in_features": self.net_.in_features}}
+
+    def _rebuild_network(self, name, info):
+        return nn.Linear(info["in_features"], self.width)
+
+
+class Undeclared(MyExtractor):
+    def _saved_networks(self):
+        return {}
+
+
+def test_a_user_subclass_following_the_protocol_saves_and_loads(digits, tmp_path):
+    X, _ = digits
+    mine = MyExtractor().fit(X)
+    loaded = roundtrip(mine, tmp_path, custom_objects={"MyExtractor": MyExtractor})
+    np.testing.assert_array_equal(loaded.transform(X), mine.transform(X))
+    cf = ClusterFit(teacher=FrozenEstimator(mine), K=4, student=NetClassifier(max_epochs=1),
+                    random_state=0).fit(X)
+    loaded = roundtrip(cf, tmp_path, custom_objects={"MyExtractor": MyExtractor})
+    np.testing.assert_array_equal(loaded.transform(X), cf.transform(X))
+    with pytest.raises(TypeError, match=r"net_: a fitted Linear that Undeclared does not "
+                                        r"declare in _saved_networks\(\)"):
+        skclusterfit.save(Undeclared().fit(X), tmp_path / "x.skcf")
+
+
+def test_load_of_a_directory_says_so(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"is a directory; pass the model file"):
+        skclusterfit.load(tmp_path)
+
+
+def test_pickling_leaves_the_fitted_network_where_it_is(digits, monkeypatch):
+    """Pickling (joblib in a grid search) must not move a live network: before,
+    __getstate__ called .to('cpu') on every fitted network, a GPU one included."""
+    X, y = digits
+    clf = NetClassifier(max_epochs=1, random_state=0).fit(X, y)
+    moved = []
+    original_to = nn.Module.to
+
+    def spy(module, *args, **kwargs):
+        moved.append(module)
+        return original_to(module, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "to", spy)
+    pickle.dumps(clf)
+    assert not any(module is clf.model_ for module in moved)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pickling_a_gpu_model_keeps_it_on_the_gpu(digits):
+    X, y = digits
+    clf = NetClassifier(max_epochs=1, device="cuda", random_state=0).fit(X, y)
+    copy = pickle.loads(pickle.dumps(clf))
+    assert next(clf.model_.parameters()).is_cuda
+    assert not next(copy.model_.parameters()).is_cuda

@@ -162,7 +162,7 @@ def test_checkpoint_of_other_parameters_or_data_is_refused(vectors, tmp_path):
         vector_clusterfit(
             checkpoint_dir=directory, student=NetClassifier(max_epochs=2)
         ).fit(vectors)
-    with pytest.raises(ValueError, match=r"teacher_ weights"):
+    with pytest.raises(ValueError, match=r"teacher__random_state: 0 there, 1 here"):
         vector_clusterfit(
             checkpoint_dir=directory, teacher=FeatureExtractor("mlp", random_state=1)
         ).fit(vectors)
@@ -177,10 +177,26 @@ def test_checkpoint_of_other_parameters_or_data_is_refused(vectors, tmp_path):
         vector_clusterfit(checkpoint_dir=directory).fit(vectors)
 
 
+def test_checkpoint_sees_a_teacher_whose_weights_file_changed(vectors, tmp_path):
+    """Same parameters, other weights behind the same file name: refused."""
+    from skclusterfit.models import MLP
+
+    weights = tmp_path / "teacher.pt"
+    directory = str(tmp_path / "ckpt")
+    teacher = FeatureExtractor("mlp", weights=str(weights))
+    torch.manual_seed(0)
+    torch.save(MLP(vectors.shape[1]).state_dict(), weights)
+    vector_clusterfit(checkpoint_dir=directory, teacher=teacher).fit(vectors)
+    torch.manual_seed(1)
+    torch.save(MLP(vectors.shape[1]).state_dict(), weights)
+    with pytest.raises(ValueError, match=r"other parameters \(teacher_: [0-9a-f]+ there"):
+        vector_clusterfit(checkpoint_dir=directory, teacher=teacher).fit(vectors)
+
+
 def test_data_fingerprint_sees_changes(tmp_path, monkeypatch):
     from PIL import Image
 
-    from skclusterfit import checkpoint
+    from skclusterfit import fingerprint as checkpoint
     from skclusterfit.image_files import ImageFiles
 
     X = np.random.RandomState(0).rand(50, 4).astype(np.float32)
@@ -334,7 +350,7 @@ def test_fitted_fingerprint_sees_nested_fitted_state():
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import make_pipeline
 
-    from skclusterfit.checkpoint import fitted_fingerprint
+    from skclusterfit.fingerprint import fitted_fingerprint
 
     rng = np.random.RandomState(0)
     first, second = rng.rand(30, 5), rng.rand(30, 5)
@@ -344,8 +360,25 @@ def test_fitted_fingerprint_sees_nested_fitted_state():
     assert fitted_fingerprint(a) == fitted_fingerprint(
         FrozenEstimator(make_pipeline(PCA(2)).fit(first))
     )
-    # A callable in the fitted state hashes by name, not by memory address.
-    extractor = FeatureExtractor("mlp", preprocess=lambda x: x, random_state=0)
-    extractor.fit(first.astype(np.float32))
-    assert fitted_fingerprint(extractor) == fitted_fingerprint(extractor)
-    assert "0x" not in repr(fitted_fingerprint(extractor))
+
+
+def test_fitted_fingerprint_of_a_callable_does_not_depend_on_its_address():
+    """Two equal fits whose preprocess is a distinct function object (same code,
+    same name) fingerprint alike: a hash of repr() would see two addresses."""
+    from skclusterfit.fingerprint import fitted_fingerprint
+
+    X = np.random.RandomState(0).rand(30, 5).astype(np.float32)
+
+    def make_scale():
+        def scale(x):
+            return x * 2
+
+        return scale
+
+    first, second = make_scale(), make_scale()
+    assert first is not second and repr(first) != repr(second)
+    one = FeatureExtractor("mlp", preprocess=first, random_state=0).fit(X)
+    two = FeatureExtractor("mlp", preprocess=second, random_state=0).fit(X)
+    assert fitted_fingerprint(one) == fitted_fingerprint(two)
+    three = FeatureExtractor("mlp", preprocess=first, random_state=1).fit(X)
+    assert fitted_fingerprint(one) != fitted_fingerprint(three)

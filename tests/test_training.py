@@ -34,9 +34,16 @@ def test_torchvision_student_from_scratch():
     assert clf.transform(X).shape == (8, 512)
 
 
-def test_verbose_prints_epochs(digits_small, capsys):
+def test_verbose_shows_a_bar_then_lines_per_epoch(digits_small, capsys):
     X, y = digits_small
+    NetClassifier(max_epochs=2, random_state=0).fit(X, y)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
     NetClassifier(max_epochs=2, verbose=1, random_state=0).fit(X, y)
+    bar = capsys.readouterr()
+    assert "training" in bar.err and "2/2" in bar.err and "loss" in bar.err
+    assert bar.out == ""
+    NetClassifier(max_epochs=2, verbose=2, random_state=0).fit(X, y)
     out = capsys.readouterr().out
     assert "epoch 1/2" in out and "epoch 2/2" in out and "loss" in out
 
@@ -89,3 +96,35 @@ def test_gpu_fit_then_cpu_pickle(digits_small):
     np.testing.assert_allclose(
         restored.predict_proba(X[:10]), clf.predict_proba(X[:10]), atol=1e-2
     )
+
+
+def test_gpu_code_paths_run_on_the_cpu(digits_images, monkeypatch):
+    """bf16 autocast and channels-last are the GPU defaults; forced on the CPU
+    they run the same code (defect 9): the loops train and extract with them."""
+    import torch
+
+    from skclusterfit import FeatureExtractor, _torch_utils
+
+    X, y = digits_images
+    monkeypatch.setattr(_torch_utils, "CHANNELS_LAST_DEVICE_TYPES", {"cuda", "cpu"})
+    seen = {}
+
+    def record(module, args, output):
+        seen["dtype"] = output.dtype
+        seen["channels_last"] = args[0].is_contiguous(memory_format=torch.channels_last)
+
+    clf = NetClassifier(max_epochs=3, mixed_precision="bfloat16", random_state=0)
+    clf.fit(X[:600], y[:600])
+    clf.model_.backbone.features[0][0].register_forward_hook(record)
+    clf.predict(X[:4])
+    assert seen == {"dtype": torch.bfloat16, "channels_last": True}
+    # It trains like float32 does: the same loss curve to bf16's precision.
+    reference = NetClassifier(max_epochs=3, mixed_precision=False, random_state=0)
+    reference.fit(X[:600], y[:600])
+    losses = [h["loss"] for h in clf.history_]
+    np.testing.assert_allclose(losses, [h["loss"] for h in reference.history_], rtol=0.02)
+    assert losses[-1] < 0.8 * losses[0]
+    features = FeatureExtractor("cnn", mixed_precision="bfloat16", random_state=0).fit(X[:8])
+    assert features.transform(X[:8]).dtype == np.float32
+    # float16 forced: the GradScaler path (enabled only for float16).
+    NetClassifier(max_epochs=1, mixed_precision="float16", random_state=0).fit(X[:64], y[:64])

@@ -8,6 +8,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 
@@ -86,11 +88,36 @@ class FitOnly(BaseEstimator):
 
 
 class Subsampling(SpyClusterer):
-    """A clusterer that clusters a subsample of ``max_samples`` points."""
+    """A clusterer that clusters ``max_samples`` points and says how many it needs."""
 
     def __init__(self, n_clusters=2, max_samples=None):
         self.n_clusters = n_clusters
         self.max_samples = max_samples
+
+    def _check_fit_size(self, n_samples):
+        if self.max_samples < self.n_clusters:
+            raise ValueError(
+                f"max_samples={self.max_samples} keeps fewer than n_clusters="
+                f"{self.n_clusters} of the {n_samples} rows."
+            )
+
+
+class CountingTeacher(BaseEstimator):
+    """A fitted transformer that counts its transform calls."""
+
+    calls = 0
+
+    def fit(self, X, y=None):
+        self.fitted_ = True
+        return self
+
+    def transform(self, X):
+        type(self).calls += 1
+        return np.asarray(X, dtype=np.float32)
+
+
+def _rgb(images):
+    return np.repeat(images, 3, axis=1)
 
 
 def _write(path, data):
@@ -133,12 +160,6 @@ CASES = [
      r"'K' parameter.*Got 1 instead"),
     ("K-above-n-samples", lambda c: small_clusterfit(K=N + 1).fit(c.X), ValueError,
      rf"K={N + 1}.*n_samples={N}"),
-    ("fewer-samples-than-K-after-max_samples",
-     lambda c: small_clusterfit(clusterer=Subsampling(max_samples=4)).fit(c.X), ValueError,
-     r"max_samples=4 keeps 4 .* K=5"),
-    ("fraction-max_samples",
-     lambda c: small_clusterfit(clusterer=Subsampling(max_samples=0.05)).fit(c.X),
-     ValueError, r"max_samples=0\.05 keeps 3 of the 60"),
     ("transform-before-fit", lambda c: small_clusterfit().transform(c.X), NotFittedError,
      r"ClusterFit instance is not fitted"),
     ("feature-count-differs", lambda c: c.fitted_on_vectors.transform(c.X[:, :10]),
@@ -154,11 +175,26 @@ CASES = [
      ValueError, r"notes\.png' is not an image file"),
     ("torchvision-weights-without-network",
      lambda c: (_no_download(c.monkeypatch),
-                FeatureExtractor("resnet18", weights="DEFAULT").fit(c.images)),
+                FeatureExtractor("resnet18", weights="DEFAULT").fit(_rgb(c.images))),
      RuntimeError, r"could not fetch weights='DEFAULT'.*local path"),
     ("teacher-name-without-network",
-     lambda c: (_no_download(c.monkeypatch), small_clusterfit(teacher="resnet18").fit(c.images)),
+     lambda c: (_no_download(c.monkeypatch),
+                small_clusterfit(teacher="resnet18").fit(_rgb(c.images))),
      RuntimeError, r"could not fetch weights='DEFAULT'"),
+    ("default-teacher-on-vectors-says-images-before-any-download",
+     lambda c: (_no_download(c.monkeypatch),
+                make_pipeline(StandardScaler(), ClusterFit(K=10)).fit(c.X)),
+     ValueError, r"convolutional and needs images \(n, C, H, W\)"),
+    ("default-teacher-on-grayscale-says-channels-before-any-download",
+     lambda c: (_no_download(c.monkeypatch), ClusterFit(K=10).fit(c.images)),
+     ValueError, r"X has 1 channel\(s\) per image but the feature network's first "
+     r"convolution takes 3"),
+    ("integer-images-other-than-uint8",
+     lambda c: small_clusterfit(teacher=FeatureExtractor("cnn")).fit(
+         (c.images * 16).astype(np.int64)),
+     ValueError, r"X holds int64 images; only uint8 images are scaled"),
+    ("uint16-images", lambda c: FeatureExtractor("cnn").fit(c.images.astype(np.uint16)),
+     ValueError, r"X holds uint16 images.*65535"),
     ("weight-name-for-a-network-without-weights",
      lambda c: FeatureExtractor("mlp", weights="DEFAULT").fit(c.X), ValueError,
      r"weights='DEFAULT' is neither an existing file nor a torchvision weight name"),
@@ -268,3 +304,25 @@ def test_image_paths_fit_like_arrays(tmp_path, images):
         extractor.transform(pixels[:, None]),
         rtol=1e-5, atol=1e-6,
     )
+
+
+def test_clusterer_size_rule_is_checked_before_any_extraction(X):
+    """The clusterer owns its sample-size rule; ClusterFit asks it first."""
+    from sklearn.frozen import FrozenEstimator
+
+    CountingTeacher.calls = 0
+    teacher = FrozenEstimator(CountingTeacher().fit(X))
+    with pytest.raises(ValueError, match=r"max_samples=4 keeps fewer than n_clusters=5 of the 60"):
+        small_clusterfit(teacher=teacher, clusterer=Subsampling(max_samples=4)).fit(X)
+    assert CountingTeacher.calls == 0
+
+
+def test_kmeans_fraction_rule_is_the_same_in_clusterfit():
+    """max_samples=0.0999 of 1000 rows keeps 100 (rounded up) for K=100, alone or in ClusterFit."""
+    rng = np.random.RandomState(0)
+    vectors = rng.rand(1000, 4).astype(np.float32)
+    kmeans = KMeans(n_clusters=100, max_samples=0.0999, random_state=0)
+    assert len(np.unique(kmeans.fit(vectors).labels_)) > 1
+    cf = small_clusterfit(clusterer=kmeans, K=100).fit(vectors)
+    assert cf.labels_.shape == (1000,)
+

@@ -32,7 +32,7 @@ X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.3, stratify=y, random_state=0
 )
-teacher = RotNet(max_epochs=15, random_state=0).fit(X_train)
+teacher = RotNet(NetClassifier(max_epochs=15), random_state=0).fit(X_train)
 cf = ClusterFit(
     teacher=FrozenEstimator(teacher),
     K=100,

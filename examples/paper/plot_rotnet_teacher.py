@@ -48,7 +48,7 @@ plt.show()
 # Train RotNet on the unlabelled training images, then ClusterFit with
 # ``K=100`` on its features. The student is the same small CNN, trained from
 # scratch on the cluster ids.
-rotnet = RotNet(max_epochs=15, random_state=0).fit(X_train)
+rotnet = RotNet(NetClassifier(max_epochs=15), random_state=0).fit(X_train)
 cf = ClusterFit(
     teacher=FrozenEstimator(rotnet),
     K=100,

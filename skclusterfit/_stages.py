@@ -1,0 +1,107 @@
+"""The work of ClusterFit's stages, each a plain function of its inputs.
+
+``ClusterFit.fit`` decides what runs where (and what a checkpoint already
+holds); these functions do the work: the teacher's features in chunks, the
+clustering and its centres.
+"""
+
+import numpy as np
+
+from ._estimators import final_step, unfrozen
+from ._progress import progress
+from .data import take_rows
+
+# Samples per call of the teacher's transform: large enough to keep a GPU
+# busy, a power of two so that it is a whole number of the teacher's batches
+# (batch boundaries, hence float32 results, are those of one big call).
+_CHUNK_SAMPLES = 8192
+
+
+def chunk_size(teacher):
+    """Samples per teacher call: a whole number of the teacher's batches."""
+    batch_size = getattr(unfrozen(teacher), "batch_size", None)
+    if isinstance(batch_size, int) and batch_size > 0:
+        return batch_size * max(1, _CHUNK_SAMPLES // batch_size)
+    return _CHUNK_SAMPLES
+
+
+def teacher_features(teacher, X, *, verbose=0, out=None):
+    """The teacher's features of every sample of ``X``, float32, chunk by chunk.
+
+    Parameters
+    ----------
+    teacher : fitted transformer
+        Called on one chunk of ``X`` at a time, so any transformer (a frozen
+        scikit-learn one included) works, and a progress bar can follow it.
+    X : validated input (array, memory map or Dataset)
+    verbose : int, default=0
+        Show a progress bar over samples.
+    out : callable, default=None
+        ``out(n_samples, n_features)`` returns the array to fill (e.g. a
+        memory map); default a new in-memory float32 array.
+
+    Returns
+    -------
+    features : ndarray of shape (n_samples, n_features), float32
+    """
+    n_samples = len(X)
+    step = chunk_size(teacher)
+    features = None
+    with progress(total=n_samples, desc="teacher features", unit="sample",
+                  verbose=verbose) as bar:
+        for start in range(0, n_samples, step):
+            stop = min(start + step, n_samples)
+            part = np.asarray(teacher.transform(take_rows(X, start, stop)), dtype=np.float32)
+            if part.ndim != 2 or len(part) != stop - start:
+                raise ValueError(
+                    f"the teacher returned features of shape {part.shape} for "
+                    f"{stop - start} samples; it must return (n_samples, n_features)."
+                )
+            if not np.isfinite(part).all():
+                raise ValueError(
+                    f"the teacher produced NaN or inf features for samples {start}.."
+                    f"{stop - 1}; check its weights and the input scaling before "
+                    "clustering."
+                )
+            if features is None:
+                allocate = out or (lambda n, d: np.empty((n, d), dtype=np.float32))
+                features = allocate(n_samples, part.shape[1])
+            features[start:stop] = part
+            bar.update(stop - start)
+    return features
+
+
+def cluster_labels(clusterer, features, y=None):
+    """Fit ``clusterer`` and return its labels as a 1-D int64 array."""
+    # y only when there is one: a user's clusterer may take fit(X) alone.
+    args = (features,) if y is None else (features, y)
+    if hasattr(clusterer, "fit_predict"):
+        labels = clusterer.fit_predict(*args)
+    else:
+        labels = getattr(clusterer.fit(*args), "labels_", None)
+        if labels is None:
+            raise TypeError(
+                f"clusterer={clusterer!r} has no fit_predict and sets no labels_ "
+                "after fit; ClusterFit needs one of them."
+            )
+    labels = np.asarray(labels)
+    if labels.shape != (len(features),):
+        raise ValueError(
+            f"the clusterer returned labels of shape {labels.shape}; expected "
+            f"({len(features)},)."
+        )
+    return labels.astype(np.int64)
+
+
+def cluster_centers(clusterer, features, labels):
+    """The clusterer's centres if it has them, else the mean feature per cluster."""
+    clusterer = final_step(clusterer)
+    for name in ("cluster_centers_", "means_"):
+        centers = getattr(clusterer, name, None)
+        if centers is not None:
+            return np.asarray(centers, dtype=np.float32)
+    n_clusters = int(labels.max()) + 1
+    sums = np.zeros((n_clusters, features.shape[1]))
+    np.add.at(sums, labels, features)
+    counts = np.bincount(labels, minlength=n_clusters)[:, None]
+    return (sums / np.maximum(counts, 1)).astype(np.float32)
