@@ -37,10 +37,13 @@ extensions = [
     "sphinx_design",
     "sphinx_gallery.gen_gallery",
     "snippets",  # _ext/snippets.py: ``.. shown-only::`` before a block the tests skip
+    "label_noise_pages",  # _ext/: the label-noise table from benchmarks/results/
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/_*.rst", "scripts"]
+exclude_patterns = [
+    "_build", "Thumbs.db", ".DS_Store", "**/_*.rst", "scripts", "_generated", "_ext",
+]
 root_doc = "index"
 default_role = "py:obj"
 
@@ -108,6 +111,7 @@ sphinx_gallery_conf = {
         "../examples/getting_started",
         "../examples/paper",
         "../examples/clustering",
+        "../examples/practical",
         "../examples/real_world",
     ],
     "within_subsection_order": "gallery_order.ExplicitFileOrder",

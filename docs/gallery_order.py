@@ -17,6 +17,10 @@ ORDER = [
     "plot_cluster_gallery.py",
     "plot_swap_clusterer.py",
     "plot_feature_preprocessing.py",
+    # practical
+    "plot_torchvision_teacher.py",
+    "plot_resume_and_save.py",
+    "plot_large_k.py",
     # real_world
     "resnet50_image_folder.py",
     "gpu_run.py",
