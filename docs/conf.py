@@ -47,6 +47,17 @@ exclude_patterns = [
 root_doc = "index"
 default_role = "py:obj"
 
+# -- Command-line reference, generated from the parser at every build ---------
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts"))
+from cli_options import render as _render_cli_options  # noqa: E402
+
+with open(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "user_guide", "_cli_options.rst"),
+    "w",
+    encoding="utf-8",
+) as _file:
+    _file.write(_render_cli_options())
+
 # -- API reference -----------------------------------------------------------
 autosummary_generate = True
 autodoc_default_options = {"members": True}

@@ -22,6 +22,7 @@ ORDER = [
     "plot_resume_and_save.py",
     "plot_large_k.py",
     # real_world
+    "plot_image_folder_cli.py",
     "resnet50_image_folder.py",
     "gpu_run.py",
 ]

@@ -129,6 +129,10 @@ class ClusterFit(
         ``X.shape[1]`` seen in fit (array input).
     n_features_out_ : int
         Dimension of the student features.
+    stage_seconds_ : dict of str to float
+        Wall-clock seconds of this fit's stages ("teacher features",
+        "clustering", "student"); a stage restored from ``checkpoint_dir``
+        counts the time to read it.
 
     See Also
     --------
@@ -239,14 +243,20 @@ class ClusterFit(
 
         start = time.perf_counter()
         features = store.stage(TEACHER_FEATURES, lambda: self._teacher_features(X))
-        self._log(f"teacher features {features.shape} in {time.perf_counter() - start:.1f}s")
+        self.stage_seconds_ = {"teacher features": time.perf_counter() - start}
+        self._log(
+            f"teacher features {features.shape} in "
+            f"{self.stage_seconds_['teacher features']:.1f}s"
+        )
 
         start = time.perf_counter()
         self.labels_, self.cluster_centers_, self.clusterer_ = store.stage(
             CLUSTERS, lambda: _cluster(clusterer, features)
         )
+        self.stage_seconds_["clustering"] = time.perf_counter() - start
         self._log(
-            f"{len(np.unique(self.labels_))} clusters in {time.perf_counter() - start:.1f}s"
+            f"{len(np.unique(self.labels_))} clusters in "
+            f"{self.stage_seconds_['clustering']:.1f}s"
         )
 
         start = time.perf_counter()
@@ -260,7 +270,8 @@ class ClusterFit(
                 self._log(f"interrupted; fit again to resume from {self.checkpoint_dir!r}")
             raise
         self.n_features_out_ = self.student_.n_features_out_
-        self._log(f"student trained in {time.perf_counter() - start:.1f}s")
+        self.stage_seconds_["student"] = time.perf_counter() - start
+        self._log(f"student trained in {self.stage_seconds_['student']:.1f}s")
         return self
 
     def _open_store(self, X):

