@@ -22,10 +22,14 @@ class ShownOnly(Directive):
     has_content = False
 
     def run(self):
-        reason = self.arguments[0].strip()
+        # The reason may hold inline markup (``code``, :ref:`...`).
+        reason, messages = self.state.inline_text(self.arguments[0].strip(), self.lineno)
+        emphasis = nodes.emphasis()
+        emphasis += nodes.Text("Not run by the documentation tests: ")
+        emphasis.extend(reason)
         paragraph = nodes.paragraph(classes=["shown-only"])
-        paragraph += nodes.emphasis(text=f"Not run by the documentation tests: {reason}")
-        return [paragraph]
+        paragraph += emphasis
+        return [paragraph, *messages]
 
 
 def setup(app):

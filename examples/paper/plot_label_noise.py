@@ -55,7 +55,7 @@ for p in noise_levels:
     results["N_pre"].append(linear_probe(teacher, X_train, y_train, X_test, y_test))
     results["N_cf"].append(linear_probe(cf, X_train, y_train, X_test, y_test))
     print(
-        f"p={p:.1f}  N_pre {results['N_pre'][-1]:.3f}  "
+        f"p={p:.2f}  N_pre {results['N_pre'][-1]:.3f}  "
         f"N_cf {results['N_cf'][-1]:.3f}"
     )
 
@@ -103,7 +103,7 @@ plt.show()
 # *random* weights is already a strong baseline here, see
 # :ref:`sphx_glr_auto_examples_paper_plot_rotnet_teacher.py`).
 gain = dict(zip(noise_levels, cf_acc - pre))
-print("gain (points):", {f"{p:.0%}": round(g, 1) for p, g in gain.items()})
+print("gain (points):", {f"{p:.0%}": round(float(g), 1) for p, g in gain.items()})
 assert gain[0.0] <= 0.2, "a clean teacher should gain nothing from ClusterFit"
 assert gain[0.75] > gain[0.0], "the noisy teacher should gain more than the clean one"
 

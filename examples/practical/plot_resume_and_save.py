@@ -88,20 +88,21 @@ class ShiftOrInterrupt:
         return random_shift(batch, 1, generator)
 
 
-def make_clusterfit(checkpoint_dir=None, verbose=2):
+def make_clusterfit(checkpoint_dir=None, verbose=0):
     return ClusterFit(
         teacher=FrozenEstimator(teacher),
         K=50,
         student=NetClassifier(my_net, max_epochs=6, augment=ShiftOrInterrupt()),
         random_state=0,
         checkpoint_dir=checkpoint_dir,
-        verbose=verbose,  # 2: one line per stage and per student epoch
+        verbose=verbose,  # 1: one line per stage
     )
 
 
 # %%
-# The first fit stops in epoch 3 of 6. ``verbose`` reports each stage; the
-# directory holds what was completed.
+# The first fit stops in epoch 3 of 6. The directory holds what was
+# completed: the teacher features, the clusters, and the student after its
+# second epoch.
 checkpoint_dir = tempfile.mkdtemp()
 try:
     make_clusterfit(checkpoint_dir).fit(X)
@@ -116,13 +117,13 @@ assert saved_epochs == 2
 # Fitting again with the same data and parameters resumes: the teacher
 # features and the clusters are read back, and the student continues from
 # the end of its second epoch, with its optimizer, learning-rate schedule
-# and random generators as they were.
-resumed = make_clusterfit(checkpoint_dir).fit(X)
+# and random generators as they were. ``verbose=1`` reports each stage.
+resumed = make_clusterfit(checkpoint_dir, verbose=1).fit(X)
 
 # %%
 # The resumed model is the one an uninterrupted fit gives, bit for bit (on
 # the CPU; on a GPU some kernels are not deterministic).
-uninterrupted = make_clusterfit(verbose=0).fit(X)
+uninterrupted = make_clusterfit().fit(X)
 same = np.array_equal(resumed.transform(X), uninterrupted.transform(X))
 print("resumed == uninterrupted:", same)
 assert same, "a resumed fit must give the features of an uninterrupted one"
