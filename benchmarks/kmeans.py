@@ -1,244 +1,489 @@
-"""k-means: skclusterfit's KMeans against scikit-learn (KMeans, MiniBatchKMeans) and faiss.
+"""k-means: skclusterfit's KMeans against scikit-learn, faiss and fastkmeans.
 
-All methods run in this one process, on the same data and from the same
-initial centres, interleaved over ``--repeats`` rounds; the table gives
-median seconds, the time ratio to scikit-learn's KMeans (< 1: faster than
-it), the inertia ratio to it (> 1: worse clustering) and the peak resident
-memory above the process's baseline while the method ran (sampled every
-5 ms from /proc/self/status).
+Every method runs in **its own process** (a fresh Python per run), on the
+same data (written once to a .npy file that each worker loads into memory)
+and, for the Lloyd comparisons, from the same initial centres: torch, numba
+and scikit-learn each bring an OpenMP runtime, and two of them spinning in
+one process slow small work by 10-100x, so no method pays for another's
+threads. Rounds are interleaved (each round runs every method once) and the
+table gives medians over ``--repeats`` rounds.
 
-Inertia is recomputed the same way for every method: the sum of squared
-distances of every point to the centre of the label the method returned.
+Each worker reports wall seconds, CPU seconds (user + system: CPU / wall is
+the number of cores it kept busy), the threads of each runtime it had, the
+1-minute load average when it started, the peak resident memory above its
+baseline after loading the data (sampled every 5 ms), and the inertia,
+recomputed identically for every method (float64 sum of squared distances of
+each row to the centre of the label the method returned).
 
-A peer too slow for the largest size is timed on a slice of the data for a
-few iterations, and its full time is *projected* as per-iteration time x
-(rows / slice rows) x (iterations + 1); such rows are labelled "projected".
+Jobs (``--sizes``; each is one table):
 
-Numba compiles the graph walk on first use. This script points numba's cache
-at a fresh temporary directory, so the first call compiles from scratch;
-the compile time is printed on its own line, to be added to the first "ann"
-run (users pay it once; numba's on-disk cache then loads the kernels).
+- ``100k``: 100,000 x 128, K = 1000, 20 iterations; ``200k``: 200,000 x 128,
+  K = 4000, 10 iterations (issue 16's exact Lloyd targets), from K random
+  rows; ``100k-offset``/``200k-offset``: the same data shifted by 300.
+- ``hard``: 50,000 x 128, K = 1000, 10 iterations, on 1000 well-separated
+  modes (one per cluster: the centroid graph's hard case) and
+  ``hard-100modes`` (100 modes: ClusterFit's regime).
+- ``e2e``: 100,000 x 128 L2-normalised rows, K = 2000, every method with
+  its *defaults* (ours: ``KMeans(n_clusters=K, random_state=0)``;
+  scikit-learn: ``KMeans(K, n_init=1, random_state=0)``), seeding included.
+- ``1m``: 1,000,000 x 256, K = 16,000, 10 iterations, random-row init; the
+  exact peers are timed for one iteration on 20,000 rows and projected.
+- ``1m-defaults``: the same data, ``KMeans(16000, max_iter=10,
+  random_state=0)`` as a user calls it (default seeding, normalisation).
+- ``2048``: 1,000,000 x 2048, K = 16,000, 10 iterations, ``assign="ann"``,
+  with and without ``whiten_dim=256``; ``2048-f16``: the same rows as a
+  float16 memory map on disk (out of core). Inertia is compared with exact
+  Lloyd on a 20,000-row subsample (both fitted there from the same init).
+- ``--device cuda``: ``gpu-1m`` (1M x 256, K = 20,000, 25 iterations, the
+  faiss wiki's job) and ``gpu-2048`` (1M x 2048, K = 16,000, 10 iterations):
+  our torch engine against faiss-gpu and fastkmeans, each skipped with a
+  message when it is not installed or no GPU is visible.
 
-Usage::
+Usage (from the repository root)::
 
-    python benchmarks/kmeans.py                 # the three sizes of issue 7
-    python benchmarks/kmeans.py --sizes 100k --repeats 3
-    python benchmarks/kmeans.py --sizes 200k --repeats 3 \
-        --methods "ours exact,ours ann,sklearn KMeans"
+    python benchmarks/kmeans.py --sizes 100k,200k --repeats 3
+    python benchmarks/kmeans.py --sizes e2e --repeats 3
+    python benchmarks/kmeans.py --sizes 1m --methods "ours ann"
+    python benchmarks/kmeans.py --sizes 2048 --repeats 1
+    python benchmarks/kmeans.py --device cuda --sizes gpu-1m,gpu-2048
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-# Before numba is imported (through skclusterfit): compile from scratch.
-os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="numba-cache-"))
+import numpy as np
 
-from pathlib import Path  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from _conditions import cpu_seconds, header, load, threads  # noqa: E402
 
-import numpy as np  # noqa: E402
-from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
-from sklearn.cluster import MiniBatchKMeans  # noqa: E402
-
-from skclusterfit.cluster import KMeans  # noqa: E402
-from skclusterfit.cluster import _ann  # noqa: E402
-from skclusterfit.cluster._kmeans import squared_distances  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _memory import PeakMemory, peak_rss  # noqa: E402
-
-try:
-    import faiss
-except ImportError:
-    faiss = None
-
-# name -> (n_samples, n_features, n_clusters, n_iter)
+# name -> (n_samples, n_features, n_clusters, n_iter, options)
 SIZES = {
-    "100k": (100_000, 128, 1000, 20),
-    "200k": (200_000, 128, 4000, 10),
-    "1m": (1_000_000, 256, 16000, 10),
+    "smoke": (5000, 16, 50, 5, {}),
+    "100k": (100_000, 128, 1000, 20, {}),
+    "200k": (200_000, 128, 4000, 10, {}),
+    "100k-offset": (100_000, 128, 1000, 20, {"offset": 300.0}),
+    "200k-offset": (200_000, 128, 4000, 10, {"offset": 300.0}),
+    "e2e": (100_000, 128, 2000, None, {"normalize": True, "defaults": True}),
+    "hard": (50_000, 128, 1000, 10, {"modes": 1000}),
+    "hard-100modes": (50_000, 128, 1000, 10, {"modes": 100}),
+    "1m": (1_000_000, 256, 16000, 10, {"project": True}),
+    "1m-defaults": (1_000_000, 256, 16000, 10, {"defaults": True}),
+    "2048": (1_000_000, 2048, 16000, 10, {"subsample_exact": 20_000}),
+    "2048-f16": (1_000_000, 2048, 16000, 10, {"float16_memmap": True}),
+    "gpu-1m": (1_000_000, 256, 20000, 25, {"device": "cuda"}),
+    "gpu-2048": (1_000_000, 2048, 16000, 10, {"device": "cuda"}),
 }
+CPU_METHODS = ["ours exact", "ours ann", "sklearn KMeans", "sklearn MiniBatchKMeans",
+               "faiss-cpu"]
+DEFAULT_METHODS = {
+    "e2e": ["ours defaults", "sklearn defaults"],
+    "hard": ["ours exact", "ours ann", "sklearn KMeans"],
+    "hard-100modes": ["ours exact", "ours ann", "sklearn KMeans"],
+    "1m": ["ours ann", "ours exact", "sklearn KMeans", "faiss-cpu"],
+    "1m-defaults": ["ours defaults"],
+    "2048": ["ours ann", "ours ann whiten256"],
+    "2048-f16": ["ours ann", "ours ann whiten256"],
+    "gpu-1m": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
+    "gpu-2048": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
+}
+REFERENCE = {"e2e": "sklearn defaults", "gpu-1m": "faiss-gpu", "gpu-2048": "faiss-gpu"}
 
 
-def make_data(n_samples, n_features, n_modes, seed=0):
+# -- data --------------------------------------------------------------------------
+
+
+def make_data(n_samples, n_features, n_modes, seed=0, out=None):
     """Float32 Gaussian mixture: ``n_modes`` N(0, I) means, unit-variance noise.
 
     ClusterFit's regime: K is about ten times the number of classes (the
-    paper), so the data has ``n_modes = K // 10`` modes ("classes") that k-means
-    over-segments.
-
-    Built by blocks so that no float64 copy of the data ever exists.
+    paper), so the data has ``n_modes = K // 10`` modes ("classes") that
+    k-means over-segments. Built by blocks into ``out`` (any array of the
+    right shape: memory, or a memory map) so no float64 copy ever exists.
     """
     rng = np.random.default_rng(seed)
     means = rng.standard_normal((n_modes, n_features), dtype=np.float32)
-    X = np.empty((n_samples, n_features), dtype=np.float32)
-    for start in range(0, n_samples, 65536):
-        stop = min(start + 65536, n_samples)
-        X[start:stop] = rng.standard_normal((stop - start, n_features), dtype=np.float32)
-        X[start:stop] += means[rng.integers(n_modes, size=stop - start)]
+    X = np.empty((n_samples, n_features), dtype=np.float32) if out is None else out
+    for start in range(0, n_samples, 16384):
+        stop = min(start + 16384, n_samples)
+        block = rng.standard_normal((stop - start, n_features), dtype=np.float32)
+        block += means[rng.integers(n_modes, size=stop - start)]
+        X[start:stop] = block
+    return X
+
+
+def normalize_rows(X):
+    for start in range(0, X.shape[0], 65536):
+        block = X[start : start + 65536]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
     return X
 
 
 def inertia_of(X, centers, labels):
-    centers = np.ascontiguousarray(centers, dtype=np.float32)
-    return float(squared_distances(X, centers, np.asarray(labels)).sum(dtype=np.float64))
+    """float64 sum of squared distances of the rows to their centres, by blocks."""
+    centers = np.asarray(centers, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    total = 0.0
+    for start in range(0, X.shape[0], 32768):
+        block = np.asarray(X[start : start + 32768], dtype=np.float64)
+        diff = block - centers[labels[start : start + 32768]]
+        total += float(np.einsum("ij,ij->", diff, diff))
+    return total
 
 
-def run_ours(X, init, n_iter, assign):
-    km = KMeans(
-        init.shape[0], n_iter=n_iter, init=init, normalize=False, device="cpu",
-        assign=assign, random_state=0,
-    ).fit(X)
-    return km.cluster_centers_, km.labels_
+# -- methods (run inside a worker) ---------------------------------------------------
 
 
-def run_sklearn(X, init, n_iter):
-    km = SklearnKMeans(init.shape[0], init=init, n_init=1, max_iter=n_iter).fit(X)
-    return km.cluster_centers_, km.labels_
+def run_method(method, X, init, n_iter, n_clusters, device):
+    """Fit ``method``; returns (centres, labels, details dict)."""
+    details = {}
+    if method.startswith("ours"):
+        from skclusterfit.cluster import KMeans, _kmeans
+
+        seeding = []
+        original = _kmeans.KMeans._initial_centers
+
+        def timed(self, *args, **kwargs):
+            start = time.perf_counter()
+            result = original(self, *args, **kwargs)
+            seeding.append(time.perf_counter() - start)
+            return result
+
+        _kmeans.KMeans._initial_centers = timed
+        if method == "ours defaults":
+            params = {"n_clusters": n_clusters, "random_state": 0}
+            if n_iter is not None:
+                params["max_iter"] = n_iter
+        else:
+            params = {
+                "n_clusters": n_clusters, "init": init, "max_iter": n_iter,
+                "normalize": False, "random_state": 0, "tol": 0.0,
+            }
+            if "ann" in method:
+                params["assign"] = "ann"
+            elif "exact" in method:
+                params["assign"] = "exact"
+            if "whiten256" in method:
+                params["whiten_dim"] = 256
+                params["init"] = "random"  # init rows live in the raw space
+            params["device"] = "cuda" if "cuda" in method else "cpu"
+        km = KMeans(**params).fit(X)
+        details.update(engine=km.engine_, n_iter=km.n_iter_, seeding_s=sum(seeding))
+        if km.whitener_ is not None:
+            details["inertia_space"] = "whitened"
+            return km.cluster_centers_, km.labels_, details
+        return km.cluster_centers_, km.labels_, details
+    if method.startswith("sklearn"):
+        from sklearn.cluster import KMeans as SklearnKMeans
+        from sklearn.cluster import MiniBatchKMeans
+
+        if method == "sklearn defaults":
+            km = SklearnKMeans(n_clusters, n_init=1, random_state=0).fit(X)
+        elif method == "sklearn KMeans":
+            km = SklearnKMeans(n_clusters, init=init, n_init=1, max_iter=n_iter, tol=0.0)
+            km.fit(X)
+        else:
+            # Batches of 3 points per cluster (at least 1024), and as many steps
+            # as Lloyd iterations x n_samples / batch_size (equal passes).
+            km = MiniBatchKMeans(
+                n_clusters, init=init, n_init=1, batch_size=max(1024, 3 * n_clusters),
+                max_iter=n_iter, random_state=0,
+            ).fit(X)
+        details["n_iter"] = int(km.n_iter_)
+        return km.cluster_centers_, km.labels_, details
+    if method in ("faiss-cpu", "faiss-gpu"):
+        import faiss
+
+        n_features = X.shape[1]
+        km = faiss.Kmeans(
+            n_features, n_clusters, niter=n_iter, seed=0, verbose=False,
+            gpu=method == "faiss-gpu",
+            max_points_per_centroid=X.shape[0],  # no subsampling: same data as the others
+        )
+        km.train(X, init_centroids=init)
+        _, labels = km.index.search(X, 1)
+        return km.centroids, labels[:, 0], details
+    if method == "fastkmeans":
+        from fastkmeans import FastKMeans
+
+        # fastkmeans draws its own initial centres (seeded); the others start
+        # from ``init``, so compare its time, and its inertia only loosely.
+        km = FastKMeans(
+            X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=True, seed=0,
+            max_points_per_centroid=X.shape[0],  # no subsampling (its default is 256)
+        )
+        km.train(X)
+        return km.centroids, km.predict(X), {"note": "own random init"}
+    raise ValueError(f"unknown method {method!r}")
 
 
-def run_minibatch(X, init, n_iter):
-    # Batches of 3 points per cluster (at least scikit-learn's 1024), and as
-    # many steps as Lloyd iterations x n_samples / batch_size (equal passes).
-    batch_size = max(1024, 3 * init.shape[0])
-    km = MiniBatchKMeans(
-        init.shape[0], init=init, n_init=1, batch_size=batch_size,
-        max_iter=n_iter, random_state=0,
-    ).fit(X)
-    return km.cluster_centers_, km.labels_
+def available(method, device):
+    """None if ``method`` can run here, else why not."""
+    try:
+        if method.startswith("faiss"):
+            import faiss
+
+            if method == "faiss-gpu" and faiss.get_num_gpus() == 0:
+                return "faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)"
+        if method == "fastkmeans":
+            import fastkmeans  # noqa: F401
+        if "cuda" in method or method in ("faiss-gpu", "fastkmeans"):
+            import torch
+
+            if not torch.cuda.is_available():
+                return "no CUDA device visible"
+    except ImportError as exc:
+        return f"not installed ({exc.name})"
+    return None
 
 
-def run_faiss(X, init, n_iter):
-    n_clusters, n_features = init.shape
-    km = faiss.Kmeans(
-        n_features, n_clusters, niter=n_iter, seed=0, verbose=False,
-        max_points_per_centroid=X.shape[0],  # no subsampling: same data as the others
-    )
-    km.train(X, init_centroids=init)
-    _, labels = km.index.search(X, 1)
-    return km.centroids, labels[:, 0]
+def worker(spec):
+    """Run one method in this (fresh) process and print one JSON line."""
+    sys.path.insert(0, str(HERE.parent))
+    from _memory import PeakMemory
 
+    data = np.load(spec["data"], mmap_mode="r")
+    X = data if spec.get("memmap") else np.array(data)
+    init = np.load(spec["init"]) if spec.get("init") else None
+    # Imports are not timed.
+    if spec["method"].startswith("sklearn"):
+        import sklearn.cluster  # noqa: F401
+    elif spec["method"].startswith("faiss"):
+        import faiss  # noqa: F401
+    elif spec["method"] == "fastkmeans":
+        import fastkmeans  # noqa: F401
+    # Warm up (numba's kernels load from cache or compile: reported, not timed).
+    compile_s = 0.0
+    if spec["method"].startswith("ours"):
+        from skclusterfit.cluster import KMeans
 
-def methods(n_clusters):
-    out = {
-        "ours exact": lambda X, init, it: run_ours(X, init, it, "exact"),
-        "ours ann": lambda X, init, it: run_ours(X, init, it, "ann"),
-        "sklearn KMeans": run_sklearn,
-        "sklearn MiniBatchKMeans": run_minibatch,
-    }
-    if faiss is not None:
-        out["faiss-cpu"] = run_faiss
-    return out
-
-
-def projected(method, X, init, n_iter, slice_rows, iterations=1):
-    """Project a full run's time from ``iterations`` on ``slice_rows`` rows.
-
-    A run of ``iterations`` Lloyd iterations makes ``iterations + 1`` passes
-    over the data (the last assigns the final labels), so does a full run of
-    ``n_iter``: time per pass x passes x rows ratio.
-    """
-    X_slice = X[:slice_rows]
-    start = time.perf_counter()
-    method(X_slice, init, iterations)
-    per_pass = (time.perf_counter() - start) / (iterations + 1)
-    return per_pass * (X.shape[0] / slice_rows) * (n_iter + 1)
-
-
-def bench_size(name, repeats, project, only=None):
-    n_samples, n_features, n_clusters, n_iter = SIZES[name]
-    print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, {n_iter} iterations")
-    X = make_data(n_samples, n_features, max(1, n_clusters // 10))
-    rng = np.random.default_rng(1)
-    # The same initial centres for every method: random rows (faiss's and
-    # DeepCluster's seeding; greedy k-means++ at K=16000 alone would take longer
-    # than the clustering).
-    init = X[np.sort(rng.choice(n_samples, n_clusters, replace=False))].copy()
-    runs = methods(n_clusters)
-    if only:
-        runs = {key: runs[key] for key in only}
-    slow = set(project)
-    times = {key: [] for key in runs}
-    inertia = {}
-    memory = {}
-    for _ in range(repeats):
-        for key, method in runs.items():
-            if key in slow:
-                continue
-            with PeakMemory() as peak:
-                start = time.perf_counter()
-                centers, labels = method(X, init, n_iter)
-                times[key].append(time.perf_counter() - start)
-            inertia[key] = inertia_of(X, centers, labels)
-            memory[key] = max(memory.get(key, 0), peak.above_base)
-            print(
-                f"  {key}: {times[key][-1]:.2f} s, peak RSS {peak.above_base / 2**30:.2f} "
-                f"GiB above base, process peak {peak_rss() / 2**30:.2f} GiB",
-                flush=True,
-            )
-    projected_times = {}
-    for key in slow:
-        slice_rows = min(n_samples, 20_000)
-        projected_times[key] = projected(runs[key], X, init, n_iter, slice_rows)
-        print(f"  {key}: projected {projected_times[key]:.1f} s", flush=True)
-    reference_key = "sklearn KMeans"
-    if reference_key in projected_times:
-        reference_time = projected_times[reference_key]
-    elif times.get(reference_key):
-        reference_time = float(np.median(times[reference_key]))
+        start = time.perf_counter()
+        small = np.ascontiguousarray(X[:2000], dtype=np.float32)
+        for assign in ("exact", "ann"):
+            KMeans(8, max_iter=2, assign=assign, device="cpu", random_state=0).fit(small)
+        compile_s = time.perf_counter() - start
+    load_at_start = load()
+    cpu_start = cpu_seconds()
+    with PeakMemory() as peak:
+        start = time.perf_counter()
+        centers, labels, details = run_method(
+            spec["method"], X, init, spec["n_iter"], spec["n_clusters"], spec["device"]
+        )
+        seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
+    if details.get("inertia_space") == "whitened":
+        inertia = float("nan")  # another space: not comparable with the others
     else:
-        reference_time = float("nan")  # scikit-learn not run: no ratios
-    reference_inertia = inertia.get(reference_key)
-    print(f"\n| method | seconds | time / sklearn | inertia / sklearn | peak RSS above base |")
-    print("|---|---|---|---|---|")
-    for key in runs:
-        if key in projected_times:
-            print(
-                f"| {key} | {projected_times[key]:.1f} (projected) | "
-                f"{projected_times[key] / reference_time:.2f} | n/a | n/a |"
-            )
-            continue
-        seconds = float(np.median(times[key]))
-        ratio = (
-            f"{inertia[key] / reference_inertia:.4f}" if reference_inertia else
-            f"n/a ({inertia[key]:.6g})"
+        inertia = inertia_of(X, centers, labels)
+    record = {
+        "method": spec["method"], "seconds": seconds, "cpu_seconds": cpu,
+        "cores_busy": cpu / seconds, "load": load_at_start, "threads": threads(),
+        "inertia": inertia, "peak_above_base_gib": peak.above_base / 2**30,
+        "process_peak_gib": peak.peak / 2**30, "compile_s": compile_s, **details,
+    }
+    print("RESULT " + json.dumps(record), flush=True)
+
+
+def spawn(spec, timeout):
+    """Run ``spec`` in a fresh Python; the worker's record, or an error record."""
+    command = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"method": spec["method"], "error": f"timed out after {timeout} s"}
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+    return {"method": spec["method"], "error": " | ".join(tail)}
+
+
+# -- the parent: data, rounds, tables --------------------------------------------------
+
+
+def projected_spec(spec, slice_rows, workdir):
+    """The same method for 1 iteration on the first ``slice_rows`` rows (projected)."""
+    data = np.load(spec["data"], mmap_mode="r")
+    path = workdir / f"slice-{slice_rows}.npy"
+    if not path.exists():
+        np.save(path, np.array(data[:slice_rows]))
+    return dict(spec, data=str(path), n_iter=1)
+
+
+def bench_size(name, methods, repeats, workdir, timeout):
+    n_samples, n_features, n_clusters, n_iter, options = SIZES[name]
+    print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, "
+          f"{n_iter or 'default'} iterations {options or ''}", flush=True)
+    data_path = workdir / f"{name}-data.npy"
+    start = time.perf_counter()
+    if options.get("float16_memmap"):
+        mapped = np.lib.format.open_memmap(
+            data_path, mode="w+", dtype=np.float16, shape=(n_samples, n_features)
         )
+        make_data(n_samples, n_features, max(1, n_clusters // 10), out=mapped)
+        mapped.flush()
+        del mapped
+    else:
+        X = make_data(n_samples, n_features, options.get("modes", max(1, n_clusters // 10)))
+        X += np.float32(options.get("offset", 0.0))
+        if options.get("normalize"):
+            normalize_rows(X)
+        np.save(data_path, X)
+        del X
+    data = np.load(data_path, mmap_mode="r")
+    rng = np.random.default_rng(1)
+    init_path = None
+    if not options.get("defaults"):
+        # The same initial centres for every method: K random rows (faiss's
+        # and DeepCluster's seeding).
+        init = np.asarray(data[np.sort(rng.choice(n_samples, n_clusters, replace=False))],
+                          dtype=np.float32)
+        init_path = workdir / f"{name}-init.npy"
+        np.save(init_path, init)
+    print(f"data: {data.dtype} {'memory map' if options.get('float16_memmap') else 'in memory'}"
+          f", made in {time.perf_counter() - start:.0f} s", flush=True)
+    device = options.get("device", "cpu")
+    runnable = []
+    for method in methods:
+        reason = available(method, device)
+        if reason:
+            print(f"  {method}: skipped, {reason}", flush=True)
+        else:
+            runnable.append(method)
+    base = {"data": str(data_path), "init": init_path and str(init_path), "n_iter": n_iter,
+            "n_clusters": n_clusters, "device": device,
+            "memmap": bool(options.get("float16_memmap"))}
+    project = options.get("project") and n_samples > 20_000
+    records = {m: [] for m in runnable}
+    for round_index in range(repeats):
+        for method in runnable:
+            spec = dict(base, method=method)
+            if project and method != "ours ann":
+                sliced = projected_spec(spec, 20_000, workdir)
+                record = spawn(sliced, timeout)
+                if "error" not in record:
+                    # 1 iteration = 2 passes (the second assigns the labels);
+                    # n_iter iterations make n_iter + 1 passes.
+                    per_pass = record["seconds"] / 2
+                    record["projected_seconds"] = per_pass * (n_samples / 20_000) * (n_iter + 1)
+                    record["inertia"] = float("nan")
+            else:
+                record = spawn(spec, timeout)
+            records[method].append(record)
+            print(f"  round {round_index + 1}: {format_record(record)}", flush=True)
+    if options.get("subsample_exact"):
+        exact_on_subsample(data, base, runnable, options["subsample_exact"], workdir, timeout)
+    print_table(name, records)
+
+
+def format_record(record):
+    if "error" in record:
+        return f"{record['method']}: ERROR {record['error']}"
+    text = (f"{record['method']}: {record['seconds']:.2f} s wall, {record['cpu_seconds']:.2f} s "
+            f"CPU ({record['cores_busy']:.2f} cores busy), load {record['load']}, "
+            f"peak RSS +{record['peak_above_base_gib']:.2f} GiB "
+            f"(process {record['process_peak_gib']:.2f} GiB), inertia {record['inertia']:.6g}")
+    if "projected_seconds" in record:
+        text += f", projected full run {record['projected_seconds']:.0f} s"
+    if record.get("seeding_s"):
+        text += f", seeding {record['seeding_s']:.2f} s"
+    if record.get("compile_s"):
+        text += f", warm-up/compile {record['compile_s']:.1f} s (not timed)"
+    return text + f"; threads: {record['threads']}"
+
+
+def print_table(name, records):
+    ok = {m: [r for r in rs if "error" not in r] for m, rs in records.items()}
+    ok = {m: rs for m, rs in ok.items() if rs}
+    if not ok:
+        return
+
+    def seconds(rs):
+        return float(np.median([r.get("projected_seconds", r["seconds"]) for r in rs]))
+
+    reference = REFERENCE.get(name, "sklearn KMeans")
+    if reference not in ok:
+        reference = next(iter(ok))
+    ref_time = seconds(ok[reference])
+    ref_inertia = float(np.median([r["inertia"] for r in ok[reference]]))
+    print(f"\n| method | seconds (median of {max(len(r) for r in ok.values())}) | "
+          f"time / {reference} | inertia / {reference} | CPU s | cores busy | "
+          "peak RSS above data | seeding s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method, rs in ok.items():
+        t = seconds(rs)
+        projected = " (projected)" if "projected_seconds" in rs[0] else ""
+        inertia = float(np.median([r["inertia"] for r in rs]))
+        ratio = inertia / ref_inertia if np.isfinite(inertia) and np.isfinite(ref_inertia) else None
         print(
-            f"| {key} | {seconds:.2f} | {seconds / reference_time:.2f} | {ratio} | "
-            f"{memory[key] / 2**30:.2f} GiB |"
+            f"| {method} | {t:.2f}{projected} | {t / ref_time:.3f} | "
+            f"{'n/a' if ratio is None else f'{ratio:.5f}'} | "
+            f"{np.median([r['cpu_seconds'] for r in rs]):.1f} | "
+            f"{np.median([r['cores_busy'] for r in rs]):.2f} | "
+            f"{np.median([r['peak_above_base_gib'] for r in rs]):.2f} GiB | "
+            f"{np.median([r.get('seeding_s', 0.0) for r in rs]):.2f} |"
         )
-    print(f"process peak RSS so far (VmHWM): {peak_rss() / 2**30:.2f} GiB")
+    loads = sorted({r["load"] for rs in ok.values() for r in rs})
+    print(f"load averages seen by the runs: {loads}")
+
+
+def exact_on_subsample(data, base, methods, rows, workdir, timeout):
+    """Inertia of ours (ann) against exact Lloyd, both fitted on the same subsample."""
+    path = workdir / f"subsample-{rows}.npy"
+    np.save(path, np.asarray(data[:rows], dtype=np.float32))
+    sub = dict(base, data=str(path), memmap=False, n_clusters=min(base["n_clusters"], rows // 4))
+    init = np.load(base["init"])[: sub["n_clusters"]] if base["init"] else None
+    if init is not None:
+        np.save(workdir / "subsample-init.npy", init)
+        sub["init"] = str(workdir / "subsample-init.npy")
+    print(f"  inertia against exact on the first {rows} rows, K={sub['n_clusters']}:")
+    exact = spawn(dict(sub, method="ours exact"), timeout)
+    for method in [m for m in methods if m.startswith("ours ann") and "whiten" not in m]:
+        ann = spawn(dict(sub, method=method), timeout)
+        if "error" in ann or "error" in exact:
+            print(f"    {method}: {ann.get('error') or exact.get('error')}")
+            continue
+        print(f"    {method}: inertia / exact = {ann['inertia'] / exact['inertia']:.5f} "
+              f"({ann['seconds']:.1f} s vs exact {exact['seconds']:.1f} s)")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100k,200k,1m")
+    parser.add_argument("--sizes", default="100k,200k")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument(
-        "--project", default="",
-        help="comma-separated methods timed on a slice and projected, e.g. "
-        "'sklearn KMeans,faiss-cpu' (default for 1m: all but 'ours ann')",
-    )
-    parser.add_argument(
-        "--methods", default="",
-        help="comma-separated subset of the methods to run (default: all)",
-    )
+    parser.add_argument("--methods", default="",
+                        help="comma-separated methods (default: the job's own list)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds allowed per run before it is reported as timed out")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    print(header(), flush=True)
+    if args.device == "cuda" and args.sizes == "100k,200k":
+        args.sizes = "gpu-1m,gpu-2048"
+    # A fresh numba cache shared by the workers: the first compiles (its
+    # warm-up time is printed), the others load the kernels.
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")
     only = [m for m in args.methods.split(",") if m]
-    start = time.perf_counter()
-    _ann.warm_up()
-    compile_seconds = time.perf_counter() - start
-    print(f"numba compile of the graph walk (cold cache): {compile_seconds:.1f} s")
-    for name in args.sizes.split(","):
-        project = [p for p in args.project.split(",") if p]
-        if name == "1m" and not args.project:
-            project = [
-                key for key in methods(SIZES[name][2])
-                if key != "ours ann" and (not only or key in only)
-            ]
-        bench_size(name, args.repeats, project, only)
+    with tempfile.TemporaryDirectory(prefix="kmeans-bench-") as tmp:
+        for name in args.sizes.split(","):
+            if name not in SIZES:
+                parser.error(f"unknown size {name!r}; choose from {', '.join(SIZES)}")
+            if args.device == "cuda" and not name.startswith("gpu"):
+                parser.error(f"--device cuda runs the gpu-* jobs, not {name!r}")
+            methods = only or DEFAULT_METHODS.get(name, CPU_METHODS)
+            bench_size(name, methods, args.repeats, Path(tmp), args.timeout)
+    print(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

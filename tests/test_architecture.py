@@ -125,9 +125,6 @@ def test_services_know_no_estimator_class(graph):
         assert not used & estimator_classes, (module, used & estimator_classes)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="cluster/_sklearn_lloyd.py: replaced on the kmeans branch (issue 16)"
-)
 def test_no_private_scikit_learn_imports():
     """Only sklearn.utils._param_validation, the scikit-learn-contrib convention."""
     offending = []

@@ -1,14 +1,22 @@
-"""Correctness of skclusterfit.cluster.KMeans (never its speed)."""
+"""Correctness of skclusterfit.cluster.KMeans and its engines (never their speed)."""
+
+import ast
+import pathlib
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.cluster import KMeans as SklearnKMeans
 from sklearn.cluster import kmeans_plusplus
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from skclusterfit.cluster import KMeans, PCAWhitening
-from skclusterfit.cluster import _ann
+from skclusterfit.cluster import KMeans, PCAWhitening, _ann, _exact_cpu, _exact_torch, _kmeans
+from skclusterfit.cluster._common import LocalComm
+from skclusterfit.cluster._rows import ArrayRows
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "skclusterfit"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +32,34 @@ def overlapping():
     return X.astype(np.float32)
 
 
-@pytest.mark.parametrize("backend", ["sklearn", "torch"])
+def exact_nearest(X, centers):
+    """Nearest centre by float64 brute force, and the gap to the second nearest."""
+    X64, C64 = X.astype(np.float64), centers.astype(np.float64)
+    d = (X64**2).sum(1)[:, None] - 2 * X64 @ C64.T + (C64**2).sum(1)[None]
+    order = np.argsort(d, axis=1)[:, :2]
+    rows = np.arange(len(X))
+    return order[:, 0], d[rows, order[:, 1]] - d[rows, order[:, 0]]
+
+
+def reference_lloyd(X, init, n_iter):
+    """Lloyd in float64 numpy: the labels of each iteration, as the textbook defines them."""
+    centers = init.astype(np.float64)
+    X64 = X.astype(np.float64)
+    history = []
+    for _ in range(n_iter):
+        labels, _ = exact_nearest(X64, centers)
+        history.append(labels)
+        for k in range(len(centers)):
+            members = X64[labels == k]
+            if len(members):
+                centers[k] = members.mean(0)
+    return history, centers
+
+
+# -- exactness ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["yinyang", "torch"])
 def test_exact_matches_sklearn_on_easy_data(blobs, backend):
     X, y = blobs
     init, _ = kmeans_plusplus(X, 12, random_state=0)
@@ -32,18 +67,80 @@ def test_exact_matches_sklearn_on_easy_data(blobs, backend):
     ref = SklearnKMeans(12, init=init, n_init=1, max_iter=20).fit(X)
     assert ours.engine_ == backend
     assert adjusted_rand_score(ours.labels_, ref.labels_) == 1.0
-    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-3)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
     assert adjusted_rand_score(ours.labels_, y) == 1.0
 
 
-@pytest.mark.parametrize("backend", ["sklearn", "torch"])
-def test_exact_inertia_equal_to_sklearn_at_equal_init(overlapping, backend):
-    init, _ = kmeans_plusplus(overlapping, 150, random_state=0)
+@pytest.mark.parametrize("backend", ["yinyang", "torch"])
+@pytest.mark.parametrize("offset", [0.0, 300.0])
+def test_exact_inertia_equal_to_sklearn_at_equal_init(overlapping, backend, offset):
+    """Within 1e-4 of scikit-learn, also for data far from the origin (centring)."""
+    X = overlapping + np.float32(offset)
+    init, _ = kmeans_plusplus(X, 150, random_state=0)
     ours = KMeans(
-        150, init=init, normalize=False, device="cpu", backend=backend, n_iter=10
+        150, init=init, normalize=False, device="cpu", backend=backend, max_iter=10
+    ).fit(X)
+    ref = SklearnKMeans(150, init=init, n_init=1, max_iter=10).fit(X)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+
+
+def test_yinyang_labels_are_lloyds_at_every_iteration(overlapping):
+    """The bounds skip only what cannot change: Lloyd's labels, iteration by iteration."""
+    X = overlapping[:3000] + np.float32(50.0)  # off-centre: the engine must centre
+    init = X[np.random.RandomState(0).choice(len(X), 120, replace=False)]
+    history, _ = reference_lloyd(X, init, 8)
+    for n_iter in (1, 3, 8):
+        km = KMeans(
+            120, init=init, max_iter=n_iter, tol=0, normalize=False, device="cpu",
+            backend="yinyang",
+        ).fit(X)
+        # The fit's labels are those of its returned centres: Lloyd's labels
+        # of iteration n_iter + 1 (the centres after n_iter updates).
+        expected, gap = exact_nearest(X, km.cluster_centers_)
+        clear = gap > 1e-3  # not a near tie
+        assert clear.mean() > 0.99
+        np.testing.assert_array_equal(km.labels_[clear], expected[clear])
+        if n_iter < 8:
+            np.testing.assert_array_equal(km.labels_[clear], history[n_iter][clear])
+
+
+@pytest.mark.parametrize("heavy_fraction", [0.0, 1.0])
+def test_yinyang_gemm_fallback_and_group_search_agree(overlapping, monkeypatch, heavy_fraction):
+    """Points recomputed by GEMM (fraction 0) and by the group search (1) get the same labels."""
+    init = overlapping[:200].copy()
+    reference = KMeans(
+        200, init=init, max_iter=6, normalize=False, device="cpu", backend="yinyang"
     ).fit(overlapping)
-    ref = SklearnKMeans(150, init=init, n_init=1, max_iter=10).fit(overlapping)
-    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-3)
+    monkeypatch.setattr(_exact_cpu, "_HEAVY_FRACTION", heavy_fraction)
+    km = KMeans(200, init=init, max_iter=6, normalize=False, device="cpu", backend="yinyang")
+    km.fit(overlapping)
+    np.testing.assert_array_equal(km.labels_, reference.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, reference.cluster_centers_, atol=1e-5)
+
+
+def test_yinyang_engine_on_blocks_equals_one_block(overlapping):
+    """The engine sees its rows by blocks (out of core): block size changes nothing."""
+    X = overlapping - overlapping.mean(0)
+    init = X[:60].copy()
+
+    class Blocked(ArrayRows):
+        def blocks(self, block_rows=None):
+            return super().blocks(777)
+
+    one = _exact_cpu.lloyd_exact_cpu(ArrayRows(X), init, max_iter=5, tol=0, comm=LocalComm())
+    many = _exact_cpu.lloyd_exact_cpu(Blocked(X), init, max_iter=5, tol=0, comm=LocalComm())
+    np.testing.assert_array_equal(one.labels, many.labels)
+    np.testing.assert_allclose(one.centers, many.centers, atol=1e-6)
+    assert one.inertia == pytest.approx(many.inertia, rel=1e-6)
+
+
+def test_predict_is_the_exact_nearest_centre(overlapping):
+    km = KMeans(50, normalize=False, device="cpu", random_state=0).fit(overlapping)
+    queries = overlapping[::3] + np.float32(0.5)
+    expected, gap = exact_nearest(queries, km.cluster_centers_)
+    clear = gap > 1e-3
+    np.testing.assert_array_equal(km.predict(queries)[clear], expected[clear])
+    np.testing.assert_array_equal(km.predict(overlapping), km.labels_)
 
 
 def test_torch_chunking_gives_identical_results(overlapping):
@@ -51,7 +148,7 @@ def test_torch_chunking_gives_identical_results(overlapping):
     init = X[:50].copy()
     fits = [
         KMeans(
-            50, init=init, n_iter=5, normalize=False, device="cpu", backend="torch",
+            50, init=init, max_iter=5, normalize=False, device="cpu", backend="torch",
             chunk_size=c,
         ).fit(X)
         for c in (500, 1024, None)
@@ -59,6 +156,50 @@ def test_torch_chunking_gives_identical_results(overlapping):
     for other in fits[1:]:
         np.testing.assert_array_equal(fits[0].labels_, other.labels_)
         np.testing.assert_allclose(fits[0].cluster_centers_, other.cluster_centers_)
+
+
+# -- the GPU path, run on the CPU (defects 2 and 9 of issue 10) ----------------
+
+
+def test_reduced_precision_iterations_end_with_an_exact_labelling(overlapping, monkeypatch):
+    """The GPU's bfloat16 iterations, injected on the CPU: the returned labels
+    come from a float32 pass, so they are the exact nearest centres."""
+    calls = []
+    original = _exact_torch.assign
+
+    def spy(X, centers, chunk_size, dtype=None):
+        calls.append(dtype)
+        return original(X, centers, chunk_size, dtype)
+
+    monkeypatch.setattr(_exact_torch, "iteration_dtype_for", lambda device: torch.bfloat16)
+    monkeypatch.setattr(_exact_torch, "assign", spy)
+    km = KMeans(80, max_iter=4, normalize=False, device="cpu", backend="torch", random_state=0)
+    km.fit(overlapping)
+    assert calls[:4] == [torch.bfloat16] * 4
+    assert calls[4] == torch.float32  # the final, exact pass ran
+    expected, gap = exact_nearest(overlapping, km.cluster_centers_)
+    clear = gap > 1e-3
+    np.testing.assert_array_equal(km.labels_[clear], expected[clear])
+
+
+def test_no_process_wide_precision_flag_is_written(overlapping):
+    """Reduced precision is a cast of local tensors; torch's global flags are only read."""
+    before = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+    KMeans(20, max_iter=3, device="cpu", backend="torch", random_state=0).fit(overlapping)
+    assert (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    ) == before
+    source = (PACKAGE / "cluster" / "_exact_torch.py").read_text()
+    assert "allow_tf32 =" not in source and "set_float32_matmul_precision" not in source
+    # A user who allowed TF32 float32 products still gets exact final labels.
+    assert _exact_torch.exact_dtype(torch.device("cpu")) == torch.float32
+
+
+# -- approximate assignment ----------------------------------------------------
 
 
 def test_ann_inertia_within_tolerance_of_exact(overlapping):
@@ -80,10 +221,62 @@ def test_ann_inertia_within_tolerance_of_exact(overlapping):
 def test_ann_predict_is_close_to_exact_nearest(overlapping):
     ann = KMeans(100, normalize=False, device="cpu", assign="ann", random_state=0)
     ann.fit(overlapping)
-    predicted = ann.predict(overlapping)
-    centers = ann.cluster_centers_
-    d = ((overlapping[:, None, :] - centers[None]) ** 2).sum(-1)
-    assert np.mean(predicted == d.argmin(1)) > 0.97
+    expected, _ = exact_nearest(overlapping, ann.cluster_centers_)
+    assert np.mean(ann.predict(overlapping) == expected) > 0.97
+
+
+@pytest.fixture(scope="module")
+def digit_features(digits_images):
+    """Penultimate features of a CNN trained on digits, L2-normalised as ClusterFit does."""
+    from skclusterfit import NetClassifier
+
+    X, y = digits_images
+    Z = NetClassifier(max_epochs=5, random_state=0).fit(X, y).transform(X)
+    return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("n_clusters", [50, 200, 500])
+def test_ann_on_network_features_is_close_to_exact(digit_features, n_clusters):
+    """The data ClusterFit sees: ANN inertia within 0.5% of exact Lloyd's from the
+    same seeds, and predict returns the exact nearest centre for >= 99% of rows."""
+    init = KMeans(n_clusters, max_iter=1, random_state=0, device="cpu").fit(
+        digit_features
+    ).cluster_centers_
+    exact = KMeans(n_clusters, init=init, assign="exact", device="cpu").fit(digit_features)
+    ann = KMeans(n_clusters, init=init, assign="ann", device="cpu", random_state=0)
+    ann.fit(digit_features)
+    assert ann.inertia_ <= 1.005 * exact.inertia_
+    expected, _ = exact_nearest(digit_features, ann.cluster_centers_)
+    assert np.mean(ann.predict(digit_features) == expected) >= 0.99
+
+
+def test_ann_falls_back_to_exact_when_the_walk_is_stuck(monkeypatch):
+    """Well-separated modes, one per cluster, seeds that miss many of them: the
+    walk cannot cross between modes; the sample check notices and the E-step
+    is redone exactly, so the inertia stays within 1% of exact Lloyd's."""
+    # 300 unit-variance modes with N(0, I) means in 64-d (the benchmark's hard case).
+    rng = np.random.RandomState(0)
+    means = rng.standard_normal((300, 64)).astype(np.float32)
+    X = means[rng.randint(300, size=10000)] + rng.standard_normal((10000, 64)).astype(np.float32)
+    init = X[np.random.RandomState(1).choice(len(X), 300, replace=False)]
+    exact = KMeans(300, init=init, normalize=False, assign="exact", device="cpu").fit(X)
+    passes = []
+    original = _ann._WalkCheck.e_step
+
+    def counting(self, *args):
+        changed = original(self, *args)
+        passes.append(self.exact_passes)
+        return changed
+
+    monkeypatch.setattr(_ann._WalkCheck, "e_step", counting)
+    ann = KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0)
+    ann.fit(X)
+    assert passes[-1] >= 1  # the fallback did run
+    assert ann.inertia_ <= 1.01 * exact.inertia_
+    monkeypatch.setattr(_ann, "MIN_AGREEMENT", 0.0)  # never fall back: markedly worse
+    unchecked = KMeans(300, init=init, normalize=False, assign="ann", device="cpu",
+                       random_state=0).fit(X)
+    assert unchecked.inertia_ > 1.03 * exact.inertia_
 
 
 def test_centroid_graph_is_the_exact_knn_graph():
@@ -96,32 +289,49 @@ def test_centroid_graph_is_the_exact_knn_graph():
 
 
 def test_auto_assign_switches_to_ann_for_large_k(monkeypatch, overlapping):
-    from skclusterfit.cluster import _kmeans
-
     monkeypatch.setattr(_kmeans, "_ANN_MIN_CLUSTERS", 50)
     assert KMeans(60, device="cpu", random_state=0).fit(overlapping).engine_ == "graph"
-    assert KMeans(40, device="cpu", random_state=0).fit(overlapping).engine_ == "sklearn"
+    assert KMeans(40, device="cpu", random_state=0).fit(overlapping).engine_ == "yinyang"
+
+
+# -- sampling, seeding, preprocessing ------------------------------------------
 
 
 @pytest.mark.parametrize("assign", ["exact", "ann"])
 def test_max_samples_fits_on_a_sample_and_labels_every_row(overlapping, assign):
+    init, _ = kmeans_plusplus(overlapping, 40, random_state=0)
     km = KMeans(
-        40, normalize=False, device="cpu", assign=assign, max_samples=0.25,
+        40, init=init, normalize=False, device="cpu", assign=assign, max_samples=0.25,
         random_state=0,
     ).fit(overlapping)
     assert km.labels_.shape == (len(overlapping),)
     assert set(np.unique(km.labels_)) <= set(range(40))
     diff = overlapping - km.cluster_centers_[km.labels_]
     assert km.inertia_ == pytest.approx(float((diff.astype(np.float64) ** 2).sum()), rel=1e-4)
-    full = KMeans(40, normalize=False, device="cpu", assign=assign, random_state=0)
-    assert km.inertia_ <= 1.1 * full.fit(overlapping).inertia_
+    full = KMeans(40, init=init, normalize=False, device="cpu", assign=assign, random_state=0)
+    assert km.inertia_ <= 1.05 * full.fit(overlapping).inertia_
     if assign == "exact":
         np.testing.assert_array_equal(km.predict(overlapping), km.labels_)
 
 
-def test_max_samples_smaller_than_k_is_rejected(overlapping):
-    with pytest.raises(ValueError, match="max_samples=10"):
+def test_check_fit_size_is_the_one_rule():
+    """max_samples as a fraction rounds up: 0.0999 of 1000 rows keeps 100."""
+    assert KMeans(100, max_samples=0.0999)._check_fit_size(1000) == 100
+    assert KMeans(7, max_samples=0.07)._check_fit_size(100) == 7
+    assert KMeans(5, max_samples=50)._check_fit_size(30) == 30
+    assert KMeans(5)._check_fit_size(30) == 30
+    with pytest.raises(ValueError, match=r"max_samples=0\.0999 keeps 100 of the 1000 samples, "
+                       r"fewer than n_clusters=101"):
+        KMeans(101, max_samples=0.0999)._check_fit_size(1000)
+    with pytest.raises(ValueError, match=r"n_clusters=31 must be <= n_samples=30"):
+        KMeans(31)._check_fit_size(30)
+
+
+def test_fit_uses_the_fit_size_rule(overlapping):
+    with pytest.raises(ValueError, match="max_samples=10 keeps 10"):
         KMeans(40, max_samples=10, device="cpu").fit(overlapping)
+    km = KMeans(60, max_samples=0.0099, device="cpu", random_state=0)  # 59.4 -> 60 rows
+    assert km.fit(overlapping).labels_.shape == (len(overlapping),)
 
 
 def test_init_size_seeds_from_a_subset(overlapping):
@@ -131,13 +341,22 @@ def test_init_size_seeds_from_a_subset(overlapping):
         KMeans(30, init_size=10, device="cpu").fit(overlapping)
 
 
-def test_whiten_clusters_in_the_whitened_normalised_space(overlapping):
-    km = KMeans(10, whiten=8, device="cpu", random_state=0).fit(overlapping)
+def test_default_seeding_is_kmeans_plusplus_quality(overlapping):
+    """The default (k-means++ on a sample) beats random rows after a few iterations."""
+    plus = KMeans(150, max_iter=5, normalize=False, device="cpu", random_state=0)
+    rand = KMeans(150, max_iter=5, normalize=False, device="cpu", random_state=0, init="random")
+    assert plus.fit(overlapping).inertia_ < rand.fit(overlapping).inertia_
+
+
+def test_whiten_dim_clusters_in_the_whitened_normalised_space(overlapping):
+    km = KMeans(10, whiten_dim=8, device="cpu", random_state=0).fit(overlapping)
     assert isinstance(km.whitener_, PCAWhitening)
     assert km.cluster_centers_.shape == (10, 8)
     Z = km.whitener_.transform(overlapping)
     np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(km.predict(overlapping), km.labels_)
+    with pytest.raises(ValueError, match="whiten_dim=30"):
+        KMeans(10, whiten_dim=30, device="cpu").fit(overlapping)
 
 
 def test_normalize_clusters_directions():
@@ -147,13 +366,37 @@ def test_normalize_clusters_directions():
     np.testing.assert_allclose(np.linalg.norm(km.cluster_centers_, axis=1), 1, atol=1e-3)
 
 
-def test_empty_clusters_are_reseeded():
+@pytest.mark.parametrize(
+    "params", [{"backend": "yinyang"}, {"backend": "torch"}, {"assign": "ann"}],
+    ids=["yinyang", "torch", "ann"],
+)
+def test_empty_clusters_are_reseeded(params):
     X = np.repeat(np.eye(4, dtype=np.float32), 25, axis=0)
     init = np.vstack([np.eye(4), np.full((2, 4), 50.0)]).astype(np.float32)
-    for backend in ("sklearn", "torch"):
-        km = KMeans(6, init=init, normalize=False, device="cpu", backend=backend).fit(X)
-        assert km.n_empty_splits_ >= 2
-        assert np.isfinite(km.cluster_centers_).all()
+    km = KMeans(6, init=init, normalize=False, device="cpu", **params).fit(X)
+    assert km.n_empty_splits_ >= 2
+    assert np.isfinite(km.cluster_centers_).all()
+    assert len(np.unique(km.labels_)) >= 4
+
+
+# -- parameters ------------------------------------------------------------------
+
+
+def test_n_iter_is_a_deprecated_alias_of_max_iter(overlapping):
+    with pytest.warns(FutureWarning, match="n_iter.*max_iter=3"):
+        old = KMeans(20, n_iter=3, device="cpu", random_state=0).fit(overlapping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = KMeans(20, max_iter=3, device="cpu", random_state=0).fit(overlapping)
+    np.testing.assert_array_equal(old.labels_, new.labels_)
+    assert old.n_iter_ <= 3
+
+
+def test_whiten_is_a_deprecated_alias_of_whiten_dim(overlapping):
+    with pytest.warns(FutureWarning, match="whiten_dim=4"):
+        old = KMeans(5, whiten=4, device="cpu", random_state=0).fit(overlapping)
+    new = KMeans(5, whiten_dim=4, device="cpu", random_state=0).fit(overlapping)
+    np.testing.assert_array_equal(old.labels_, new.labels_)
 
 
 def test_bad_init_shape_names_parameter(blobs):
@@ -162,23 +405,68 @@ def test_bad_init_shape_names_parameter(blobs):
         KMeans(3, init=np.zeros((2, 16)), device="cpu").fit(X)
 
 
-def test_sklearn_backend_needs_cpu(blobs):
+def test_yinyang_backend_needs_cpu(blobs):
     X, _ = blobs
-    km = KMeans(3, backend="sklearn", device="cpu")
-    assert km.fit(X).engine_ == "sklearn"
-    with pytest.raises(ValueError, match="backend='sklearn'"):
-        km._resolve_engine(__import__("torch").device("cuda"))
+    km = KMeans(3, backend="yinyang", device="cpu")
+    assert km.fit(X).engine_ == "yinyang"
+    with pytest.raises(ValueError, match="backend='yinyang'"):
+        km._resolve_engine(torch.device("cuda"))
+
+
+def test_verbose_shows_a_progress_bar_and_quiet_shows_nothing(overlapping, capsys):
+    KMeans(10, max_iter=3, device="cpu", random_state=0).fit(overlapping)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""
+    KMeans(10, max_iter=3, device="cpu", random_state=0, verbose=1).fit(overlapping)
+    loud = capsys.readouterr()
+    assert "k-means" in loud.err and "iter" in loud.err
+    assert "[KMeans]" in loud.out
+
+
+# -- the package's shape ---------------------------------------------------------
+
+
+def test_no_private_scikit_learn_module_is_imported():
+    """Only sklearn.utils._param_validation, the scikit-learn-contrib convention."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "sklearn" and any(p.startswith("_") for p in parts[1:]):
+                    if not name.startswith("sklearn.utils._param_validation"):
+                        offenders.append(f"{path.relative_to(PACKAGE)}: {name}")
+    assert offenders == []
+
+
+def test_engines_share_one_signature():
+    import inspect
+
+    from skclusterfit.cluster._ann import lloyd_graph
+    from skclusterfit.cluster._exact_cpu import lloyd_exact_cpu
+    from skclusterfit.cluster._exact_torch import lloyd_torch
+
+    for engine in (lloyd_exact_cpu, lloyd_torch, lloyd_graph):
+        parameters = inspect.signature(engine).parameters
+        assert list(parameters)[:2] == ["rows", "centers_init"]
+        for name in ("max_iter", "tol", "verbose", "comm"):
+            assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
 
 
 @pytest.mark.parametrize(
     "estimator",
     [
-        KMeans(n_clusters=3, n_iter=5, device="cpu"),
-        KMeans(n_clusters=3, n_iter=5, device="cpu", assign="ann"),
-        KMeans(n_clusters=3, n_iter=5, device="cpu", backend="torch"),
+        KMeans(n_clusters=3, max_iter=5, device="cpu"),
+        KMeans(n_clusters=3, max_iter=5, device="cpu", assign="ann"),
+        KMeans(n_clusters=3, max_iter=5, device="cpu", backend="torch"),
         PCAWhitening(2),
     ],
-    ids=["kmeans-sklearn", "kmeans-ann", "kmeans-torch", "pcawhitening"],
+    ids=["kmeans-yinyang", "kmeans-ann", "kmeans-torch", "pcawhitening"],
 )
 def test_scikit_learn_estimator_checks(estimator):
     from sklearn.utils.estimator_checks import check_estimator
@@ -191,28 +479,111 @@ def test_scikit_learn_estimator_checks(estimator):
     assert failed == []
 
 
-def test_tf32_is_scoped_to_cuda_blocks():
-    import torch
-
-    from skclusterfit.cluster._kmeans import matmul_tf32
-
-    before = torch.backends.cuda.matmul.allow_tf32
-    with matmul_tf32(torch.device("cuda"), not before):
-        assert torch.backends.cuda.matmul.allow_tf32 is (not before)
-        with matmul_tf32(torch.device("cuda"), before):
-            assert torch.backends.cuda.matmul.allow_tf32 is before
-        assert torch.backends.cuda.matmul.allow_tf32 is (not before)
-    assert torch.backends.cuda.matmul.allow_tf32 is before
-    with matmul_tf32(torch.device("cpu"), not before):
-        assert torch.backends.cuda.matmul.allow_tf32 is before
-
-
 @pytest.mark.gpu
 def test_gpu_labels_are_exact_nearest_centres():
-    """TF32 iterations on the GPU, but the returned labels are the exact argmin."""
+    """bfloat16 iterations on the GPU, but the returned labels are the exact argmin."""
     rng = np.random.RandomState(0)
     X = rng.randn(20000, 64).astype(np.float32)
-    km = KMeans(n_clusters=256, n_iter=5, normalize=False, device="cuda", random_state=0).fit(X)
-    X64, C64 = X.astype(np.float64), km.cluster_centers_.astype(np.float64)
-    exact = np.argmin((C64**2).sum(1) - 2 * X64 @ C64.T, axis=1)
-    assert np.mean(exact == km.labels_) > 0.9999
+    km = KMeans(n_clusters=256, max_iter=5, normalize=False, device="cuda", random_state=0)
+    km.fit(X)
+    expected, gap = exact_nearest(X, km.cluster_centers_)
+    clear = gap > 1e-3
+    assert np.mean(expected[clear] == km.labels_[clear]) == 1.0
+
+
+_CACHE_SCRIPT = """
+import numpy as np
+from skclusterfit.cluster import KMeans, _numba
+X = np.random.RandomState(0).rand(300, 4).astype(np.float32)
+KMeans(5, max_iter=2, device="cpu", random_state=0).fit(X)
+print(_numba.cache_dir())
+"""
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_numba_cache_lives_outside_the_package(tmp_path, writable):
+    """Compiled kernels go to the user cache directory, never into the package;
+    an unwritable cache directory only means compiling again."""
+    import os
+    import subprocess
+    import sys
+
+    package_cache = PACKAGE / "cluster" / "__pycache__"
+    before = set(package_cache.glob("*.nb*")) if package_cache.exists() else set()
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path) if writable else "/dev/null/not-a-directory"
+    env["PYTHONPATH"] = str(PACKAGE.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True,
+        check=True, timeout=600,
+    ).stdout.strip().splitlines()[-1]
+    after = set(package_cache.glob("*.nb*")) if package_cache.exists() else set()
+    assert after == before
+    if writable:
+        assert out == str(tmp_path / "skclusterfit" / "numba")
+        assert list((tmp_path / "skclusterfit" / "numba").rglob("*.nbi"))
+    else:
+        assert out == "None"
+
+
+# -- distributed and out-of-core, in one process ----------------------------------
+
+
+def test_distributed_true_needs_a_process_group(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="distributed=True needs an initialised"):
+        KMeans(3, distributed=True, device="cpu").fit(X)
+    # "auto" without a process group is an ordinary one-process fit.
+    assert KMeans(3, device="cpu", random_state=0).fit(X).labels_.shape == (len(X),)
+
+
+@pytest.fixture(scope="module")
+def float16_memmap(tmp_path_factory):
+    """40,000 x 64 float16 on disk: a float32 copy would take 10 MB."""
+    X, _ = make_blobs(40000, n_features=64, centers=60, cluster_std=2.0, random_state=0)
+    path = tmp_path_factory.mktemp("memmap") / "features.f16"
+    mapped = np.memmap(path, dtype=np.float16, mode="w+", shape=X.shape)
+    mapped[:] = X
+    mapped.flush()
+    return np.memmap(path, dtype=np.float16, mode="r", shape=X.shape)
+
+
+@pytest.mark.parametrize("params", [{}, {"assign": "ann"}, {"whiten_dim": 12}],
+                         ids=["exact", "ann", "whiten"])
+def test_memmap_is_streamed_not_copied(float16_memmap, monkeypatch, params):
+    """A float16 memory map is clustered block by block: the result is that of the
+    same values in memory, and no float32 copy of all rows is ever allocated."""
+    import tracemalloc
+
+    from skclusterfit.cluster import _rows
+
+    monkeypatch.setattr(_rows, "STREAM_BLOCK_BYTES", 256 * 2**10)  # ~1000-row blocks
+    in_memory = np.asarray(float16_memmap, dtype=np.float32)
+    params = dict(params, init_size=1000)  # a seeding sample of 2.5% of the rows
+    reference = KMeans(30, device="cpu", random_state=0, **params).fit(in_memory)
+    full_copy = in_memory.nbytes
+    tracemalloc.start()
+    streamed = KMeans(30, device="cpu", random_state=0, **params).fit(float16_memmap)
+    labels = streamed.predict(float16_memmap)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < full_copy / 2, f"peak {peak} bytes, a float32 copy is {full_copy}"
+    assert np.mean(streamed.labels_ == reference.labels_) > 0.999
+    np.testing.assert_allclose(streamed.cluster_centers_, reference.cluster_centers_, atol=1e-4)
+    np.testing.assert_array_equal(labels, streamed.labels_)
+    assert streamed.inertia_ == pytest.approx(reference.inertia_, rel=1e-4)
+
+
+def test_memmap_with_max_samples_holds_only_the_sample(float16_memmap, monkeypatch):
+    import tracemalloc
+
+    from skclusterfit.cluster import _rows
+
+    monkeypatch.setattr(_rows, "STREAM_BLOCK_BYTES", 256 * 2**10)
+    tracemalloc.start()
+    km = KMeans(30, max_samples=0.1, init_size=1000, device="cpu", random_state=0)
+    km.fit(float16_memmap)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert km.labels_.shape == (len(float16_memmap),)
+    assert peak < 4 * float16_memmap.size / 2, f"peak {peak} bytes"

@@ -255,15 +255,16 @@ def test_net_classifier_resumes_from_a_checkpoint_file(tmp_path):
 def test_kmeans_never_allocates_an_n_by_k_matrix():
     """The largest single allocation of fit and predict stays at one chunk of distances.
 
-    The torch engine (the GPU path) is the one profiled: on the CPU, exact
-    Lloyd runs scikit-learn's compiled step, which chunks rows by itself.
+    The torch engine (the GPU path) is the one profiled: the CPU engines are
+    numba kernels over rows, which never form a distance matrix beyond one
+    GEMM chunk either.
     """
     from torch.profiler import ProfilerActivity, profile
 
     n_samples, n_features, n_clusters, chunk = 8000, 16, 400, 1000
     X = np.random.RandomState(0).rand(n_samples, n_features).astype(np.float32)
     km = KMeans(
-        n_clusters=n_clusters, n_iter=2, init="random", chunk_size=chunk,
+        n_clusters=n_clusters, max_iter=2, init="random", chunk_size=chunk,
         backend="torch", random_state=0,
     )
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:

@@ -63,8 +63,8 @@ plt.show()
 clusterers = {
     "raw": KMeans(normalize=False),
     "L2": KMeans(),
-    "whiten": KMeans(whiten=32, normalize=False),
-    "whiten + L2": KMeans(whiten=32),
+    "whiten": KMeans(whiten_dim=32, normalize=False),
+    "whiten + L2": KMeans(whiten_dim=32),
 }
 results = {}
 for name, clusterer in clusterers.items():

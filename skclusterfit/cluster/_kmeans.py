@@ -1,252 +1,50 @@
-"""k-means: exact Lloyd (scikit-learn's compiled iteration on CPU, torch GEMM on GPU)
-or approximate (a walk on the centroid kNN graph) for large K."""
+"""The KMeans estimator: validates, preprocesses, seeds, picks an engine, stores the fit.
 
-import contextlib
+The numerical work lives in one module per engine, each a plain function
+with the signature of ``_common.py``:
+
+- ``_exact_cpu.lloyd_exact_cpu``: exact Lloyd on the CPU (Yinyang bounds);
+- ``_exact_torch.lloyd_torch``: exact Lloyd with torch GEMMs (the GPU engine);
+- ``_ann.lloyd_graph``: approximate assignment by a walk on the centroid graph.
+
+Distributed fits (``_distributed.py``) use the same engines: only the
+communicator passed to them changes.
+"""
+
 import math
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._progress import log
 from .._torch_utils import resolve_device
 from ..persistence import PersistenceMixin
-from . import _ann, _sklearn_lloyd
-from ._preprocessing import PCAWhitening, l2_normalize_rows
+from . import _ann, _exact_cpu, _exact_torch
+from ._common import feature_moments, squared_distances
+from ._distributed import resolve_comm, shard_layout
+from ._preprocessing import PCAWhitening, l2_normalize_rows, mean_and_covariance
+from ._rows import ArrayRows, StreamRows
+from ._seeding import kmeans_plusplus, random_rows
 
-# Bytes of distances one chunk may hold: a few MB stay in cache on a CPU and
-# keep a GPU busy; nothing ever holds an n_samples x n_clusters matrix.
-_CHUNK_BYTES = 32 * 2**20
-# faiss's split of an empty cluster: copy the largest one's centre and push the
-# two apart by this relative amount so they separate at the next assignment.
-_SPLIT_EPS = 1.0 / 1024
 # From this many clusters assign="auto" uses the centroid-graph walk on the CPU
-# (benchmarks/README.md: it wins by far at K=4000, and exact Lloyd costs grow
-# with K while the walk's do not).
+# (benchmarks/README.md: exact Lloyd costs grow with K, the walk's do not).
 _ANN_MIN_CLUSTERS = 4096
-# Rows preprocessed and assigned at a time when streaming (max_samples, predict).
-_STREAM_ROWS = 65536
-
-
-def auto_chunk_size(n_clusters, chunk_size=None):
-    """Rows per distance chunk so that one chunk of distances stays ~32 MB."""
-    if chunk_size is not None:
-        return int(chunk_size)
-    return max(64, _CHUNK_BYTES // (4 * n_clusters))
-
-
-def as_tensor(X, device):
-    """A float32 tensor view of ``X`` on ``device`` (copied only when it must be)."""
-    X = np.asarray(X, dtype=np.float32)
-    if not X.flags.writeable or not X.flags.c_contiguous:
-        X = np.ascontiguousarray(X).copy()
-    return torch.from_numpy(X).to(device)
-
-
-def l2_normalize(X):
-    return torch.nn.functional.normalize(X, dim=1)
-
-
-def assign(X, centers, chunk_size):
-    """Nearest centre of every row of ``X`` and the squared distance to it.
-
-    Distances are ``||x||^2 - 2 x.c + ||c||^2``, the cross term one GEMM per
-    chunk of rows.
-    """
-    n_samples = X.shape[0]
-    center_sq = (centers * centers).sum(1)
-    labels = torch.empty(n_samples, dtype=torch.long, device=X.device)
-    min_sq = torch.empty(n_samples, dtype=X.dtype, device=X.device)
-    for start in range(0, n_samples, chunk_size):
-        block = X[start : start + chunk_size]
-        distances = torch.addmm(center_sq, block, centers.T, alpha=-2.0)
-        best, best_index = distances.min(dim=1)
-        stop = start + len(block)
-        labels[start:stop] = best_index
-        min_sq[start:stop] = best + (block * block).sum(1)
-    return labels, min_sq.clamp_(min=0)
-
-
-def update_centers(X, labels, n_clusters):
-    """Mean of each cluster, and the cluster sizes."""
-    counts = torch.bincount(labels, minlength=n_clusters)
-    sums = torch.zeros(n_clusters, X.shape[1], dtype=X.dtype, device=X.device)
-    sums.index_add_(0, labels, X)
-    centers = sums / counts.clamp(min=1).unsqueeze(1).to(X.dtype)
-    return centers, counts
-
-
-def split_empty_clusters(centers, counts):
-    """Re-seed every empty cluster by splitting the currently largest one.
-
-    Returns the number of clusters that were empty.
-    """
-    empty = torch.nonzero(counts == 0).flatten().tolist()
-    if not empty:
-        return 0
-    counts = counts.clone()
-    sign = torch.ones(centers.shape[1], dtype=centers.dtype, device=centers.device)
-    sign[1::2] = -1
-    for j in empty:
-        largest = int(torch.argmax(counts))
-        base = centers[largest].clone()
-        centers[j] = base * (1 + _SPLIT_EPS * sign)
-        centers[largest] = base * (1 - _SPLIT_EPS * sign)
-        counts[j] = counts[largest] // 2
-        counts[largest] -= counts[j]
-    return len(empty)
-
-
-def kmeans_plusplus(X, n_clusters, generator, x_sq):
-    """Greedy k-means++ seeding (as scikit-learn: 2 + log(k) local trials)."""
-    n_samples = X.shape[0]
-    n_trials = 2 + int(math.log(n_clusters))
-    centers = torch.empty(n_clusters, X.shape[1], dtype=X.dtype, device=X.device)
-    first = int(torch.randint(n_samples, (1,), generator=generator))
-    centers[0] = X[first]
-
-    def sq_dist_to(points):
-        cross = X @ points.T
-        return (x_sq[:, None] - 2 * cross + (points * points).sum(1)[None]).clamp_(min=0)
-
-    closest = sq_dist_to(X[first : first + 1])[:, 0].double()
-    potential = closest.sum()
-    for c in range(1, n_clusters):
-        draws = torch.rand(n_trials, generator=generator, dtype=torch.float64)
-        targets = (draws.to(X.device) * potential)
-        candidates = torch.searchsorted(torch.cumsum(closest, 0), targets)
-        candidates.clamp_(max=n_samples - 1)
-        trial = torch.minimum(closest[:, None], sq_dist_to(X[candidates]).double())
-        potentials = trial.sum(0)
-        best = int(torch.argmin(potentials))
-        closest = trial[:, best].contiguous()
-        potential = potentials[best]
-        centers[c] = X[candidates[best]]
-    return centers
-
-
-def mean_variance(X, block_rows=65536):
-    """Mean per-feature variance of ``X``, by blocks (``X.var`` would hold a
-    float64 copy of the whole array: 2 GB at 1M x 256)."""
-    total = np.zeros(X.shape[1])
-    total_sq = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], block_rows):
-        block = X[start : start + block_rows].astype(np.float64)
-        total += block.sum(0)
-        total_sq += np.einsum("ij,ij->j", block, block)
-    mean = total / X.shape[0]
-    return float(np.maximum(total_sq / X.shape[0] - mean**2, 0).mean())
-
-
-def squared_distances(X, centers, labels, block_rows=65536):
-    """Squared distance of every row to its assigned centre (float32, by blocks)."""
-    out = np.empty(X.shape[0], dtype=np.float32)
-    for start in range(0, X.shape[0], block_rows):
-        stop = start + block_rows
-        diff = X[start:stop] - centers[labels[start:stop]]
-        out[start:stop] = np.einsum("ij,ij->i", diff, diff)
-    return out
-
-
-@contextlib.contextmanager
-def matmul_tf32(device, allowed):
-    """Allow or forbid TF32 matrix products on a CUDA ``device`` for a block.
-
-    TF32 keeps a 10-bit mantissa: several times faster GEMMs on Ampere and
-    later GPUs, good enough to move centres, not to pick the final labels.
-    A no-op elsewhere.
-    """
-    if device.type != "cuda":
-        yield
-        return
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = allowed
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
-
-
-def torch_lloyd(X, centers, n_iter, tolerance, chunk_size, verbose=0):
-    """Lloyd with torch tensors (any device); centers, labels, n_iter, n_empty.
-
-    On a GPU the iterations use TF32 distances; the labels returned come from
-    one last assignment in full float32, so they are exact for the centres.
-    """
-    with matmul_tf32(X.device, True):
-        centers, labels, iteration, converged, n_empty = _lloyd_iterations(
-            X, centers, n_iter, tolerance, chunk_size, verbose
-        )
-    if not converged or X.device.type == "cuda":
-        with matmul_tf32(X.device, False):
-            labels, _ = assign(X, centers, chunk_size)
-    return centers, labels, iteration + 1, n_empty
-
-
-def _lloyd_iterations(X, centers, n_iter, tolerance, chunk_size, verbose):
-    """The Lloyd loop; the labels returned match the centres only if converged."""
-    n_clusters = centers.shape[0]
-    n_empty = 0
-    previous = None
-    converged = False
-    for iteration in range(n_iter):
-        labels, min_sq = assign(X, centers, chunk_size)
-        if previous is not None and torch.equal(labels, previous):
-            converged = True  # the centres are the means of these labels already
-            break
-        new_centers, counts = update_centers(X, labels, n_clusters)
-        n_empty += split_empty_clusters(new_centers, counts)
-        shift = float(((new_centers - centers) ** 2).sum())
-        centers = new_centers
-        previous = labels
-        if verbose:
-            print(
-                f"[KMeans] iteration {iteration + 1}: inertia "
-                f"{float(min_sq.sum()):.6g}, shift {shift:.3g}",
-                flush=True,
-            )
-        if shift <= tolerance:
-            break
-    return centers, previous, iteration, converged, n_empty
-
-
-def graph_lloyd(X, centers, n_iter, tolerance, n_neighbors, rng, chunk_size, verbose=0):
-    """Lloyd whose assignment is the greedy centroid-graph walk (CPU, numpy in/out)."""
-    n_clusters = centers.shape[0]
-    X_t = torch.from_numpy(X)
-    labels = _ann.entry_labels(X, centers, rng, chunk_size)
-    previous = None
-    n_empty = 0
-    converged = False
-    for iteration in range(n_iter):
-        graph = _ann.centroid_graph(centers, n_neighbors)
-        min_sq = _ann.graph_assign(X, centers, graph, labels)
-        if previous is not None and np.array_equal(labels, previous):
-            converged = True
-            break
-        new_centers, counts = update_centers(
-            X_t, torch.from_numpy(labels.astype(np.int64)), n_clusters
-        )
-        n_empty += split_empty_clusters(new_centers, counts)
-        new_centers = new_centers.numpy()
-        shift = float(((new_centers - centers).astype(np.float64) ** 2).sum())
-        centers = new_centers
-        previous = labels.copy()
-        if verbose:
-            print(
-                f"[KMeans] iteration {iteration + 1}: inertia "
-                f"{float(min_sq.sum(dtype=np.float64)):.6g}, shift {shift:.3g}",
-                flush=True,
-            )
-        if shift <= tolerance:
-            break
-    if not converged:
-        graph = _ann.centroid_graph(centers, n_neighbors)
-        _ann.graph_assign(X, centers, graph, labels)
-    return centers, labels, iteration + 1, n_empty
+# The default seeding sample: this many rows per cluster (at least
+# _INIT_MIN_ROWS), so that k-means++ costs a fixed number of Lloyd passes
+# over a sample rather than K passes over all rows (benchmarks/README.md).
+_INIT_ROWS_PER_CLUSTER = 3
+_INIT_MIN_ROWS = 10_000
+_DEPRECATED = "deprecated"
+# Rows in memory are copied once (float32, preprocessed, centred) when that
+# copy takes at most this much; larger arrays, like memory maps, are prepared
+# a block at a time on every pass (1M x 2048 float32 is 8 GB: no second copy).
+_COPY_LIMIT_BYTES = 2**30
 
 
 class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
@@ -254,22 +52,35 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
 
     Three engines, picked by ``device``, ``backend`` and ``assign``:
 
-    - exact on the CPU: scikit-learn's compiled Lloyd iteration (cache-sized
-      chunks, BLAS GEMM fused with the arg-min), driven by our loop;
-    - exact in torch (the GPU engine, or ``backend="torch"``): GEMM distances
-      with precomputed norms in chunks of rows, so no
-      ``n_samples x n_clusters`` matrix is held;
+    - exact on the CPU (``backend="yinyang"``): Yinyang k-means (Ding et al.,
+      2015), Lloyd's algorithm that skips the point-centre distances the
+      triangle inequality proves useless; its labels are Lloyd's;
+    - exact in torch (the GPU engine, or ``backend="torch"``): GEMM
+      distances in chunks of rows, bfloat16 iterations on a GPU and a final
+      full-precision labelling;
     - approximate (``assign="ann"``, the default on the CPU from
       ``n_clusters >= 4096``): each point compares itself only with the
       ``n_neighbors`` nearest centroids of its current centre and walks to
       the best one (a greedy search on the exact centroid kNN graph).
 
-    Empty clusters are re-seeded, not left empty (scikit-learn's engine moves
-    them onto far points; the torch and graph engines split the largest
-    cluster, as faiss does). Before clustering, rows may be PCA-whitened
-    (``whiten``) and L2-normalised (``normalize``), as DeepCluster and VISSL
-    do. For data too big to iterate over, ``max_samples`` fits the centres on
-    a random sample and then assigns every row by streaming blocks.
+    The data are centred before clustering (as scikit-learn does), so data
+    far from the origin lose no precision. Empty clusters are re-seeded by
+    splitting the largest one (faiss's rule). Before clustering, rows may be
+    PCA-whitened (``whiten_dim``) and L2-normalised (``normalize``), as
+    DeepCluster and VISSL do. For data too big to iterate over,
+    ``max_samples`` fits the centres on a random sample and then assigns
+    every row by streaming blocks. The rows clustered are copied once
+    (float32, preprocessed, centred) when that copy fits in 1 GiB; a
+    :class:`numpy.memmap` ``X`` (float32 or float16), or a larger array, is
+    read and prepared a block at a time on every pass, never copied whole.
+
+    Under ``torch.distributed`` (``distributed="auto"`` and a process group
+    of more than one process) each process passes its own shard of the rows
+    (contiguous, in rank order): the initial centres are chosen on rank 0
+    from a sample drawn from all shards and broadcast, every iteration sums
+    the per-cluster sums and counts over the processes, and every process
+    ends with the same ``cluster_centers_``; ``labels_`` holds the labels of
+    the process's own rows.
 
     Read more in :ref:`components` (the clusterer).
 
@@ -277,11 +88,14 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     ----------
     n_clusters : int, default=8
         Number of clusters (ClusterFit's K).
-    n_iter : int, default=20
+    max_iter : int, default=20
         Maximum Lloyd iterations.
     init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
-        Seeding. An array gives the initial centres (in the preprocessed
-        space: whitened and/or normalised when those are on).
+        Seeding. "k-means++" is k-means++ on a random sample of ``init_size``
+        rows (greedy, as scikit-learn's, for the exact engines; one candidate
+        per centre with ``assign="ann"``); "random" draws rows uniformly. An array gives
+        the initial centres (in the preprocessed space: whitened and/or
+        normalised when those are on).
     normalize : bool, default=True
         L2-normalise rows (after whitening) before clustering and predicting.
     tol : float, default=1e-4
@@ -289,39 +103,46 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         the mean feature variance (scikit-learn's criterion); Lloyd also
         stops when no label changes.
     chunk_size : int, default=None
-        Rows per distance chunk of the torch engine (and of the entry search
-        of the graph engine); None sizes chunks to ~32 MB of distances.
+        Rows per distance chunk of the torch engine (and of the first
+        assignment of the graph engine); None sizes chunks to ~32 MB.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation and the samples drawn.
     verbose : int, default=0
-        Print a line per iteration when > 0.
+        A progress bar over the iterations when > 0.
     assign : {"auto", "exact", "ann"}, default="auto"
-        "exact" computes every point-centre distance; "ann" walks the
-        centroid kNN graph (runs on the CPU whatever ``device``); "auto" is
-        "ann" on the CPU when ``n_clusters >= 4096``, else "exact". The walk
-        cannot cross between well-separated groups of centroids: on data
-        with about one mode per cluster and seeds that miss modes it can be
-        markedly worse than exact (benchmarks/README.md); ClusterFit's
-        regime (K well above the number of classes) is the one it suits.
-    backend : {"auto", "sklearn", "torch"}, default="auto"
-        Engine for exact assignment. "auto": scikit-learn's compiled Lloyd on
-        the CPU (the fastest we measured there), torch on a GPU.
+        "exact" computes every point-centre distance that could matter;
+        "ann" walks the centroid kNN graph (runs on the CPU whatever
+        ``device``); "auto" is "ann" on the CPU when ``n_clusters >= 4096``,
+        else "exact".
+    backend : {"auto", "yinyang", "torch"}, default="auto"
+        Engine for exact assignment. "auto": Yinyang on the CPU, torch on a
+        GPU.
     n_neighbors : int, default=32
         Centroid neighbours compared per walk step when ``assign="ann"``.
         More is slower and closer to exact.
     max_samples : int or float, default=None
         Fit the centres on a random sample of this many rows (a float: this
-        fraction of the rows), then assign all rows by streaming blocks. None
-        fits on every row.
+        fraction of the rows, rounded up), then assign all rows by streaming
+        blocks. None fits on every row.
     init_size : int, default=None
-        Draw the k-means++ (or random) seeds from a random subset of this many
-        rows instead of all of them: greedy k-means++ costs
-        ``n_samples * n_clusters * log(n_clusters)`` distances.
-    whiten : int, default=None
-        PCA-whiten to this many components before clustering (fitted on the
+        Rows of the random sample the seeds are drawn from. None:
+        ``max(3 * n_clusters, 10000)`` (all rows when fewer): greedy
+        k-means++ costs ``init_size * n_clusters * log(n_clusters)``
+        distances.
+    whiten_dim : int, default=None
+        PCA-whiten to this many dimensions before clustering (fitted on the
         rows the centres are fitted on). None: no whitening.
+    distributed : "auto" or bool, default="auto"
+        "auto": cluster across the processes of ``torch.distributed`` when
+        it is initialised with more than one process, each passing its own
+        rows; False: this process's rows only; True: across processes, and
+        an error if no process group is initialised.
+    n_iter : int
+        Deprecated alias of ``max_iter`` (removed in the next release).
+    whiten : int
+        Deprecated alias of ``whiten_dim`` (removed in the next release).
 
     Attributes
     ----------
@@ -329,17 +150,18 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         Centres, in the preprocessed space.
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample (every sample, also with
-        ``max_samples``).
+        ``max_samples``; this process's samples in a distributed fit).
     inertia_ : float
-        Sum of squared distances of the samples to their assigned centre.
+        Sum of squared distances of the samples (of all processes) to their
+        assigned centre.
     n_iter_ : int
         Lloyd iterations run.
     n_empty_splits_ : int
         Empty clusters re-seeded over the whole fit.
     engine_ : str
-        The engine that ran: "sklearn", "torch" or "graph".
+        The engine that ran: "yinyang", "torch" or "graph".
     whitener_ : PCAWhitening or None
-        The fitted whitening, when ``whiten`` is set.
+        The fitted whitening, when ``whiten_dim`` is set.
     centroid_graph_ : ndarray of shape (n_clusters, n_neighbors) or None
         Nearest centroids of each centre, with the graph engine.
     n_features_in_ : int
@@ -359,7 +181,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
 
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions({"k-means++", "random"}), "array-like"],
         "normalize": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -368,7 +190,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "assign": [StrOptions({"auto", "exact", "ann"})],
-        "backend": [StrOptions({"auto", "sklearn", "torch"})],
+        "backend": [StrOptions({"auto", "yinyang", "torch"})],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "max_samples": [
             Interval(Integral, 1, None, closed="left"),
@@ -376,14 +198,21 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             None,
         ],
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
-        "whiten": [Interval(Integral, 1, None, closed="left"), None],
+        "whiten_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "distributed": [StrOptions({"auto"}), "boolean"],
+        "n_iter": [Interval(Integral, 1, None, closed="left"), Hidden(StrOptions({_DEPRECATED}))],
+        "whiten": [
+            Interval(Integral, 1, None, closed="left"),
+            None,
+            Hidden(StrOptions({_DEPRECATED})),
+        ],
     }
 
     def __init__(
         self,
         n_clusters=8,
         *,
-        n_iter=20,
+        max_iter=20,
         init="k-means++",
         normalize=True,
         tol=1e-4,
@@ -396,10 +225,13 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         n_neighbors=32,
         max_samples=None,
         init_size=None,
-        whiten=None,
+        whiten_dim=None,
+        distributed="auto",
+        n_iter=_DEPRECATED,
+        whiten=_DEPRECATED,
     ):
         self.n_clusters = n_clusters
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.init = init
         self.normalize = normalize
         self.tol = tol
@@ -412,27 +244,72 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.max_samples = max_samples
         self.init_size = init_size
+        self.whiten_dim = whiten_dim
+        self.distributed = distributed
+        self.n_iter = n_iter
         self.whiten = whiten
 
-    # -- preprocessing -------------------------------------------------------
+    # -- parameters ------------------------------------------------------------
 
-    def _preprocess(self, X):
-        """Whiten and/or L2-normalise rows; float32, C-contiguous, writable."""
-        if self.whitener_ is not None:
-            return self.whitener_.transform(X)  # a new float32 array, normalised if asked
-        if self.normalize:
-            # C order: the engines need rows contiguous, whatever X's layout.
-            return np.ascontiguousarray(l2_normalize_rows(X))
-        X = np.asarray(X, dtype=np.float32, order="C")
-        return X if X.flags.writeable else X.copy()
+    def _max_iter(self):
+        if self.n_iter != _DEPRECATED:
+            warnings.warn(
+                "KMeans(n_iter=...) is deprecated and will be removed in the next "
+                f"release; use max_iter={self.n_iter} instead.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            return self.n_iter
+        return self.max_iter
 
-    def _preprocess_blocks(self, X):
-        """Yield ``(slice, preprocessed rows)``, a block at a time (streaming)."""
-        for start in range(0, X.shape[0], _STREAM_ROWS):
-            rows = slice(start, min(start + _STREAM_ROWS, X.shape[0]))
-            yield rows, self._preprocess(X[rows])
+    def _whiten_dim(self):
+        if self.whiten != _DEPRECATED:
+            warnings.warn(
+                "KMeans(whiten=...) is deprecated and will be removed in the next "
+                f"release; use whiten_dim={self.whiten} instead.",
+                FutureWarning,
+                stacklevel=3,
+            )
+            return self.whiten
+        return self.whiten_dim
 
-    # -- choices -------------------------------------------------------------
+    def _check_fit_size(self, n_samples):
+        """The number of rows the centres are fitted on; a ValueError if below K.
+
+        The one place of the rule: with ``max_samples`` a fraction, the sample
+        is ``ceil(max_samples * n_samples)`` rows; with an int, at most
+        ``max_samples`` rows. :class:`skclusterfit.ClusterFit` calls it before
+        extracting any feature.
+
+        Parameters
+        ----------
+        n_samples : int
+            Rows that ``fit`` will receive (over all processes when distributed).
+
+        Returns
+        -------
+        n_fit : int
+            Rows the centres will be fitted on.
+        """
+        self._validate_params()
+        if self.max_samples is None:
+            n_fit = n_samples
+        elif isinstance(self.max_samples, Integral):
+            n_fit = min(int(self.max_samples), n_samples)
+        else:
+            # Round up; the rounding to 9 digits first keeps 0.07 * 100 at 7.
+            n_fit = min(math.ceil(round(self.max_samples * n_samples, 9)), n_samples)
+        if n_fit < self.n_clusters:
+            if self.max_samples is None:
+                raise ValueError(
+                    f"n_clusters={self.n_clusters} must be <= n_samples={n_samples}."
+                )
+            raise ValueError(
+                f"max_samples={self.max_samples!r} keeps {n_fit} of the {n_samples} "
+                f"samples, fewer than n_clusters={self.n_clusters}; raise "
+                "max_samples or lower n_clusters."
+            )
+        return n_fit
 
     def _resolve_engine(self, device):
         use_graph = self.assign == "ann" or (
@@ -444,58 +321,125 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             return "graph"
         if self.backend == "torch" or (self.backend == "auto" and device.type != "cpu"):
             return "torch"
-        if self.backend == "sklearn" and device.type != "cpu":
+        if self.backend == "yinyang" and device.type != "cpu":
             raise ValueError(
-                f"backend='sklearn' runs on the CPU only; got device={self.device!r}."
+                f"backend='yinyang' runs on the CPU only; got device={self.device!r}."
             )
-        return "sklearn" if _sklearn_lloyd.available() else "torch"
+        return "yinyang"
 
-    def _sample_size(self, n_samples):
-        if self.max_samples is None:
-            return n_samples
-        if isinstance(self.max_samples, Integral):
-            size = min(self.max_samples, n_samples)
+    # -- data ------------------------------------------------------------------
+
+    def _validate_rows(self, X, reset):
+        """Validated X; a memory map is checked without being copied."""
+        if isinstance(X, np.memmap):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.ndim != 2 or X.dtype.kind != "f":
+                raise ValueError(
+                    f"a memory-mapped X must be a 2-D float array; got shape "
+                    f"{X.shape} and dtype {X.dtype}."
+                )
+            return X
+        return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+
+    def _prepare(self, X):
+        """Whitened and/or L2-normalised rows: a new float32, C-contiguous array."""
+        if self.whitener_ is not None:
+            X = self.whitener_._transform_rows(X)  # normalised if asked
         else:
-            size = int(math.ceil(self.max_samples * n_samples))
-        if size < self.n_clusters:
-            raise ValueError(
-                f"max_samples={self.max_samples} gives {size} samples, fewer than "
-                f"n_clusters={self.n_clusters}."
-            )
-        return size
+            X = np.array(X, dtype=np.float32, order="C", copy=True)
+            if self.normalize:
+                l2_normalize_rows(X, out=X)
+        if not np.isfinite(X).all():  # a memory map was not checked before
+            raise ValueError("Input X contains NaN or infinity.")
+        return X
 
-    def _initial_centers(self, X, rng):
-        """Seeds from the preprocessed fit rows ``X`` (numpy float32)."""
+    def _rows(self, X, shift):
+        """Rows for an engine: a prepared copy in memory, or streamed by blocks."""
+        n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
+        if isinstance(X, np.memmap) or 4 * X.shape[0] * n_features > _COPY_LIMIT_BYTES:
+            return StreamRows(X, self._prepare, n_features, shift=shift)
+        array = self._prepare(X)
+        if shift is not None:
+            array -= shift
+        return ArrayRows(array)
+
+    def _fit_whitener(self, X, whiten_dim, comm):
+        if whiten_dim is None:
+            return None
+        if whiten_dim > X.shape[1]:
+            raise ValueError(
+                f"whiten_dim={whiten_dim} must be <= n_features={X.shape[1]}."
+            )
+        mean, covariance, n_rows = mean_and_covariance(X, comm.allreduce_sum)
+        if n_rows < 2:
+            raise ValueError(f"whiten_dim needs at least 2 samples; got {n_rows}.")
+        whitener = PCAWhitening(whiten_dim, normalize=self.normalize)
+        return whitener._fit_moments(mean, covariance, whiten_dim)
+
+    # -- seeding ---------------------------------------------------------------
+
+    def _initial_centers(self, rows, shift, rng, comm, engine):
+        """Initial (centred) centres, the same on every process.
+
+        k-means++ is greedy (2 + log K candidates per centre) for the exact
+        engines; for the graph walk (K in the thousands) it takes one
+        candidate per centre: the greedy trials would cost more than the whole
+        approximate fit (benchmarks/README.md).
+        """
+        n_features = rows.n_features
         if not isinstance(self.init, str):
             init = np.asarray(self.init, dtype=np.float32)
-            if init.shape != (self.n_clusters, X.shape[1]):
+            if init.shape != (self.n_clusters, n_features):
                 raise ValueError(
                     f"init has shape {init.shape}; expected (n_clusters, n_features) "
-                    f"= ({self.n_clusters}, {X.shape[1]})."
+                    f"= ({self.n_clusters}, {n_features})."
                 )
-            return init.copy()
-        if self.init_size is not None and self.init_size < X.shape[0]:
+            return np.ascontiguousarray(init - shift)
+        n_total, offset = shard_layout(comm, rows.n_rows)
+        if self.init_size is not None:
             if self.init_size < self.n_clusters:
                 raise ValueError(
                     f"init_size={self.init_size} must be >= n_clusters={self.n_clusters}."
                 )
-            X = X[np.sort(rng.choice(X.shape[0], self.init_size, replace=False))]
-        generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
-        if self.init == "random":
-            chosen = torch.randperm(X.shape[0], generator=generator)[: self.n_clusters]
-            return X[np.sort(chosen.numpy())].copy()
-        X_t = torch.from_numpy(X)
-        return kmeans_plusplus(X_t, self.n_clusters, generator, (X_t * X_t).sum(1)).numpy()
+            size = min(self.init_size, n_total)
+        else:
+            size = min(n_total, max(_INIT_ROWS_PER_CLUSTER * self.n_clusters, _INIT_MIN_ROWS))
+        # Global row numbers, drawn alike on every process: the sample (and so
+        # the centres) does not depend on how the rows are sharded.
+        index = np.sort(rng.choice(n_total, size, replace=False)) if size < n_total else None
+        seed = int(rng.randint(2**31 - 1))
+        if index is None:
+            local = np.arange(rows.n_rows)
+        else:
+            local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
+        sample = comm.allgather_rows(rows.take(local))
+        centers = np.empty((self.n_clusters, n_features), dtype=np.float32)
+        if comm.rank == 0:
+            seeding_rng = np.random.RandomState(seed)
+            if self.init == "random":
+                centers = random_rows(sample, self.n_clusters, seeding_rng)
+            else:
+                trials = 1 if engine == "graph" else None
+                centers = kmeans_plusplus(sample, self.n_clusters, seeding_rng, n_trials=trials)
+        return comm.broadcast(centers)
 
-    # -- fit / predict -------------------------------------------------------
+    def _random_state(self, comm):
+        rng = check_random_state(self.random_state)
+        if comm.world_size > 1 and self.random_state is None:
+            # Every process must draw the same samples: rank 0's seed for all.
+            seed = comm.broadcast(np.array([rng.randint(2**31 - 1)], dtype=np.int64))
+            rng = np.random.RandomState(int(seed[0]))
+        return rng
+
+    # -- fit / predict ---------------------------------------------------------
 
     def fit(self, X, y=None):
-        """Cluster ``X``.
+        """Cluster ``X`` (this process's rows when distributed).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Features to cluster.
+            Features to cluster; a :class:`numpy.memmap` is streamed.
         y : None
             Ignored.
 
@@ -504,96 +448,98 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self : KMeans
         """
         self._validate_params()
-        X = validate_data(self, X, dtype=[np.float32, np.float64])
-        n_samples = X.shape[0]
-        if self.n_clusters > n_samples:
-            raise ValueError(
-                f"n_clusters={self.n_clusters} must be <= n_samples={n_samples}."
-            )
+        max_iter = self._max_iter()
+        whiten_dim = self._whiten_dim()
+        X = self._validate_rows(X, reset=True)
+        comm = resolve_comm(self.distributed)
+        n_local = X.shape[0]
+        n_total, offset = shard_layout(comm, n_local)
+        n_fit = self._check_fit_size(n_total)
         device = resolve_device(self.device)
-        rng = check_random_state(self.random_state)
         engine = self._resolve_engine(device)
-        sample_size = self._sample_size(n_samples)
-        streaming = sample_size < n_samples
-        fit_rows = (
-            X[np.sort(rng.choice(n_samples, sample_size, replace=False))]
-            if streaming
-            else X
-        )
-        self.whitener_ = None
-        if self.whiten is not None:
-            self.whitener_ = PCAWhitening(self.whiten, normalize=self.normalize)
-            self.whitener_.fit(fit_rows)
-        fit_X = self._preprocess(fit_rows)
-        del fit_rows
-        centers = self._initial_centers(fit_X, rng)
-        # scikit-learn's tolerance: tol times the mean per-feature variance.
-        tolerance = mean_variance(fit_X) * self.tol
-        chunk = auto_chunk_size(self.n_clusters, self.chunk_size)
-        if engine == "sklearn":
-            centers, labels, n_iter, n_empty = _sklearn_lloyd.lloyd(
-                fit_X, centers, self.n_iter, tolerance, self.verbose
+        rng = self._random_state(comm)
+        sampled = n_fit < n_total
+        fit_rows = X
+        if sampled:
+            index = np.sort(rng.choice(n_total, n_fit, replace=False))
+            local = index[(index >= offset) & (index < offset + n_local)] - offset
+            fit_rows = X[local]  # the sample only, in memory
+        self.whitener_ = self._fit_whitener(fit_rows, whiten_dim, comm)
+        rows = self._rows(fit_rows, shift=None)
+        # Centre the data (scikit-learn does too): distances computed as
+        # |x|^2 - 2 x.c + |c|^2 lose the digits of a large common offset.
+        _, mean, variance = feature_moments(rows, comm)
+        shift = mean.astype(np.float32)
+        if isinstance(rows, ArrayRows):
+            rows.array -= shift
+        else:
+            rows.shift = shift
+        tolerance = self.tol * variance
+        centers = self._initial_centers(rows, shift, rng, comm, engine)
+        seed = int(rng.randint(2**31 - 1))
+        log("KMeans", f"{engine} engine, {n_total} rows, K={self.n_clusters}", self.verbose)
+        if engine == "yinyang":
+            result = _exact_cpu.lloyd_exact_cpu(
+                rows, centers, max_iter=max_iter, tol=tolerance, verbose=self.verbose,
+                comm=comm, seed=seed,
             )
         elif engine == "graph":
-            centers, labels, n_iter, n_empty = graph_lloyd(
-                fit_X, centers, self.n_iter, tolerance, self.n_neighbors, rng, chunk,
-                self.verbose,
+            result = _ann.lloyd_graph(
+                rows, centers, max_iter=max_iter, tol=tolerance, verbose=self.verbose,
+                comm=comm, n_neighbors=self.n_neighbors, seed=seed,
+                chunk_size=_exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size),
             )
         else:
-            X_t = as_tensor(fit_X, device)
-            centers_t, labels_t, n_iter, n_empty = torch_lloyd(
-                X_t, torch.from_numpy(centers).to(device), self.n_iter, tolerance,
-                chunk, self.verbose,
+            result = _exact_torch.lloyd_torch(
+                rows, centers, max_iter=max_iter, tol=tolerance, verbose=self.verbose,
+                comm=comm, device=device, chunk_size=self.chunk_size,
+                iteration_dtype=_exact_torch.iteration_dtype_for(device),
             )
-            del X_t
-            centers, labels = centers_t.cpu().numpy(), labels_t.cpu().numpy()
+        del rows
         self.engine_ = engine
-        self.cluster_centers_ = np.ascontiguousarray(centers, dtype=np.float32)
+        self._center_shift = shift
+        self.cluster_centers_ = np.ascontiguousarray(result.centers + shift, dtype=np.float32)
         self.centroid_graph_ = (
-            _ann.centroid_graph(self.cluster_centers_, self.n_neighbors)
-            if engine == "graph"
-            else None
+            _ann.centroid_graph(result.centers, self.n_neighbors) if engine == "graph" else None
         )
-        self.n_iter_ = n_iter
-        self.n_empty_splits_ = n_empty
-        if streaming:
-            del fit_X
-            self.labels_, self.inertia_ = self._assign_stream(X, device, rng)
+        self.n_iter_ = result.n_iter
+        self.n_empty_splits_ = result.n_empty
+        if sampled:
+            self.labels_, inertia = self._assign(X, device, return_inertia=True)
+            self.inertia_ = float(comm.allreduce_sum(np.array([inertia]))[0])
         else:
-            self.labels_ = labels.astype(np.int64)
-            self.inertia_ = float(
-                squared_distances(fit_X, self.cluster_centers_, labels).sum(dtype=np.float64)
-            )
+            self.labels_ = np.asarray(result.labels, dtype=np.int64)
+            self.inertia_ = result.inertia
+        log("KMeans", f"{self.n_iter_} iterations, inertia {self.inertia_:.6g}", self.verbose)
         return self
 
-    def _assign_prepared(self, X, device, rng):
-        """Labels (int64) of preprocessed rows with the fitted engine."""
-        centers = self.cluster_centers_
-        chunk = auto_chunk_size(self.n_clusters, self.chunk_size)
-        if self.engine_ == "graph":
-            labels = _ann.entry_labels(X, centers, rng, chunk)
-            _ann.graph_assign(X, centers, self.centroid_graph_, labels)
-        elif self.engine_ == "sklearn":
-            labels = _sklearn_lloyd.predict(X, centers)
-        else:
-            labels_t, _ = assign(
-                as_tensor(X, device), torch.from_numpy(centers).to(device), chunk
-            )
-            labels = labels_t.cpu().numpy()
-        return labels.astype(np.int64)
-
-    def _assign_stream(self, X, device, rng):
-        """Labels of all rows of raw ``X`` and the inertia, a block at a time."""
-        labels = np.empty(X.shape[0], dtype=np.int64)
+    def _assign(self, X, device, return_inertia=False):
+        """Labels (int64) of raw rows ``X`` with the fitted engine, a block at a time."""
+        centers = np.ascontiguousarray(self.cluster_centers_ - self._center_shift)
+        rows = self._rows(X, shift=self._center_shift)
+        labels = np.empty(rows.n_rows, dtype=np.int64)
         inertia = 0.0
-        for rows, block in self._preprocess_blocks(X):
-            labels[rows] = self._assign_prepared(block, device, rng)
-            inertia += float(
-                squared_distances(block, self.cluster_centers_, labels[rows]).sum(
-                    dtype=np.float64
+        chunk = _exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size)
+        blocks = rows.blocks(65536) if isinstance(rows, ArrayRows) else rows.blocks()
+        for start, block in blocks:
+            rows_slice = slice(start, start + block.shape[0])
+            if self.engine_ == "graph":
+                # A fixed seed: the walk's entry points, so predict is deterministic.
+                block_labels = _ann.entry_labels(block, centers, 0, chunk)
+                _ann.graph_assign(block, centers, self.centroid_graph_, block_labels)
+            elif self.engine_ == "yinyang":
+                block_labels = _exact_cpu.nearest_centers(block, centers)
+            else:
+                block_labels = _exact_torch.assign(
+                    torch.from_numpy(block).to(device), torch.from_numpy(centers).to(device),
+                    chunk, _exact_torch.exact_dtype(device),
+                ).cpu().numpy()
+            labels[rows_slice] = block_labels
+            if return_inertia:
+                inertia += float(
+                    squared_distances(block, centers, block_labels).sum(dtype=np.float64)
                 )
-            )
-        return labels, inertia
+        return (labels, inertia) if return_inertia else labels
 
     def predict(self, X):
         """Index of the nearest centre for each sample (approximate with "ann").
@@ -601,18 +547,15 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Rows to label; a :class:`numpy.memmap` is streamed.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-        # A fixed seed: the entry centroids of the graph walk, so predict is
-        # deterministic.
-        rng = np.random.RandomState(0)
-        labels, _ = self._assign_stream(X, resolve_device(self.device), rng)
-        return labels
+        X = self._validate_rows(X, reset=False)
+        return self._assign(X, resolve_device(self.device))
 
     def fit_predict(self, X, y=None):
         """Cluster ``X`` and return the label of each sample.

@@ -16,9 +16,7 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-# Rows per block when accumulating the covariance: bounds the float32
-# temporaries to a few tens of MB whatever the number of samples.
-_BLOCK_ROWS = 16384
+from ._rows import default_block_rows
 
 
 def l2_normalize_rows(X, out=None):
@@ -32,20 +30,40 @@ def l2_normalize_rows(X, out=None):
     return out
 
 
-def _mean_and_covariance(X):
-    """Column means and covariance of ``X`` in float64, accumulated by blocks."""
-    n_samples, n_features = X.shape
-    mean = np.zeros(n_features)
-    for start in range(0, n_samples, _BLOCK_ROWS):
-        mean += X[start : start + _BLOCK_ROWS].sum(axis=0, dtype=np.float64)
-    mean /= n_samples
-    scatter = np.zeros((n_features, n_features))
+def _column_sums(X):
+    """Row count and float64 column sums of ``X``, by blocks."""
+    total = np.zeros(X.shape[1])
+    step = default_block_rows(X.shape[1])
+    for start in range(0, X.shape[0], step):
+        total += np.asarray(X[start : start + step]).sum(axis=0, dtype=np.float64)
+    return X.shape[0], total
+
+
+def _scatter(X, mean):
+    """Float64 scatter matrix of ``X`` about ``mean``, by blocks."""
+    scatter = np.zeros((X.shape[1], X.shape[1]))
     mean32 = mean.astype(np.float32)
-    for start in range(0, n_samples, _BLOCK_ROWS):
-        block = np.asarray(X[start : start + _BLOCK_ROWS], dtype=np.float32) - mean32
+    step = default_block_rows(X.shape[1])
+    for start in range(0, X.shape[0], step):
+        # One float32 temporary per block, whatever X's dtype.
+        block = np.subtract(X[start : start + step], mean32, dtype=np.float32)
         # float32 GEMM per block (fast), summed in float64 (accurate over many blocks).
         scatter += block.T @ block
-    return mean, scatter / max(n_samples - 1, 1)
+    return scatter
+
+
+def mean_and_covariance(X, allreduce_sum=None):
+    """Column means and covariance of ``X`` in float64, accumulated by blocks.
+
+    ``allreduce_sum`` (optional) sums arrays over processes, each holding a
+    shard of the rows: the result is then the moments of all shards.
+    """
+    reduce = allreduce_sum or (lambda array: array)
+    n_rows, total = _column_sums(X)
+    n_rows = int(reduce(np.array([n_rows], dtype=np.int64))[0])
+    mean = reduce(total) / max(n_rows, 1)
+    scatter = reduce(_scatter(X, mean))
+    return mean, scatter / max(n_rows - 1, 1), n_rows
 
 
 class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -128,7 +146,11 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             raise ValueError(
                 f"PCAWhitening needs at least 2 samples; got n_samples={X.shape[0]}."
             )
-        mean, covariance = _mean_and_covariance(X)
+        mean, covariance, _ = mean_and_covariance(X)
+        return self._fit_moments(mean, covariance, n_components)
+
+    def _fit_moments(self, mean, covariance, n_components):
+        """Set the fitted attributes from the data's mean and covariance."""
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         keep = np.argsort(eigenvalues)[::-1][:n_components]
         eigenvalues = np.clip(eigenvalues[keep], 0, None)
@@ -142,6 +164,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.explained_variance_ = eigenvalues
         self.whitening_ = (components.T / np.sqrt(eigenvalues + self.eps)).astype(np.float32)
         self._n_features_out = n_components
+        self.n_features_in_ = len(mean)
         return self
 
     def transform(self, X):
@@ -157,10 +180,15 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
+        return self._transform_rows(X)
+
+    def _transform_rows(self, X):
+        """``transform`` without validation, for any 2-D array-like (a memory map)."""
         out = np.empty((X.shape[0], self.whitening_.shape[1]), dtype=np.float32)
         mean32 = self.mean_.astype(np.float32)
-        for start in range(0, X.shape[0], _BLOCK_ROWS):
-            block = np.asarray(X[start : start + _BLOCK_ROWS], dtype=np.float32) - mean32
+        step = default_block_rows(X.shape[1])
+        for start in range(0, X.shape[0], step):
+            block = np.subtract(X[start : start + step], mean32, dtype=np.float32)
             np.matmul(block, self.whitening_, out=out[start : start + len(block)])
         if self.normalize:
             l2_normalize_rows(out, out=out)

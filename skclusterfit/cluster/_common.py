@@ -1,0 +1,222 @@
+"""What every k-means engine shares: the result, the M-step, empty clusters.
+
+An engine is a plain function with one signature (scikit-learn's
+``_kmeans_single_lloyd`` shape)::
+
+    engine(rows, centers_init, *, max_iter, tol, verbose, comm, **options)
+        -> KMeansResult(centers, labels, inertia, n_iter, n_empty)
+
+``rows`` serves the (preprocessed, centred) data by blocks (``_rows.py``);
+``tol`` is already absolute (scikit-learn's ``tol`` times the mean feature
+variance); ``comm`` sums arrays across processes (``_distributed.py``; a
+one-process fit passes :class:`LocalComm`, whose reductions do nothing). The
+M-step below is the only place where processes exchange data during the
+iterations: per-cluster sums and counts, reduced before the new centres are
+computed, so every process computes the same centres from the same numbers.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from ._numba import njit
+from ._parallel import map_chunks, n_threads, split
+
+KMeansResult = namedtuple("KMeansResult", "centers labels inertia n_iter n_empty")
+
+# faiss's split of an empty cluster: copy the largest one's centre and push the
+# two apart by this relative amount so they separate at the next assignment.
+SPLIT_EPS = 1.0 / 1024
+
+
+class LocalComm:
+    """The one-process communicator: every reduction is the identity."""
+
+    rank = 0
+    world_size = 1
+
+    def allreduce_sum(self, array):
+        return array
+
+    def broadcast(self, array, src=0):
+        return array
+
+    def allgather_rows(self, array):
+        return array
+
+    def allgather_sizes(self, size):
+        return [int(size)]
+
+
+@njit(nogil=True)
+def _counting_order(labels, n_clusters):
+    """Row indices sorted by label (stable) and the start of each label's run."""
+    counts = np.zeros(n_clusters + 1, dtype=np.int64)
+    for i in range(labels.shape[0]):
+        counts[labels[i] + 1] += 1
+    for k in range(n_clusters):
+        counts[k + 1] += counts[k]
+    offsets = counts.copy()
+    order = np.empty(labels.shape[0], dtype=np.int64)
+    for i in range(labels.shape[0]):
+        label = labels[i]
+        order[counts[label]] = i
+        counts[label] += 1
+    return order, offsets
+
+
+@njit(nogil=True)
+def _accumulate(X, order, offsets, sums, counts, first, last):
+    """Add the rows of clusters ``first..last-1`` into ``sums`` (float64).
+
+    Each thread owns a range of clusters, so each row of ``sums`` is written
+    by one thread only: no per-thread copy of the K x d sums is needed
+    (262 MB each at K = 16,000, d = 2048 in float64).
+    """
+    n_features = X.shape[1]
+    for k in range(first, last):
+        start, stop = offsets[k], offsets[k + 1]
+        counts[k] += stop - start
+        if stop == start:
+            continue
+        row = sums[k]
+        for p in range(start, stop):
+            x = X[order[p]]
+            for j in range(n_features):
+                row[j] += x[j]
+
+
+def cluster_sums(rows, labels, n_clusters, comm):
+    """Per-cluster sums (float64, K x d) and counts of ``rows``, reduced over ``comm``."""
+    sums = np.zeros((n_clusters, rows.n_features), dtype=np.float64)
+    counts = np.zeros(n_clusters, dtype=np.int64)
+    for start, block in rows.blocks():
+        block_labels = labels[start : start + block.shape[0]]
+        order, offsets = _counting_order(block_labels, n_clusters)
+        map_chunks(
+            lambda first, last: _accumulate(block, order, offsets, sums, counts, first, last),
+            n_clusters, split(n_clusters, 4 * n_threads()),
+        )
+    return comm.allreduce_sum(sums), comm.allreduce_sum(counts)
+
+
+def split_empty_clusters(centers, counts):
+    """Re-seed every empty cluster by splitting the currently largest one (in place).
+
+    Deterministic given ``centers`` and ``counts``: every process of a
+    distributed fit makes the same splits. Returns the number of clusters
+    that were empty.
+    """
+    empty = np.flatnonzero(counts == 0)
+    if empty.size == 0:
+        return 0
+    counts = counts.copy()
+    sign = np.ones(centers.shape[1], dtype=centers.dtype)
+    sign[1::2] = -1
+    for j in empty:
+        largest = int(np.argmax(counts))
+        base = centers[largest].copy()
+        centers[j] = base * (1 + SPLIT_EPS * sign)
+        centers[largest] = base * (1 - SPLIT_EPS * sign)
+        counts[j] = counts[largest] // 2
+        counts[largest] -= counts[j]
+    return int(empty.size)
+
+
+def update_centers(rows, labels, centers, comm):
+    """The M-step: new float32 centres, the number of empty clusters re-seeded.
+
+    A cluster left empty keeps no stale centre: it is re-seeded by splitting
+    the largest one (faiss's rule, as DeepCluster does).
+    """
+    n_clusters = centers.shape[0]
+    sums, counts = cluster_sums(rows, labels, n_clusters, comm)
+    new = sums / np.maximum(counts, 1)[:, None]
+    new[counts == 0] = centers[counts == 0]
+    n_empty = split_empty_clusters(new, counts)
+    return new.astype(np.float32), n_empty
+
+
+def feature_moments(rows, comm):
+    """Global row count, per-feature mean and mean per-feature variance (float64)."""
+    total = np.zeros(rows.n_features)
+    total_sq = np.zeros(rows.n_features)
+    for _, block in rows.blocks():
+
+        def work(a, b, block=block):
+            part = block[a:b]
+            # float32 products, float64 sums: exact enough for a mean and a tolerance.
+            return part.sum(0, dtype=np.float64), (part * part).sum(0, dtype=np.float64)
+
+        for sums, squares in map_chunks(work, block.shape[0], 4096):
+            total += sums
+            total_sq += squares
+    n_rows = comm.allreduce_sum(np.array([rows.n_rows], dtype=np.int64))[0]
+    total = comm.allreduce_sum(total)
+    total_sq = comm.allreduce_sum(total_sq)
+    mean = total / max(n_rows, 1)
+    variance = np.maximum(total_sq / max(n_rows, 1) - mean**2, 0).mean()
+    return int(n_rows), mean, float(variance)
+
+
+@njit(fastmath={"reassoc", "contract"}, nogil=True)
+def _squared_distances(X, centers, labels, out):
+    for i in range(X.shape[0]):
+        x = X[i]
+        c = centers[labels[i]]
+        total = np.float32(0.0)
+        for j in range(X.shape[1]):
+            diff = x[j] - c[j]
+            total += diff * diff
+        out[i] = total
+
+
+def squared_distances(X, centers, labels):
+    """Squared distance of every row of ``X`` to its assigned centre (float32)."""
+    out = np.empty(X.shape[0], dtype=np.float32)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    centers = np.ascontiguousarray(centers, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    map_chunks(
+        lambda a, b: _squared_distances(X[a:b], centers, labels[a:b], out[a:b]),
+        X.shape[0], 16384,
+    )
+    return out
+
+
+def inertia(rows, centers, labels, comm):
+    """Sum of squared distances of the rows to their assigned centres, over ``comm``."""
+    total = 0.0
+    for start, block in rows.blocks():
+        distances = squared_distances(block, centers, labels[start : start + len(block)])
+        total += float(distances.sum(dtype=np.float64))
+    return float(comm.allreduce_sum(np.array([total]))[0])
+
+
+def small_kmeans(points, n_groups, seed, n_iter=5):
+    """A few Lloyd iterations over a few thousand points (e.g. the centres).
+
+    Used to group the centres (Yinyang's groups, the walk's inverted file).
+    Returns ``(group_centres float32, group of each point int64)``;
+    deterministic given ``seed``.
+    """
+    P = np.ascontiguousarray(points, dtype=np.float32)
+    n_points = P.shape[0]
+    if n_groups <= 1:
+        return P.mean(0, keepdims=True), np.zeros(n_points, dtype=np.int64)
+    rng = np.random.RandomState(seed)
+    G = P[np.sort(rng.choice(n_points, n_groups, replace=False))]
+
+    def nearest(G):
+        return (np.einsum("ij,ij->i", G, G)[None] - 2 * (P @ G.T)).argmin(1)
+
+    for _ in range(n_iter):
+        groups = nearest(G)
+        counts = np.bincount(groups, minlength=n_groups)
+        filled = counts > 0
+        order = np.argsort(groups, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+        sums = np.add.reduceat(P[order].astype(np.float64), starts, axis=0)
+        G = G.copy()
+        G[filled] = (sums / counts[filled, None]).astype(np.float32)
+    return np.ascontiguousarray(G), nearest(G).astype(np.int64)
