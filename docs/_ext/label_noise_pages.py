@@ -88,11 +88,42 @@ def landing_summary(rows):
     )
 
 
+def check_claims(rows):
+    """The statements of what_is_clusterfit.rst about the table, checked.
+
+    A new raw file that contradicts the prose fails the build, naming the
+    sentence to rewrite.
+    """
+    def mean(p, key):
+        return np.mean([r[key] for r in rows if r["p"] == p])
+
+    problems = []
+    agree = mean(HEADLINE_P, "teacher_fit_clean")
+    if not 0.4 <= agree <= 0.65:
+        problems.append(f"at p={HEADLINE_P} the teacher agrees with the clean labels on "
+                        f"{agree:.0%} of its images, not 'about half'")
+    if mean(RANDOM_P, "teacher_fit_clean") > 0.2:
+        problems.append(f"at p={RANDOM_P} the teacher's agreement is not at chance")
+    for p in sorted({r["p"] for r in rows}):
+        gain = 100 * (mean(p, "n_cf") - mean(p, "n_pre"))
+        if abs(gain) > 1.5:
+            problems.append(f"at p={p} the mean difference is {gain:+.1f} points, "
+                            "not 'about a point'")
+    if problems:
+        from sphinx.errors import ExtensionError
+
+        raise ExtensionError(
+            "benchmarks/results/label_noise_seeds.txt contradicts "
+            "docs/user_guide/what_is_clusterfit.rst: " + "; ".join(problems)
+        )
+
+
 def write_pages(app=None):
     sys.path.insert(0, DOCS)
     from scripts.label_noise_seeds import RESULTS, read_results
 
     rows = read_results(RESULTS)
+    check_claims(rows)
     os.makedirs(OUT, exist_ok=True)
     for name, text in [("noise_table.rst", noise_table(rows)),
                        ("landing_summary.rst", landing_summary(rows))]:
