@@ -95,19 +95,21 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %%
-# What the search found. The curve is flat: every ``K`` from the number of
-# classes upwards scores within about a fold-to-fold standard deviation of
-# the best, so the winner is decided by noise, and a search on other folds
-# or seeds can pick another. That is the paper's observation too -- past a
-# minimum, accuracy depends little on ``K`` (its Fig. 5) -- and the reason
-# its advice of about ten times the number of classes is a safe default
-# rather than an optimum to hit: it leaves each class several clusters, so
-# a class split by the teacher's features is not merged with another.
-best = mean.argmax()
-print(f"best mean: K={Ks[best]} ({mean[best]:.1f} %); within one standard "
-      f"deviation of it: K = {', '.join(str(k) for k in Ks[mean >= mean[best] - std[best]])}")
-# The claims above, checked on this run: a flat curve, all within ~2 points.
-assert mean.max() - mean.min() < 2.0, "the accuracy should depend little on K here"
+# What the search found. The curve is flat: the four values of ``K``, from
+# the number of classes to thirty times it, are within about a point of
+# each other, less than the largest fold-to-fold standard deviation. The
+# winner is decided by differences of that size, and a search on other
+# folds or seeds can pick another. That is the paper's observation too --
+# past a minimum, accuracy depends little on ``K`` -- and the reason its
+# advice of about ten times the number of classes is a safe default rather
+# than an optimum to hit: it leaves each class several clusters, so a class
+# that the teacher's features split is not merged with another.
+spread = mean.max() - mean.min()
+print(f"best mean: K={Ks[mean.argmax()]}; spread of the means {spread:.1f} points, "
+      f"largest standard deviation {std.max():.1f} points")
+# The claims above, checked on this run:
+assert spread <= 1.5, "the accuracy should depend little on K here"
+assert spread <= std.max(), "the differences between K should be within the fold-to-fold noise"
 
 # %%
 # The refitted best pipeline is an ordinary scikit-learn estimator: it

