@@ -13,6 +13,9 @@ PYTHON="${PYTHON:-python}"
 # threads make the small networks of the gallery many times slower.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
+# numba ignores OMP_NUM_THREADS, and its OpenMP threading layer, if anything
+# starts it, resets the whole process's OpenMP thread count to its own.
+export NUMBA_NUM_THREADS="${NUMBA_NUM_THREADS:-1}"
 export MPLBACKEND=Agg
 # Examples run in parallel processes, one per core (at most 4).
 CORES="$("$PYTHON" -c 'import os; print(len(os.sched_getaffinity(0)))')"

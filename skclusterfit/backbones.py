@@ -22,8 +22,32 @@ _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 class HeadedNetwork(nn.Module):
     """A network split into a feature ``backbone`` and a linear ``head``.
 
-    ``forward`` returns logits; :meth:`features` the penultimate features,
-    i.e. the input of the head.
+    Every network a :class:`~skclusterfit.NetClassifier` trains takes this
+    form (its ``model_``): the network given as ``model`` loses its final
+    ``nn.Linear``, which becomes ``head`` sized to the classes seen in fit,
+    and the rest becomes ``backbone``. ``forward`` returns logits;
+    :meth:`features` returns the penultimate features (the input of the
+    head), which is what ``transform`` returns. Node names for
+    ``layerwise_probe`` and ``FeatureExtractor(layer=...)`` start with
+    ``backbone.`` or are ``head``.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps a batch of inputs to features; outputs of more than two
+        dimensions are flattened after the first.
+    head : torch.nn.Linear
+        Maps the features to one logit per class.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skclusterfit.backbones import HeadedNetwork
+    >>> net = HeadedNetwork(nn.Sequential(nn.Linear(64, 32), nn.ReLU()), nn.Linear(32, 10))
+    >>> x = torch.zeros(5, 64)
+    >>> net.features(x).shape, net(x).shape
+    (torch.Size([5, 32]), torch.Size([5, 10]))
     """
 
     def __init__(self, backbone, head):
@@ -32,9 +56,11 @@ class HeadedNetwork(nn.Module):
         self.head = head
 
     def features(self, x):
+        """Penultimate features of the batch ``x``: the head's input, shape (n, d)."""
         return torch.flatten(self.backbone(x), 1)
 
     def forward(self, x):
+        """Logits of the batch ``x``, shape (n, n_classes)."""
         return self.head(self.features(x))
 
 

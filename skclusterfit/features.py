@@ -109,7 +109,9 @@ class FeatureExtractor(
         weights: its features are those of a random network (ClusterFit warns
         about such a teacher).
     preprocess_ : callable or None
-        The preprocessing applied to each batch (``preprocess`` resolved).
+        What runs on each float batch before the network: ``preprocess``
+        itself, or for ``preprocess="auto"`` the transforms of the torchvision
+        ``weights`` given by name (None when there are none).
     input_shape_ : tuple
         Shape of one sample seen in fit.
     n_features_in_ : int

@@ -112,10 +112,16 @@ plt.show()
 # raw pixels already cluster by digit a little *better* than the features of
 # this teacher, whose training on 80% wrong labels has blurred some digit
 # boundaries. The clusters of its features are still mostly one digit each
-# (purity 0.9 at ``K=50``), and that is all the student needs: trained on
-# them, it probes better than the teacher (see
+# (purity close to 0.9 at ``K=50``, printed below), and that is all the
+# student needs: trained on them, it probes better than a teacher trained on
+# mostly wrong labels (see
 # :ref:`sphx_glr_auto_examples_paper_plot_label_noise.py`). On real photos,
 # where pixels cluster by colour and background rather than by object, the
 # teacher's features are the only usable space to cluster in.
 print(f"K=50: NMI {normalized_mutual_info_score(y, labels):.3f}, "
       f"purity {purity(y, labels):.3f}")
+print("mean NMI over K: teacher features "
+      f"{np.mean(nmi['teacher features']):.3f}, raw pixels {np.mean(nmi['raw pixels']):.3f}")
+# The claims above, checked on this run:
+assert np.mean(nmi["raw pixels"]) > np.mean(nmi["teacher features"])
+assert purity(y, labels) > 0.85

@@ -102,11 +102,26 @@ for ax in (ax1, ax2):
 plt.show()
 
 # %%
-# On features this small the choice moves the result by about a point; on
-# 2048-dimensional ResNet features, where a few directions dominate far
-# more, the public implementations whiten to about 256 dimensions.
-#
-# Any other preprocessing can be put in front of a clusterer with a
-# :class:`~sklearn.pipeline.Pipeline`; ClusterFit sets ``K`` on its last
-# step, e.g.
+# What this run shows. The four options give pseudo-labels of similar
+# quality (NMI) and students within about a point of each other, which is
+# the spread one seed moves on 540 test images: on these 128-dimensional
+# features of a small CNN, none of them matters much, and the default --
+# L2 normalisation, the cosine geometry the public implementations use --
+# has no special claim to being the best. Its rank in this run:
+ranking = sorted(results, key=lambda n: results[n][1], reverse=True)
+print("students, best probe first:", " > ".join(ranking))
+print(f"the default (L2) ranks {ranking.index('L2') + 1} of {len(ranking)}")
+spread = 100 * (max(r[1] for r in results.values()) - min(r[1] for r in results.values()))
+print(f"spread of the students' probes: {spread:.1f} points")
+nmi_spread = max(r[0] for r in results.values()) - min(r[0] for r in results.values())
+assert spread <= 1.5, "the four students should be within about a point here"
+assert nmi_spread <= 0.05, "the four pseudo-labellings should be of similar quality"
+
+# %%
+# Whitening earns its place on larger features: on 2048-dimensional ResNet
+# features a few directions dominate far more than here (the spectrum
+# above), and the public implementations whiten to about 256 dimensions
+# before clustering. Any other preprocessing can be put in front of a
+# clusterer with a :class:`~sklearn.pipeline.Pipeline`; ClusterFit sets
+# ``K`` on its last step, e.g.
 # ``make_pipeline(Normalizer(), PCA(64, whiten=True), KMeans(normalize=False))``.

@@ -81,7 +81,12 @@ for name, s in scores.items():
     print(f"{name:>11}: " + "  ".join(f"{100 * m:5.1f}" for m in s.mean(1)))
 
 # %%
-# Features learned without labels pay off most when labels are scarce.
+# Features learned without labels pay off most when labels are scarce: the
+# ClusterFit student is ahead of its teacher at every budget here, by more
+# with 2 or 5 labels per class than with 20 or 40.
+lead = 100 * (scores["ClusterFit"].mean(1) - scores["teacher"].mean(1))
+print("ClusterFit minus teacher, by budget (points):", np.round(lead, 1))
+assert (lead > 0).all() and lead[:2].mean() > lead[-2:].mean(), lead
 fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
 for (name, s), marker in zip(scores.items(), "^os"):
     mean, std = 100 * s.mean(1), 100 * s.std(1)

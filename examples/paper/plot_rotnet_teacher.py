@@ -80,17 +80,25 @@ ax.invert_yaxis()
 plt.show()
 
 # %%
-# On 8x8 digits a network with *random* weights is already a strong floor:
-# 128 random convolutional features are nearly linearly separable by digit.
-# RotNet's features fall slightly *below* that floor -- the last layer of a
-# rotation predictor keeps what tells 0 from 90 degrees, not what tells a 3
-# from an 8, which is the paper's point about pretext tasks. ClusterFit on
-# those features, still without a single label, gives a student above both:
-# the clusters keep which digits RotNet found alike, the student relearns
-# features from that grouping instead of from rotations.
-#
-# The differences here are about a point, on 540 test images; the paper's
-# RotNet and Jigsaw teachers on ImageNet show the same ordering with larger
-# gaps (its Table 6). The
+# What the three bars say. On 8x8 digits a network with *random* weights is
+# a strong floor: 128 random convolutional features are nearly linearly
+# separable by digit. RotNet's penultimate features fall *below* that floor
+# -- the last layer of a rotation predictor keeps what tells 0 from 90
+# degrees, not what tells a 3 from an 8, which is the paper's point about
+# pretext tasks. ClusterFit on those features, still without a single
+# label, gives a student above its RotNet teacher. It does not clearly beat
+# the random network: the two are within a point, a handful of the 540 test
+# images, which on data this small is the difference one seed makes.
+n_test = len(y_test)
+diff = {name: round((scores[name] - scores["RotNet teacher"]) * n_test) for name in scores}
+print(f"test images gained over the RotNet teacher: {diff}")
+# The claims above, checked on this run:
+assert scores["RotNet teacher"] < scores["random CNN"]
+assert scores["ClusterFit on RotNet"] > scores["RotNet teacher"]
+assert abs(scores["ClusterFit on RotNet"] - scores["random CNN"]) <= 0.01
+
+# %%
+# The paper's RotNet and Jigsaw teachers on ImageNet show the student ahead
+# of its teacher by several points (its Table 6); the
 # :ref:`layer-wise probe <sphx_glr_auto_examples_paper_plot_layerwise_probe.py>`
 # shows where in a network teacher and student differ.
