@@ -120,6 +120,22 @@ def commit():
     return head + ("+dirty" if dirty else "")
 
 
+# NetClassifier parameters that do not change a one-process CPU training:
+# left out of the teacher cache's name, so that adding one does not retrain.
+NOT_TRAINING = {"distributed"}
+
+
+def defaults_tag():
+    """A short hash of NetClassifier's default parameters that shape training."""
+    import joblib
+
+    from skclusterfit import NetClassifier
+
+    params = NetClassifier().get_params()
+    return joblib.hash(sorted((k, v) for k, v in params.items()
+                              if k not in NOT_TRAINING))[:8]
+
+
 def load_dataset(name, seed):
     """(X_train, X_test, y_train, y_test), stratified 70/30, split by ``seed``."""
     from sklearn.model_selection import train_test_split
@@ -198,9 +214,7 @@ def held_out_fits(cache, out):
     from skclusterfit import NetClassifier, load
     from skclusterfit.datasets import add_label_noise
 
-    import joblib
-
-    defaults = joblib.hash(sorted(NetClassifier().get_params().items()))[:8]
+    defaults = defaults_tag()
     log = RunLog(out, HELD_OUT_FIELDS, KEY[:4])
     pattern = re.compile(rf"teacher-(\w+)-p([\d.]+)-s(\d+)-([\w-]+)-{defaults}\.skcf$")
     code = commit()
@@ -236,9 +250,7 @@ def get_teacher(dataset, p, seed, recipe, split, cache):
     y_noisy = add_label_noise(y_train, p, random_state=seed)
     # The defaults are part of the name: a teacher trained under other
     # NetClassifier defaults is never reused.
-    import joblib
-
-    defaults = joblib.hash(sorted(NetClassifier().get_params().items()))[:8]
+    defaults = defaults_tag()
     path = os.path.join(
         cache, f"teacher-{dataset}-p{p}-s{seed}-{recipe}-{defaults}.skcf"
     )
