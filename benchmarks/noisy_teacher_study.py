@@ -478,6 +478,14 @@ DIAGNOSTICS = {
     "fit minus cluster-majority fit":
         (lambda r: r["fit_noisy"] - r["cluster_fit"], +1),
     "cluster purity w.r.t. teacher predictions": (lambda r: r["pred_purity"], -1),
+    # evaluation.noise_fit's memorisation, from study_held_out.csv (--held-out)
+    "noise_fit memorisation (train minus held-out fit)":
+        (lambda r: r.get("noise_fit_memorisation", np.nan), +1),
+}
+# Rules with a fixed threshold (no fitting): name -> (diagnostic, threshold).
+FIXED_RULES = {
+    "noise_fit likely_to_help (memorisation > 0.1)":
+        ("noise_fit memorisation (train minus held-out fit)", 0.1),
 }
 
 
@@ -498,24 +506,48 @@ def diagnostic_table(rows, variant):
     from scipy.stats import spearmanr
 
     for name, (fn, direction) in DIAGNOSTICS.items():
-        value = direction * np.array([fn(pre) for pre, _ in data])
-        if np.isnan(value).any():
+        value = direction * np.array([fn(pre) for pre, _ in data], dtype=float)
+        have = ~np.isnan(value)  # e.g. noise_fit only where --held-out ran
+        if have.sum() < 4:
             continue
-        threshold, correct = _best_threshold(value, sign)
+        value, s, g, ds = value[have], sign[have], gain[have], datasets[have]
+        threshold, correct = _best_threshold(value, s)
         held = 0
-        for d in np.unique(datasets):
-            train = datasets != d
-            t, _ = _best_threshold(value[train], sign[train])
-            held += np.sum((value[~train] > t) == sign[~train])
+        for d in np.unique(ds):
+            train = ds != d
+            if not train.any():
+                continue
+            t, _ = _best_threshold(value[train], s[train])
+            held += np.sum((value[~train] > t) == s[~train])
         shown = direction * threshold
-        lines.append([name, f"{'>' if direction > 0 else '<'} {shown:.3f}", "",
-                      f"{correct}/{len(data)}", f"{held}/{len(data)}",
-                      f"{direction * spearmanr(value, gain).statistic:+.2f}"])
-        lines[-1][2] = f"{shown:.3f}"
+        lines.append([name, f"{'>' if direction > 0 else '<'} {shown:.3f}", f"{shown:.3f}",
+                      f"{correct}/{len(value)}", f"{held}/{len(value)}",
+                      f"{direction * spearmanr(value, g).statistic:+.2f}"])
+    for name, (diagnostic, threshold) in FIXED_RULES.items():
+        fn, direction = DIAGNOSTICS[diagnostic]
+        value = np.array([fn(pre) for pre, _ in data], dtype=float)
+        have = ~np.isnan(value)
+        if have.sum() < 4:
+            continue
+        correct = int(np.sum((value[have] > threshold) == sign[have]))
+        lines.append([name, f"> {threshold:g}", f"{threshold:g} (fixed)",
+                      f"{correct}/{have.sum()}", f"{correct}/{have.sum()} (nothing fitted)",
+                      ""])
     always = max(sign.sum(), (~sign).sum())
     return grid(lines) + (
         f"\n{len(data)} teachers; ClusterFit ({variant}) helped on {sign.sum()}; "
         f"always predicting the majority sign is right on {always}/{len(data)}.")
+
+
+def attach_held_out(rows, held_out):
+    """noise_fit's memorisation (study_held_out.csv) onto the N_pre rows."""
+    gaps = {(h["dataset"], float(h["p"]), int(float(h["seed"])), h["teacher"]):
+            float(h["train_fit"]) - float(h["held_out_fit"]) for h in held_out}
+    for r in rows:
+        key = (r["dataset"], float(r["p"]), int(float(r["seed"])), r["teacher"])
+        if r["variant"] == "N_pre" and key in gaps:
+            r["noise_fit_memorisation"] = gaps[key]
+    return rows
 
 
 def _best_threshold(value, sign):
@@ -533,6 +565,14 @@ def report(out_dir, static_dir):
     sweep = read_csv(os.path.join(out_dir, "study_sweep.csv"))
     final = read_csv(os.path.join(out_dir, "study_final.csv"))
     random_labels = read_csv(os.path.join(out_dir, "study_random_labels.csv"))
+    held_path = os.path.join(out_dir, "study_held_out.csv")
+    if os.path.exists(held_path):
+        import csv
+
+        with open(held_path, newline="") as f:
+            held_out = list(csv.DictReader(f))
+        for rows in (sweep, final, random_labels):
+            attach_held_out(rows, held_out)
     parts = []
     if final:
         parts += ["Final: ClusterFit with every default, teacher NetClassifier() on noisy "
