@@ -484,7 +484,9 @@ DIAGNOSTICS = {
 }
 # Rules with a fixed threshold (no fitting): name -> (diagnostic, threshold).
 FIXED_RULES = {
-    "noise_fit likely_to_help (memorisation > 0.1)":
+    "noise_fit likely_to_help (memorisation > 0.05)":
+        ("noise_fit memorisation (train minus held-out fit)", 0.05),
+    "previous rule (memorisation > 0.1)":
         ("noise_fit memorisation (train minus held-out fit)", 0.1),
 }
 
