@@ -625,14 +625,16 @@ def plots(sweep, final, random_labels, static_dir):
                 ax.errorbar([100 * p for p in ps], [np.mean(pts[p]) for p in ps],
                             yerr=[np.std(pts[p]) for p in ps], capsize=3,
                             label=network, **style)
-            ax.axvspan(85, 95, color="0.9")
+            if random_labels:  # p = 0.9 is another kind of teacher: shade it
+                ax.axvspan(85, 95, color="0.9")
             ax.set_title(dataset)
             ax.set_xlabel("label noise p (%)")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("linear probe (clean labels)")
         axes[0].legend()
-        fig.suptitle("ClusterFit defaults on a NetClassifier() teacher; "
-                     "grey: p=0.9, random labels", fontsize=10)
+        fig.suptitle("ClusterFit defaults on a NetClassifier() teacher"
+                     + ("; grey: p=0.9, random labels" if random_labels else ""),
+                     fontsize=10)
         fig.tight_layout()
         fig.savefig(os.path.join(static_dir, "study_final.png"), dpi=110)
         plt.close(fig)
