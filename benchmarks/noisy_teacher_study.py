@@ -120,6 +120,22 @@ def commit():
     return head + ("+dirty" if dirty else "")
 
 
+# NetClassifier parameters that do not change a one-process CPU training:
+# left out of the teacher cache's name, so that adding one does not retrain.
+NOT_TRAINING = {"distributed"}
+
+
+def defaults_tag():
+    """A short hash of NetClassifier's default parameters that shape training."""
+    import joblib
+
+    from skclusterfit import NetClassifier
+
+    params = NetClassifier().get_params()
+    return joblib.hash(sorted((k, v) for k, v in params.items()
+                              if k not in NOT_TRAINING))[:8]
+
+
 def load_dataset(name, seed):
     """(X_train, X_test, y_train, y_test), stratified 70/30, split by ``seed``."""
     from sklearn.model_selection import train_test_split
@@ -198,9 +214,7 @@ def held_out_fits(cache, out):
     from skclusterfit import NetClassifier, load
     from skclusterfit.datasets import add_label_noise
 
-    import joblib
-
-    defaults = joblib.hash(sorted(NetClassifier().get_params().items()))[:8]
+    defaults = defaults_tag()
     log = RunLog(out, HELD_OUT_FIELDS, KEY[:4])
     pattern = re.compile(rf"teacher-(\w+)-p([\d.]+)-s(\d+)-([\w-]+)-{defaults}\.skcf$")
     code = commit()
@@ -236,9 +250,7 @@ def get_teacher(dataset, p, seed, recipe, split, cache):
     y_noisy = add_label_noise(y_train, p, random_state=seed)
     # The defaults are part of the name: a teacher trained under other
     # NetClassifier defaults is never reused.
-    import joblib
-
-    defaults = joblib.hash(sorted(NetClassifier().get_params().items()))[:8]
+    defaults = defaults_tag()
     path = os.path.join(
         cache, f"teacher-{dataset}-p{p}-s{seed}-{recipe}-{defaults}.skcf"
     )
@@ -466,6 +478,16 @@ DIAGNOSTICS = {
     "fit minus cluster-majority fit":
         (lambda r: r["fit_noisy"] - r["cluster_fit"], +1),
     "cluster purity w.r.t. teacher predictions": (lambda r: r["pred_purity"], -1),
+    # evaluation.noise_fit's memorisation, from study_held_out.csv (--held-out)
+    "noise_fit memorisation (train minus held-out fit)":
+        (lambda r: r.get("noise_fit_memorisation", np.nan), +1),
+}
+# Rules with a fixed threshold (no fitting): name -> (diagnostic, threshold).
+FIXED_RULES = {
+    "noise_fit likely_to_help (memorisation > 0.05)":
+        ("noise_fit memorisation (train minus held-out fit)", 0.05),
+    "previous rule (memorisation > 0.1)":
+        ("noise_fit memorisation (train minus held-out fit)", 0.1),
 }
 
 
@@ -486,24 +508,48 @@ def diagnostic_table(rows, variant):
     from scipy.stats import spearmanr
 
     for name, (fn, direction) in DIAGNOSTICS.items():
-        value = direction * np.array([fn(pre) for pre, _ in data])
-        if np.isnan(value).any():
+        value = direction * np.array([fn(pre) for pre, _ in data], dtype=float)
+        have = ~np.isnan(value)  # e.g. noise_fit only where --held-out ran
+        if have.sum() < 4:
             continue
-        threshold, correct = _best_threshold(value, sign)
+        value, s, g, ds = value[have], sign[have], gain[have], datasets[have]
+        threshold, correct = _best_threshold(value, s)
         held = 0
-        for d in np.unique(datasets):
-            train = datasets != d
-            t, _ = _best_threshold(value[train], sign[train])
-            held += np.sum((value[~train] > t) == sign[~train])
+        for d in np.unique(ds):
+            train = ds != d
+            if not train.any():
+                continue
+            t, _ = _best_threshold(value[train], s[train])
+            held += np.sum((value[~train] > t) == s[~train])
         shown = direction * threshold
-        lines.append([name, f"{'>' if direction > 0 else '<'} {shown:.3f}", "",
-                      f"{correct}/{len(data)}", f"{held}/{len(data)}",
-                      f"{direction * spearmanr(value, gain).statistic:+.2f}"])
-        lines[-1][2] = f"{shown:.3f}"
+        lines.append([name, f"{'>' if direction > 0 else '<'} {shown:.3f}", f"{shown:.3f}",
+                      f"{correct}/{len(value)}", f"{held}/{len(value)}",
+                      f"{direction * spearmanr(value, g).statistic:+.2f}"])
+    for name, (diagnostic, threshold) in FIXED_RULES.items():
+        fn, direction = DIAGNOSTICS[diagnostic]
+        value = np.array([fn(pre) for pre, _ in data], dtype=float)
+        have = ~np.isnan(value)
+        if have.sum() < 4:
+            continue
+        correct = int(np.sum((value[have] > threshold) == sign[have]))
+        lines.append([name, f"> {threshold:g}", f"{threshold:g} (fixed)",
+                      f"{correct}/{have.sum()}", f"{correct}/{have.sum()} (nothing fitted)",
+                      ""])
     always = max(sign.sum(), (~sign).sum())
     return grid(lines) + (
         f"\n{len(data)} teachers; ClusterFit ({variant}) helped on {sign.sum()}; "
         f"always predicting the majority sign is right on {always}/{len(data)}.")
+
+
+def attach_held_out(rows, held_out):
+    """noise_fit's memorisation (study_held_out.csv) onto the N_pre rows."""
+    gaps = {(h["dataset"], float(h["p"]), int(float(h["seed"])), h["teacher"]):
+            float(h["train_fit"]) - float(h["held_out_fit"]) for h in held_out}
+    for r in rows:
+        key = (r["dataset"], float(r["p"]), int(float(r["seed"])), r["teacher"])
+        if r["variant"] == "N_pre" and key in gaps:
+            r["noise_fit_memorisation"] = gaps[key]
+    return rows
 
 
 def _best_threshold(value, sign):
@@ -521,6 +567,14 @@ def report(out_dir, static_dir):
     sweep = read_csv(os.path.join(out_dir, "study_sweep.csv"))
     final = read_csv(os.path.join(out_dir, "study_final.csv"))
     random_labels = read_csv(os.path.join(out_dir, "study_random_labels.csv"))
+    held_path = os.path.join(out_dir, "study_held_out.csv")
+    if os.path.exists(held_path):
+        import csv
+
+        with open(held_path, newline="") as f:
+            held_out = list(csv.DictReader(f))
+        for rows in (sweep, final, random_labels):
+            attach_held_out(rows, held_out)
     parts = []
     if final:
         parts += ["Final: ClusterFit with every default, teacher NetClassifier() on noisy "
@@ -571,14 +625,16 @@ def plots(sweep, final, random_labels, static_dir):
                 ax.errorbar([100 * p for p in ps], [np.mean(pts[p]) for p in ps],
                             yerr=[np.std(pts[p]) for p in ps], capsize=3,
                             label=network, **style)
-            ax.axvspan(85, 95, color="0.9")
+            if random_labels:  # p = 0.9 is another kind of teacher: shade it
+                ax.axvspan(85, 95, color="0.9")
             ax.set_title(dataset)
             ax.set_xlabel("label noise p (%)")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("linear probe (clean labels)")
         axes[0].legend()
-        fig.suptitle("ClusterFit defaults on a NetClassifier() teacher; "
-                     "grey: p=0.9, random labels", fontsize=10)
+        fig.suptitle("ClusterFit defaults on a NetClassifier() teacher"
+                     + ("; grey: p=0.9, random labels" if random_labels else ""),
+                     fontsize=10)
         fig.tight_layout()
         fig.savefig(os.path.join(static_dir, "study_final.png"), dpi=110)
         plt.close(fig)

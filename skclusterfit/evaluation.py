@@ -350,10 +350,12 @@ def layerwise_probe(estimator, layers, X_train, y_train, X_test, y_test, **probe
     }
 
 
-# From benchmarks/noisy_teacher_study.py: teachers whose fit to their own noisy
-# labels exceeded their fit to held-out noisy labels by more than this gained
-# from ClusterFit; below it, the gain was within a point of zero either way.
-MEMORISATION_THRESHOLD = 0.1
+# From benchmarks/noisy_teacher_study.py: the cut that best separated the
+# sweep's 25 teachers by the sign of ClusterFit's gain (0.057, rounded), then
+# scored without refitting on the final grid's teachers (docs/paper_results.rst,
+# "Predicting the gain"). The previous value, 0.1, missed most teachers that a
+# default-trained student beats.
+MEMORISATION_THRESHOLD = 0.05
 
 
 def noise_fit(teacher, X, y, X_held_out, y_held_out):
@@ -388,7 +390,7 @@ def noise_fit(teacher, X, y, X_held_out, y_held_out):
         ``train_fit`` and ``held_out_fit`` (accuracy on ``y`` and
         ``y_held_out``), ``memorisation`` (their difference) and
         ``likely_to_help``: ``memorisation > MEMORISATION_THRESHOLD``
-        (0.1), the rule validated in ``docs/paper_results.rst``.
+        (0.05), the rule validated in ``docs/paper_results.rst``.
 
     Examples
     --------

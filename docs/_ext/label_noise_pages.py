@@ -104,11 +104,16 @@ def check_claims(rows):
                         f"{agree:.0%} of its images, not 'about half'")
     if mean(RANDOM_P, "teacher_fit_clean") > 0.2:
         problems.append(f"at p={RANDOM_P} the teacher's agreement is not at chance")
-    for p in sorted({r["p"] for r in rows}):
-        gain = 100 * (mean(p, "n_cf") - mean(p, "n_pre"))
-        if abs(gain) > 1.5:
-            problems.append(f"at p={p} the mean difference is {gain:+.1f} points, "
-                            "not 'about a point'")
+    gain = {p: 100 * (mean(p, "n_cf") - mean(p, "n_pre")) for p in {r["p"] for r in rows}}
+    if not -1.5 <= gain[0.0] <= 0.5:
+        problems.append(f"with clean labels the student is {gain[0.0]:+.1f} points from "
+                        "its teacher, not 'within about a point, below it'")
+    if not 2.0 <= gain[HEADLINE_P] <= 6.0:
+        problems.append(f"at p={HEADLINE_P} the mean gain is {gain[HEADLINE_P]:+.1f} "
+                        "points, not 'a few points'")
+    if not gain[0.0] < gain.get(0.5, np.inf) < gain[HEADLINE_P] < gain[RANDOM_P]:
+        problems.append("the mean gain does not grow with the noise: "
+                        + ", ".join(f"p={p}: {g:+.1f}" for p, g in sorted(gain.items())))
     if problems:
         from sphinx.errors import ExtensionError
 

@@ -95,9 +95,9 @@ plt.show()
 # What the figure shows, for this seed: with clean labels the student is
 # slightly *below* its teacher -- the clusters are a lossy copy of features
 # that were already right for the task, as in the paper's Figure 3 at zero
-# noise. Once most labels are wrong (75%), the teacher's features have
-# degraded and the student, which never saw a label, is ahead of it. The
-# gains are small in absolute terms: on 8x8 digits a trained CNN is never
+# noise. Once most labels are wrong (75%), the teacher has memorised part
+# of them, its features have degraded, and the student, which never saw a
+# label, is a few points ahead of it. On 8x8 digits a trained CNN is never
 # far from the ceiling, and even the random-label teacher (90%) keeps
 # features a linear probe does well on (a convolutional network with
 # *random* weights is already a strong baseline here, see
