@@ -109,6 +109,8 @@ def fitted_fingerprint(estimator):
     arrays and the fitted state of nested estimators: the teacher's fitted
     state, not its name, defines the features, so a weight file replaced on
     disk, or a teacher retrained with the same parameters, changes the hash.
+    Wall-clock timings (``stage_seconds_``, the seconds of each epoch) are
+    left out: two equal fits have the same fingerprint.
 
     Examples
     --------
@@ -127,6 +129,12 @@ def fitted_fingerprint(estimator):
     return hash_arrays(arrays)
 
 
+# Wall-clock measurements kept beside what a fit learned (ClusterFit's
+# stage_seconds_, the "seconds" of each epoch in history_): two equal fits
+# differ in them, so they are no part of what the fit is.
+_WALL_CLOCK = frozenset({"stage_seconds_", "seconds"})
+
+
 def _collect_fitted(value, prefix, arrays):
     if isinstance(value, nn.Module):
         for key, tensor in value.state_dict().items():
@@ -135,13 +143,19 @@ def _collect_fitted(value, prefix, arrays):
         # Fitted attributes, and the estimators a meta-estimator holds as
         # parameters (a Pipeline's steps, a FrozenEstimator's estimator).
         for name, attribute in sorted(vars(value).items()):
-            if name.startswith("_"):
+            if name.startswith("_") or name in _WALL_CLOCK:
                 continue
             if name.endswith("_") or _holds_estimator(attribute):
                 _collect_fitted(attribute, f"{prefix}.{name}", arrays)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
             _collect_fitted(item, f"{prefix}[{index}]", arrays)
+    elif isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        # e.g. ClusterFit.rounds_: its students by content, not by repr (whose
+        # object addresses differ between processes and runs).
+        for key in sorted(value):
+            if key not in _WALL_CLOCK:  # e.g. the seconds of a history_ epoch
+                _collect_fitted(value[key], f"{prefix}[{key!r}]", arrays)
     elif isinstance(value, np.ndarray) and value.dtype != object:
         arrays[prefix] = value
     else:

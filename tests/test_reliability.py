@@ -383,3 +383,24 @@ def test_fitted_fingerprint_of_a_callable_does_not_depend_on_its_address():
     assert fitted_fingerprint(one) == fitted_fingerprint(two)
     three = FeatureExtractor("mlp", preprocess=first, random_state=1).fit(X)
     assert fitted_fingerprint(one) != fitted_fingerprint(three)
+
+
+def test_fitted_fingerprint_of_clusterfit_rounds_is_by_content():
+    """``rounds_`` (a list of dicts holding students) is hashed by what the
+    students learned: two equal fits agree (a repr would show object
+    addresses, so processes of one distributed fit would disagree), a fit
+    with another seed does not."""
+    from skclusterfit.fingerprint import fitted_fingerprint
+
+    X = load_digits().data[:120].astype(np.float32)
+
+    def fit(seed):
+        return ClusterFit(FeatureExtractor("mlp", random_state=0), K=5,
+                          student=NetClassifier("mlp", max_epochs=1),
+                          n_rounds=2, random_state=seed).fit(X)
+
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        one, two, other = fit(0), fit(0), fit(1)
+    assert one.rounds_[0]["student"] is not two.rounds_[0]["student"]
+    assert fitted_fingerprint(one) == fitted_fingerprint(two)
+    assert fitted_fingerprint(one) != fitted_fingerprint(other)
