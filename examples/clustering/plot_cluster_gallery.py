@@ -109,19 +109,20 @@ plt.show()
 
 # %%
 # A humbling result: on 8x8 digits, which are centred and size-normalised,
-# raw pixels already cluster by digit a little *better* than the features of
-# this teacher, whose training on 80% wrong labels has blurred some digit
-# boundaries. The clusters of its features are still mostly one digit each
-# (purity close to 0.9 at ``K=50``, printed below), and that is all the
-# student needs: trained on them, it probes better than a teacher trained on
-# mostly wrong labels (see
-# :ref:`sphx_glr_auto_examples_paper_plot_label_noise.py`). On real photos,
-# where pixels cluster by colour and background rather than by object, the
-# teacher's features are the only usable space to cluster in.
+# raw pixels cluster by digit clearly *better* than the features of this
+# teacher (mean NMI about 0.69 against 0.43, printed below): its training on
+# 80% wrong labels -- with the default AdamW recipe, which fits much of the
+# noise -- has blurred many digit boundaries. Its clusters are still one
+# digit for most of their members (purity about 0.7 at ``K=50``, where a
+# random assignment gives about 0.1), and that is what the student needs:
+# trained on them, it probes better than a teacher trained on mostly wrong
+# labels (see :ref:`sphx_glr_auto_examples_paper_plot_label_noise.py`). On
+# real photos, where pixels cluster by colour and background rather than by
+# object, the teacher's features are the only usable space to cluster in.
 print(f"K=50: NMI {normalized_mutual_info_score(y, labels):.3f}, "
       f"purity {purity(y, labels):.3f}")
 print("mean NMI over K: teacher features "
       f"{np.mean(nmi['teacher features']):.3f}, raw pixels {np.mean(nmi['raw pixels']):.3f}")
 # The claims above, checked on this run:
-assert np.mean(nmi["raw pixels"]) > np.mean(nmi["teacher features"])
-assert purity(y, labels) > 0.85
+assert np.mean(nmi["raw pixels"]) > np.mean(nmi["teacher features"]) + 0.15
+assert 0.6 < purity(y, labels) < 0.8

@@ -102,10 +102,11 @@ for ax in (ax1, ax2):
 plt.show()
 
 # %%
-# What this run shows. The four options give pseudo-labels of similar
-# quality (NMI) and students within about a point of each other, which is
-# the spread one seed moves on 540 test images: on these 128-dimensional
-# features of a small CNN, none of them matters much, and the default --
+# What this run shows. Whitening gives pseudo-labels slightly closer to the
+# digits (NMI about 0.05 higher than without it), but the four students
+# end within about a point of each other, which is the spread one seed
+# moves on 540 test images: on these 128-dimensional features of a small
+# CNN, none of the options matters much to the student, and the default --
 # L2 normalisation, the cosine geometry the public implementations use --
 # has no special claim to being the best. Its rank in this run:
 ranking = sorted(results, key=lambda n: results[n][1], reverse=True)
@@ -115,7 +116,10 @@ spread = 100 * (max(r[1] for r in results.values()) - min(r[1] for r in results.
 print(f"spread of the students' probes: {spread:.1f} points")
 nmi_spread = max(r[0] for r in results.values()) - min(r[0] for r in results.values())
 assert spread <= 1.5, "the four students should be within about a point here"
-assert nmi_spread <= 0.05, "the four pseudo-labellings should be of similar quality"
+print(f"spread of the pseudo-labels' NMI: {nmi_spread:.3f}")
+assert nmi_spread <= 0.08, "the four pseudo-labellings should differ by a few NMI points"
+whitened = max(results["whiten"][0], results["whiten + L2"][0])
+assert whitened >= max(results["raw"][0], results["L2"][0]), "whitening should lead on NMI"
 
 # %%
 # Whitening earns its place on larger features: on 2048-dimensional ResNet

@@ -95,21 +95,22 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %%
-# What the search found. The curve is flat: the four values of ``K``, from
-# the number of classes to thirty times it, are within about a point of
-# each other, less than the largest fold-to-fold standard deviation. The
-# winner is decided by differences of that size, and a search on other
-# folds or seeds can pick another. That is the paper's observation too --
-# past a minimum, accuracy depends little on ``K`` -- and the reason its
-# advice of about ten times the number of classes is a safe default rather
-# than an optimum to hit: it leaves each class several clusters, so a class
-# that the teacher's features split is not merged with another.
+# What the search found. Accuracy rises from ``K`` = 10 (the number of
+# classes) to ``K`` = 100 and then levels off: 100 and 300 are tied, and
+# the whole curve spans about two points. That is the paper's observation --
+# past a minimum of several clusters per class, accuracy depends little on
+# ``K`` -- and the reason its advice of about ten times the number of
+# classes (``K="auto"`` for a classifier teacher) is a safe default: it
+# leaves each class several clusters, so a class that the teacher's
+# features split is not merged with another, and more clusters buy little.
 spread = mean.max() - mean.min()
+plateau = mean[list(Ks).index(100):]
 print(f"best mean: K={Ks[mean.argmax()]}; spread of the means {spread:.1f} points, "
       f"largest standard deviation {std.max():.1f} points")
 # The claims above, checked on this run:
-assert spread <= 1.5, "the accuracy should depend little on K here"
-assert spread <= std.max(), "the differences between K should be within the fold-to-fold noise"
+assert mean[0] < mean[list(Ks).index(100)], "K = 10 should be below K = 100"
+assert plateau.max() - plateau.min() <= std.max(), "from K = 100 on, within fold noise"
+assert spread <= 3.0, "the whole curve should span a few points"
 
 # %%
 # The refitted best pipeline is an ordinary scikit-learn estimator: it

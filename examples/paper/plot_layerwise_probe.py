@@ -89,12 +89,12 @@ plt.show()
 
 # %%
 # What the probes show. In the first block the two networks are within
-# about a point of each other (both learned strokes and edges). In blocks 2
-# and 3 the student's features are ahead of RotNet's, by about a point -- a
-# handful of the 540 test images, so on one seed a hint rather than a
-# measurement. The direction is the paper's Figure 4: the pretext task
-# claims the top of the teacher, and the student, trained on clusters
-# instead, keeps its top layers general.
+# about two points of each other (both learned strokes and edges). The
+# student's lead grows with depth: about 3 points in block 2 and about 5 in
+# block 3 (tens of the 540 test images; one seed, so the sizes are rough,
+# the ordering less so). That is the paper's Figure 4: the pretext task
+# claims the top of the teacher, where RotNet's probe accuracy falls back,
+# and the student, trained on clusters instead, keeps its top layers general.
 #
 # The output layers are not a fair comparison and are shown on their own
 # scale for that reason: a linear probe on RotNet's 4 rotation scores has 4
@@ -108,6 +108,7 @@ for layer, short in layers.items():
           f"{round((student_acc[layer] - teacher_acc[layer]) * n_test):+d} test images")
 blocks_diff = [student_acc[l] - teacher_acc[l] for l in list(layers)[:3]]
 # The claims above, checked on this run:
-assert abs(blocks_diff[0]) <= 0.015, "block 1 should be alike in both networks"
-assert blocks_diff[1] > 0 and blocks_diff[2] > 0, "the student should lead in blocks 2-3"
-assert max(blocks_diff) <= 0.015, "the lead should be about a point here"
+assert abs(blocks_diff[0]) <= 0.025, "block 1 should be alike in both networks"
+assert blocks_diff[0] < blocks_diff[1] < blocks_diff[2], "the lead should grow with depth"
+assert 0.02 <= blocks_diff[2] <= 0.07, "the lead in block 3 should be a few points"
+assert teacher_acc[list(layers)[2]] < teacher_acc[list(layers)[1]], "RotNet falls back at the top"

@@ -92,7 +92,7 @@ def make_clusterfit(checkpoint_dir=None, verbose=0):
     return ClusterFit(
         teacher=FrozenEstimator(teacher),
         K=50,
-        student=NetClassifier(my_net, max_epochs=6, augment=ShiftOrInterrupt()),
+        student=NetClassifier(my_net, max_epochs=6, batch_size=128, augment=ShiftOrInterrupt()),
         random_state=0,
         checkpoint_dir=checkpoint_dir,
         verbose=verbose,  # 1: one line per stage
