@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 from torch import nn
 
 from . import _stages
@@ -19,7 +19,14 @@ from ._base import NetworkFeaturesMixin
 from ._estimators import DefaultComponentsMixin, final_step, unfrozen
 from ._out_of_core import FeatureStorage, parse_bytes
 from ._progress import log
-from ._teachers import fit_teacher, make_student, student_from, teacher_features, teacher_from
+from ._teachers import (
+    StudentFeaturesMixin,
+    fit_teacher,
+    make_student,
+    student_from,
+    teacher_features,
+    teacher_from,
+)
 from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
 from .checkpoint import CLUSTERS, StageStore, features_stage
@@ -37,6 +44,7 @@ _MANY_CLASSES_WARNING = "The number of unique classes is greater than 50%"
 
 
 class ClusterFit(
+    StudentFeaturesMixin,
     PersistenceMixin,
     DefaultComponentsMixin,
     NetworkFeaturesMixin,
@@ -467,22 +475,6 @@ class ClusterFit(
             group=group,
         )
 
-    def transform(self, X):
-        """Student penultimate features of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, ...) or torch Dataset
-            Inputs shaped like those seen in fit.
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, ``n_features_out_``), float32
-        """
-        check_is_fitted(self, "student_")
-        X = validate_input(self, X, reset=False)
-        return self.student_.transform(X)
-
 
 def _k_parameter(clusterer):
     """The name under which the clusterer takes K, or None."""
@@ -493,9 +485,3 @@ def _k_parameter(clusterer):
 def _needs_labels(clusterer):
     """Whether the clusterer's fit needs y (scikit-learn's ``target_tags.required``)."""
     return get_tags(final_step(clusterer)).target_tags.required
-
-
-def _cluster(clusterer, features, y=None):
-    """The cluster stage's result: ``(labels, centers, fitted clusterer)``."""
-    labels = _stages.cluster_labels(clusterer, features, y)
-    return labels, _stages.cluster_centers(clusterer, features, labels), clusterer

@@ -9,13 +9,14 @@ import os
 import warnings
 
 from joblib import Memory
-from sklearn.base import clone
+from sklearn.base import TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
 from . import _stages
 from ._estimators import unfrozen
+from ._validation import validate_input
 from .features import FeatureExtractor
 from .fingerprint import estimator_fingerprint
 from .training import NetClassifier
@@ -165,3 +166,28 @@ def make_student(student, teacher, *, seed=None, device="auto", verbose=0, group
         spec = getattr(unfrozen(teacher), "_preprocess_spec", None)
         updates["preprocess"] = spec() if spec is not None else None
     return student.set_params(**updates)
+
+
+class StudentFeaturesMixin(TransformerMixin):
+    """``transform`` of an estimator whose output is its trained ``student_``'s
+    features (ClusterFit, Distillation).
+
+    A TransformerMixin itself: scikit-learn wraps ``transform`` for
+    ``set_output`` only in the class that defines it.
+    """
+
+    def transform(self, X):
+        """Student penultimate features of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...) or torch Dataset
+            Inputs shaped like those seen in fit.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
+        """
+        check_is_fitted(self, "student_")
+        X = validate_input(self, X, reset=False)
+        return self.student_.transform(X)

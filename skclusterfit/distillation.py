@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 from torch import nn
 
 from . import _stages
@@ -25,7 +25,7 @@ from ._base import NetworkFeaturesMixin
 from ._estimators import DefaultComponentsMixin, unfrozen
 from ._progress import log
 from ._soft_targets import SoftTargets
-from ._teachers import fit_teacher, make_student, student_from, teacher_features, teacher_from
+from ._teachers import StudentFeaturesMixin, fit_teacher, make_student, student_from, teacher_features, teacher_from
 from ._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
 from .backbones import build_module, find_head
@@ -78,6 +78,7 @@ def head_layer(model, sample_shape):
 
 
 class Distillation(
+    StudentFeaturesMixin,
     PersistenceMixin,
     DefaultComponentsMixin,
     NetworkFeaturesMixin,
@@ -282,19 +283,3 @@ class Distillation(
             sample_shape = make_source(X).sample_shape
             teacher = clone(teacher).set_params(layer=head_layer(teacher.model, sample_shape))
         return teacher
-
-    def transform(self, X):
-        """Student penultimate features of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, ...) or torch Dataset
-            Inputs shaped like those seen in fit.
-
-        Returns
-        -------
-        features : ndarray of shape (n_samples, ``n_features_out_``), float32
-        """
-        check_is_fitted(self, "student_")
-        X = validate_input(self, X, reset=False)
-        return self.student_.transform(X)

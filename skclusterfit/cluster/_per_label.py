@@ -177,17 +177,3 @@ class PerLabelKMeans(
         self.cluster_centers_ = np.concatenate(centers).astype(X.dtype, copy=False)
         self.labels_ = labels
         return self
-
-    def fit_predict(self, X, y):
-        """Fit and return the cluster of each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X, y).labels_

@@ -24,6 +24,22 @@ class LabelsRequiredMixin:
         tags.target_tags.required = True
         return tags
 
+    def fit_predict(self, X, y):
+        """Fit and return the cluster of each training sample.
+
+        (scikit-learn's ``ClusterMixin.fit_predict`` would not pass ``y``.)
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.fit(X, y).labels_
+
 
 def preprocess_rows(X, normalize):
     """Float rows, L2-normalised when ``normalize`` (ClusterFit's k-means space)."""
@@ -136,17 +152,3 @@ class PrototypeClusterer(LabelsRequiredMixin, PersistenceMixin, ClusterMixin, Ba
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._nearest(preprocess_rows(X, self.normalize))
-
-    def fit_predict(self, X, y):
-        """Fit and return the label of each training sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X, y).labels_
