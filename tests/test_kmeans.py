@@ -12,7 +12,15 @@ from sklearn.cluster import kmeans_plusplus
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from skclusterfit.cluster import KMeans, PCAWhitening, _ann, _exact_cpu, _exact_torch, _kmeans
+from skclusterfit.cluster import (
+    KMeans,
+    PCAWhitening,
+    _ann,
+    _common,
+    _exact_cpu,
+    _exact_torch,
+    _kmeans,
+)
 from skclusterfit.cluster._common import LocalComm
 from skclusterfit.cluster._rows import ArrayRows
 
@@ -279,13 +287,96 @@ def test_ann_falls_back_to_exact_when_the_walk_is_stuck(monkeypatch):
     assert unchecked.inertia_ > 1.03 * exact.inertia_
 
 
-def test_centroid_graph_is_the_exact_knn_graph():
+def test_ann_widens_the_search_before_falling_back_to_exact(monkeypatch):
+    """The hard case again, with wider inverted-file searches allowed up to every
+    group: the check is satisfied by widening, no exact pass is needed, and the
+    inertia stays within 1% of exact Lloyd's."""
     rng = np.random.RandomState(0)
-    centers = rng.normal(size=(300, 8)).astype(np.float32)
-    graph = _ann.centroid_graph(centers, 5)
-    d = ((centers[:, None] - centers[None]) ** 2).sum(-1)
+    means = rng.standard_normal((300, 64)).astype(np.float32)
+    X = means[rng.randint(300, size=10000)] + rng.standard_normal((10000, 64)).astype(np.float32)
+    init = X[np.random.RandomState(1).choice(len(X), 300, replace=False)]
+    exact = KMeans(300, init=init, normalize=False, assign="exact", device="cpu").fit(X)
+    checks = []
+    original = _ann._WalkCheck.e_step
+
+    def counting(self, *args):
+        changed = original(self, *args)
+        checks.append((self.wider_passes, self.exact_passes))
+        return changed
+
+    monkeypatch.setattr(_ann._WalkCheck, "e_step", counting)
+    monkeypatch.setattr(_ann, "MAX_PROBE_FRACTION", 1.0)
+    ann = KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0)
+    ann.fit(X)
+    wider, exact_passes = checks[-1]
+    assert wider >= 1 and exact_passes == 0
+    assert ann.inertia_ <= 1.01 * exact.inertia_
+
+
+@pytest.mark.parametrize("n_clusters, n_neighbors", [(300, 5), (3000, 32)])
+def test_centroid_graph_is_the_exact_knn_graph(n_clusters, n_neighbors):
+    rng = np.random.RandomState(0)
+    centers = rng.normal(size=(n_clusters, 8)).astype(np.float32)
+    graph = _ann.centroid_graph(centers, n_neighbors)
+    d = ((centers[:, None].astype(np.float64) - centers[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
-    np.testing.assert_array_equal(np.sort(graph, 1), np.sort(np.argsort(d, 1)[:, :5], 1))
+    expected = np.sort(np.argsort(d, 1)[:, :n_neighbors], 1)
+    agree = (np.sort(graph, 1) == expected).all(1)
+    # float32 GEMM distances may swap two neighbours at the k-th place.
+    assert agree.mean() >= 0.99
+
+
+def test_fitted_centroid_graph_belongs_to_the_final_centres(overlapping):
+    km = KMeans(60, assign="ann", device="cpu", random_state=0).fit(overlapping)
+    expected = _ann.centroid_graph(km.cluster_centers_, km.n_neighbors)
+    agree = (np.sort(km.centroid_graph_, 1) == np.sort(expected, 1)).all(1)
+    assert agree.mean() >= 0.95  # equal up to float32 near-ties (fitted on centred data)
+
+
+def test_balanced_groups_caps_group_sizes():
+    """A dense blob beside scattered points: plain k-means leaves one group with
+    most of the blob; no balanced group exceeds twice the mean size, none is
+    empty, each centre is its members' mean, and the result is deterministic."""
+    rng = np.random.RandomState(0)
+    points = np.vstack([
+        rng.normal(scale=0.01, size=(1500, 16)),
+        rng.normal(scale=5.0, size=(500, 16)),
+    ]).astype(np.float32)
+    _, plain = _common.small_kmeans(points, 40, 0, n_iter=10)
+    assert np.bincount(plain).max() > 2 * 50  # the imbalance being fixed
+    centres, groups = _common.balanced_groups(points, 40, 0)
+    counts = np.bincount(groups, minlength=len(centres))
+    assert counts.min() >= 1 and counts.max() <= 2 * 50
+    for g in range(len(centres)):
+        np.testing.assert_allclose(centres[g], points[groups == g].mean(0), atol=1e-5)
+    again_centres, again = _common.balanced_groups(points, 40, 0)
+    np.testing.assert_array_equal(groups, again)
+    np.testing.assert_array_equal(centres, again_centres)
+    # Identical points cannot be split by k-means: they are sliced.
+    _, same = _common.balanced_groups(np.ones((100, 4), dtype=np.float32), 10, 0)
+    assert np.bincount(same).max() <= 2 * 10
+
+
+def test_wider_search_keeps_the_closer_centre():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(2000, 16)).astype(np.float32)
+    centers = rng.normal(size=(200, 16)).astype(np.float32)
+    labels = rng.randint(200, size=2000).astype(np.int32)
+    candidates = rng.randint(200, size=2000).astype(np.int32)
+    d = ((X[:, None] - centers[None]) ** 2).sum(-1)
+    expected = np.where(d[np.arange(2000), candidates] < d[np.arange(2000), labels],
+                        candidates, labels)
+    _ann.keep_closer(X, centers, labels, candidates)
+    np.testing.assert_array_equal(labels, expected)
+
+
+def test_wider_search_all_groups_is_exact_nearest():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(3000, 16)).astype(np.float32)
+    centers = rng.normal(size=(400, 16)).astype(np.float32)
+    groups = _ann.CentroidGroups(centers, 0, n_probe=1000)  # every group probed
+    expected, _ = exact_nearest(X, centers)
+    assert np.mean(groups.nearest(X, centers) == expected) >= 0.999
 
 
 def test_auto_assign_switches_to_ann_for_large_k(monkeypatch, overlapping):
@@ -572,6 +663,34 @@ def test_memmap_is_streamed_not_copied(float16_memmap, monkeypatch, params):
     np.testing.assert_allclose(streamed.cluster_centers_, reference.cluster_centers_, atol=1e-4)
     np.testing.assert_array_equal(labels, streamed.labels_)
     assert streamed.inertia_ == pytest.approx(reference.inertia_, rel=1e-4)
+
+
+@pytest.mark.parametrize("params", [{}, {"assign": "ann"}, {"normalize": False}],
+                         ids=["exact", "ann", "raw"])
+def test_large_in_memory_array_is_streamed_like_a_copy(float16_memmap, monkeypatch, params):
+    """An in-memory array too large to copy is prepared block by block (one
+    reused buffer): the same fit as from a copy."""
+    from skclusterfit.cluster import _rows
+
+    X = np.asarray(float16_memmap, dtype=np.float32)
+    params = dict(params, init_size=1000)
+    reference = KMeans(30, device="cpu", random_state=0, **params).fit(X)
+    monkeypatch.setattr(_kmeans, "_COPY_LIMIT_BYTES", 2**20)
+    monkeypatch.setattr(_rows, "STREAM_BLOCK_BYTES", 256 * 2**10)
+    streamed_rows = []
+    original = _rows.StreamRows.blocks
+
+    def spy(self, *args):
+        streamed_rows.append(self.n_rows)
+        yield from original(self, *args)
+
+    monkeypatch.setattr(_rows.StreamRows, "blocks", spy)
+    streamed = KMeans(30, device="cpu", random_state=0, **params).fit(X)
+    assert streamed_rows and set(streamed_rows) == {len(X)}
+    assert np.mean(streamed.labels_ == reference.labels_) > 0.999
+    np.testing.assert_allclose(streamed.cluster_centers_, reference.cluster_centers_, atol=1e-4)
+    assert streamed.inertia_ == pytest.approx(reference.inertia_, rel=1e-4)
+    np.testing.assert_array_equal(streamed.predict(X), streamed.labels_)
 
 
 def test_memmap_with_max_samples_holds_only_the_sample(float16_memmap, monkeypatch):

@@ -14,8 +14,11 @@ Points without a current centre (the first assignment, ``predict``) start
 from the nearest centroid among a few probed groups of an inverted file over
 the centroids (``CentroidGroups``). After every walk, the walk's labels of a
 fixed random sample of rows are compared with their nearest centres by GEMM;
-when they agree on fewer than 99% of them (data where the walk gets stuck),
-the step is redone exactly (``_WalkCheck``).
+when they agree on fewer than 99% of them (a first assignment that started
+too far, or data where the walk gets stuck), the points restart from a wider
+search of the inverted file (twice the probes each time, a point keeping the
+closer of its two centres) and walk again; only when the probes would cost
+about a quarter of the exact step is the step redone exactly (``_WalkCheck``).
 
 The walk is a numba kernel (numba comes with pynndescent), compiled on first
 use and cached on disk outside the package (``_numba.py``).
@@ -27,7 +30,7 @@ import numba
 import numpy as np
 
 from .._progress import progress
-from ._common import KMeansResult, inertia, small_kmeans, update_centers
+from ._common import KMeansResult, balanced_groups, inertia, update_centers
 from ._distributed import shard_layout
 from ._exact_cpu import gemm_nearest, nearest_centers
 from ._numba import njit
@@ -38,8 +41,15 @@ from ._parallel import map_chunks, n_threads, single_threaded_blas, split
 MAX_HOPS = 64
 # Rows of centroid-centroid distances computed per GEMM when building the graph.
 _GRAPH_BLOCK = 1024
+# Rows per task of the inverted-file search: enough that each probed group's
+# GEMM has hundreds of rows (per-group Python overhead stays small).
+_SEARCH_ROWS = 4096
 # Centroid groups probed per point by the first assignment (of ~sqrt(K) groups).
 N_PROBE = 4
+# A wider search probes at most this fraction of the groups: beyond it (about
+# (1 + n_probe) / n_groups of the exact step's distances) the exact step is cheaper
+# to trust.
+MAX_PROBE_FRACTION = 0.25
 # After every walk, the walk's labels of this many random rows are compared
 # with their exact nearest centres; below this agreement the walk is not
 # trusted for this data and the E-step is redone exactly for all rows.
@@ -55,6 +65,23 @@ def _dot(a, b):
     return total
 
 
+@numba.njit(inline="always", fastmath=True)
+def _dot4(x, a, b, c, d):
+    """Four dot products in one pass over ``x``: four independent sums keep the
+    FMA units busy where one sum waits on its own latency (2-3x at d = 2048)."""
+    sa = np.float32(0.0)
+    sb = np.float32(0.0)
+    sc = np.float32(0.0)
+    sd = np.float32(0.0)
+    for k in range(x.shape[0]):
+        xk = x[k]
+        sa += xk * a[k]
+        sb += xk * b[k]
+        sc += xk * c[k]
+        sd += xk * d[k]
+    return sa, sb, sc, sd
+
+
 @njit(fastmath=True, nogil=True)
 def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, max_hops):
     """Walk each point ``order[p]`` from ``labels[i]`` to a local nearest centre.
@@ -63,6 +90,7 @@ def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, m
     so one dot product per candidate. ``labels`` is updated in place.
     """
     n_neighbors = graph.shape[1]
+    n_fours = n_neighbors - n_neighbors % 4
     for p in range(order.shape[0]):
         i = order[p]
         x = X[i]
@@ -70,8 +98,20 @@ def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, m
         best = current
         best_value = half_center_sq[current] - _dot(x, centers[current])
         for _ in range(max_hops):
-            for j in range(n_neighbors):
-                candidate = graph[current, j]
+            neighbours = graph[current]
+            for j in range(0, n_fours, 4):
+                dots = _dot4(
+                    x, centers[neighbours[j]], centers[neighbours[j + 1]],
+                    centers[neighbours[j + 2]], centers[neighbours[j + 3]],
+                )
+                for t in range(4):
+                    candidate = neighbours[j + t]
+                    value = half_center_sq[candidate] - dots[t]
+                    if value < best_value:
+                        best_value = value
+                        best = candidate
+            for j in range(n_fours, n_neighbors):
+                candidate = neighbours[j]
                 value = half_center_sq[candidate] - _dot(x, centers[candidate])
                 if value < best_value:
                     best_value = value
@@ -81,6 +121,58 @@ def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, m
             current = best
         labels[i] = best
         best_score[i] = best_value
+
+
+@njit(fastmath=True, nogil=True)
+def _keep_closer(X, rows, centers, half_center_sq, labels, candidates):
+    """``labels[i] = candidates[i]`` where that centre is closer to ``X[i]``."""
+    for p in range(rows.shape[0]):
+        i = rows[p]
+        a = labels[i]
+        b = candidates[i]
+        if a != b and (half_center_sq[b] - _dot(X[i], centers[b])
+                       < half_center_sq[a] - _dot(X[i], centers[a])):
+            labels[i] = b
+
+
+def keep_closer(X, centers, labels, candidates, half_center_sq=None):
+    """Per row, the closer of ``labels`` and ``candidates`` (int32), into ``labels``."""
+    if half_center_sq is None:
+        half_center_sq = half_squared_norms(centers)
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    map_chunks(
+        lambda a, b: _keep_closer(X, rows[a:b], centers, half_center_sq, labels, candidates),
+        X.shape[0], max(1024, split(X.shape[0], 4 * n_threads())),
+    )
+
+
+@njit(nogil=True)
+def _smallest_k(distances, k, out):
+    """Columns of the ``k`` smallest values of each row, into ``out`` (unordered).
+
+    One pass per row against the current k-th smallest: at K in the thousands
+    and k = 32 almost every value is rejected by one comparison, where
+    ``np.argpartition`` moves every value (it took 60% of the graph's time).
+    """
+    values = np.empty(k, dtype=distances.dtype)
+    for r in range(distances.shape[0]):
+        row = distances[r]
+        for j in range(k):
+            values[j] = row[j]
+            out[r, j] = j
+        worst = 0
+        for j in range(1, k):
+            if values[j] > values[worst]:
+                worst = j
+        for column in range(k, row.shape[0]):
+            value = row[column]
+            if value < values[worst]:
+                values[worst] = value
+                out[r, worst] = column
+                worst = 0
+                for j in range(1, k):
+                    if values[j] > values[worst]:
+                        worst = j
 
 
 def centroid_graph(centers, n_neighbors):
@@ -103,7 +195,7 @@ def centroid_graph(centers, n_neighbors):
         distances += sq
         rows = np.arange(stop - start)
         distances[rows, rows + start] = np.inf  # a centre is not its own neighbour
-        graph[start:stop] = np.argpartition(distances, n_neighbors - 1, axis=1)[:, :n_neighbors]
+        _smallest_k(distances, n_neighbors, graph[start:stop])
 
     with single_threaded_blas():
         map_chunks(work, n_clusters, _GRAPH_BLOCK)
@@ -113,8 +205,9 @@ def centroid_graph(centers, n_neighbors):
 class CentroidGroups:
     """An inverted file over the centroids: where a point's walk starts.
 
-    The centroids are clustered into ~sqrt(K) groups (a few exact Lloyd
-    iterations over the K centroids); a point probes its ``n_probe`` nearest
+    The centroids are clustered into ~sqrt(K) groups of balanced sizes (a few
+    exact Lloyd iterations over the K centroids, large groups split:
+    ``balanced_groups``); a point probes its ``n_probe`` nearest
     groups (one small GEMM) and starts from the nearest centroid among their
     members. Starting from a few random "entry" centroids instead leaves the
     walk stuck in the wrong region when the data has separated modes (the
@@ -125,13 +218,13 @@ class CentroidGroups:
     def __init__(self, centers, seed, n_probe=N_PROBE):
         n_clusters = centers.shape[0]
         n_groups = max(1, int(round(math.sqrt(n_clusters))))
-        self.group_centers, groups = small_kmeans(centers, n_groups, seed, n_iter=10)
+        self.group_centers, groups = balanced_groups(centers, n_groups, seed)
         self.members = np.argsort(groups, kind="stable").astype(np.int32)
         counts = np.bincount(groups, minlength=len(self.group_centers))
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_probe = min(n_probe, len(self.group_centers))
 
-    def nearest(self, X, centers, chunk_size):
+    def nearest(self, X, centers, chunk_size=None):
         """Approximate nearest centre (int32) of every row of ``X``.
 
         Per chunk of rows: one GEMM against the group centres picks each
@@ -179,24 +272,31 @@ class CentroidGroups:
             labels[start:stop] = best_label
 
         with single_threaded_blas():
-            map_chunks(work, X.shape[0], 4096)
+            map_chunks(work, X.shape[0], chunk_size or _SEARCH_ROWS)
         return labels
 
 
-def entry_labels(X, centers, seed, chunk_size, n_probe=N_PROBE):
+def entry_labels(X, centers, seed, chunk_size=None, n_probe=N_PROBE):
     """Start of the walk for points with no current centre (see CentroidGroups)."""
     groups = CentroidGroups(centers, seed, n_probe)
     return groups.nearest(X, centers, chunk_size)
 
 
-def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS):
+def half_squared_norms(centers):
+    """``|c|^2 / 2`` of every centre (float32): the walk's per-centre constant."""
+    return (0.5 * np.einsum("ij,ij->i", centers, centers)).astype(np.float32)
+
+
+def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS, half_center_sq=None):
     """Improve ``labels`` (int32, in place) by the greedy walk.
 
     Points are visited grouped by their current label, so the centroids a
-    thread reads stay in cache.
+    thread reads stay in cache. ``half_center_sq`` (``half_squared_norms``)
+    may be passed by callers that walk many blocks with the same centres.
     """
     order = np.argsort(labels, kind="stable").astype(np.int64)
-    half_center_sq = (0.5 * np.einsum("ij,ij->i", centers, centers)).astype(np.float32)
+    if half_center_sq is None:
+        half_center_sq = half_squared_norms(centers)
     score = np.empty(X.shape[0], dtype=np.float32)
     map_chunks(
         lambda a, b: _greedy_walk(
@@ -209,10 +309,11 @@ def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS):
 def _walk_all(rows, centers, graph, labels):
     """The walk for every block of rows; returns the number of labels changed."""
     changed = 0
+    half_center_sq = half_squared_norms(centers)
     for start, block in rows.blocks():
         block_labels = labels[start : start + block.shape[0]]
         before = block_labels.copy()
-        graph_assign(block, centers, graph, block_labels)
+        graph_assign(block, centers, graph, block_labels, half_center_sq=half_center_sq)
         changed += int(np.count_nonzero(before != block_labels))
     return changed
 
@@ -228,33 +329,49 @@ def _exact_all(rows, centers, labels):
     return changed
 
 
-def _entry_all(rows, centers, seed, chunk_size):
+def _entry_all(rows, centers, groups, chunk_size):
     labels = np.empty(rows.n_rows, dtype=np.int32)
-    groups = CentroidGroups(centers, seed)
     for start, block in rows.blocks():
         labels[start : start + block.shape[0]] = groups.nearest(block, centers, chunk_size)
     return labels
+
+
+def _wider_all(rows, centers, groups, graph, labels, chunk_size):
+    """Restart every row from ``groups``' search, walk, keep the closer centre."""
+    half_center_sq = half_squared_norms(centers)
+    for start, block in rows.blocks():
+        block_labels = labels[start : start + block.shape[0]]
+        restart = groups.nearest(block, centers, chunk_size)
+        graph_assign(block, centers, graph, restart, half_center_sq=half_center_sq)
+        keep_closer(block, centers, block_labels, restart, half_center_sq)
 
 
 class _WalkCheck:
     """Measures, after each walk, how often the walk found the exact nearest centre.
 
     The greedy walk cannot cross between well-separated groups of centroids
-    (data with about one mode per cluster, seeds that miss modes): there it
-    keeps points on far centres. A fixed random sample of rows (the same
-    global rows however the data are sharded) is labelled exactly; when the
-    walk agrees on fewer than ``MIN_AGREEMENT`` of them, the E-step is redone
-    exactly, and the next walks start from those labels.
+    (data with about one mode per cluster, seeds that miss modes), and a first
+    assignment whose inverted-file search probed too few groups leaves points
+    in the wrong region: there it keeps points on far centres. A fixed random
+    sample of rows (the same global rows however the data are sharded) is
+    labelled exactly; while the walk agrees on fewer than ``MIN_AGREEMENT`` of
+    them, every row restarts from a wider inverted-file search (twice the
+    probes each time) and walks again, keeping the closer of its two centres;
+    once the probes would reach ``MAX_PROBE_FRACTION`` of the groups, the
+    E-step is redone exactly. The next walks start from those labels.
     """
 
-    def __init__(self, rows, seed, comm):
+    def __init__(self, rows, seed, comm, chunk_size):
         n_total, offset = shard_layout(comm, rows.n_rows)
         size = min(CHECK_ROWS, n_total)
         index = np.sort(np.random.RandomState(seed).choice(n_total, size, replace=False))
         self.local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
         self.sample = rows.take(self.local)
         self.comm = comm
+        self.seed = seed
+        self.chunk_size = chunk_size
         self.exact_passes = 0
+        self.wider_passes = 0
 
     def trusted(self, centers, labels):
         # Float32 GEMM labels (scikit-learn's): a statistical check needs no proof.
@@ -262,19 +379,34 @@ class _WalkCheck:
         counts = self.comm.allreduce_sum(np.array([agree, len(self.local)], dtype=np.int64))
         return counts[0] >= MIN_AGREEMENT * counts[1]
 
+    def first_labels(self, rows, centers):
+        """The first assignment: the inverted-file search, then the E-step."""
+        groups = CentroidGroups(centers, self.seed)
+        return _entry_all(rows, centers, groups, self.chunk_size)
+
     def e_step(self, rows, centers, graph, labels):
-        """The walk, redone exactly when it is not trusted; returns labels changed."""
+        """The walk, widened or redone exactly when it is not trusted; labels changed."""
         before = labels.copy()
         _walk_all(rows, centers, graph, labels)
-        if not self.trusted(centers, labels):
-            self.exact_passes += 1
-            _exact_all(rows, centers, labels)
+        groups = None
+        n_probe = N_PROBE
+        while not self.trusted(centers, labels):
+            if groups is None:
+                groups = CentroidGroups(centers, self.seed)
+            n_probe *= 2
+            if n_probe > MAX_PROBE_FRACTION * len(groups.group_centers):
+                self.exact_passes += 1
+                _exact_all(rows, centers, labels)
+                break
+            self.wider_passes += 1
+            groups.n_probe = n_probe
+            _wider_all(rows, centers, groups, graph, labels, self.chunk_size)
         return int(np.count_nonzero(before != labels))
 
 
 def lloyd_graph(
     rows, centers_init, *, max_iter, tol, verbose=0, comm, n_neighbors=32, seed=0,
-    chunk_size=4096,
+    chunk_size=None,
 ):
     """Lloyd whose E-step is the greedy centroid-graph walk; the common engine signature.
 
@@ -290,8 +422,8 @@ def lloyd_graph(
         Neighbours per centroid in the graph.
     seed : int, default=0
         Seeds the inverted file of the first assignment.
-    chunk_size : int, default=4096
-        Rows per GEMM chunk of the first assignment.
+    chunk_size : int, default=None
+        Rows per task of the inverted-file searches (None: 4096).
 
     Returns
     -------
@@ -299,8 +431,8 @@ def lloyd_graph(
         The labels are the walk's for the returned centres (approximate).
     """
     centers = np.ascontiguousarray(centers_init, dtype=np.float32)
-    labels = _entry_all(rows, centers, seed, chunk_size)
-    check = _WalkCheck(rows, seed, comm)
+    check = _WalkCheck(rows, seed, comm, chunk_size)
+    labels = check.first_labels(rows, centers)
     n_empty = 0
     strict = False
     with progress(total=max_iter, desc="k-means (ann)", unit="iter", verbose=verbose) as bar:
@@ -316,10 +448,16 @@ def lloyd_graph(
             shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
             centers = new_centers
             bar.update()
-            bar.set_postfix_str(f"shift {shift:.3g}, exact passes {check.exact_passes}")
+            bar.set_postfix_str(
+                f"shift {shift:.3g}, wider searches {check.wider_passes}, "
+                f"exact passes {check.exact_passes}"
+            )
             if shift <= tol:
                 break
     if not strict:
-        check.e_step(rows, centers, centroid_graph(centers, n_neighbors), labels)
+        graph = centroid_graph(centers, n_neighbors)
+        check.e_step(rows, centers, graph, labels)
+    # ``graph`` is the final centres' graph either way (a strict stop left them
+    # unchanged): the estimator keeps it for predict.
     total = inertia(rows, centers, labels, comm)
-    return KMeansResult(centers, labels.astype(np.int64), total, iteration + 1, n_empty)
+    return KMeansResult(centers, labels.astype(np.int64), total, iteration + 1, n_empty, graph)

@@ -22,7 +22,10 @@ import numpy as np
 from ._numba import njit
 from ._parallel import map_chunks, n_threads, split
 
-KMeansResult = namedtuple("KMeansResult", "centers labels inertia n_iter n_empty")
+# ``graph``: the centroid graph of the returned centres (the graph engine only).
+KMeansResult = namedtuple(
+    "KMeansResult", "centers labels inertia n_iter n_empty graph", defaults=(None,)
+)
 
 # faiss's split of an empty cluster: copy the largest one's centre and push the
 # two apart by this relative amount so they separate at the next assignment.
@@ -220,3 +223,51 @@ def small_kmeans(points, n_groups, seed, n_iter=5):
         G = G.copy()
         G[filled] = (sums / counts[filled, None]).astype(np.float32)
     return np.ascontiguousarray(G), nearest(G).astype(np.int64)
+
+
+def balanced_groups(points, n_groups, seed, n_iter=10):
+    """About ``n_groups`` groups of the points, none above twice the mean size.
+
+    :func:`small_kmeans`, then every group above twice the mean size is split
+    by k-means of its own points (in consecutive slices if k-means cannot
+    tell them apart) until none is. Why balance: a group that k-means left
+    with many points has its centre near the middle of unrelated points (in
+    high dimension, near the origin), so it is among the nearest groups of
+    almost every query; an inverted file over the centroids then compares
+    every point with that group's many members. On 16,000 centroids of a
+    2048-d mixture, one of 126 groups held 370 centroids and was probed by
+    90% of the points, 8.5 times the distances of balanced groups.
+
+    Returns ``(group_centres float32, group of each point int64)``: no group
+    empty, each centre the mean of its points; deterministic given ``seed``.
+    """
+    P = np.ascontiguousarray(points, dtype=np.float32)
+    n_points = P.shape[0]
+    n_groups = max(1, min(int(n_groups), n_points))
+    _, groups = small_kmeans(P, n_groups, seed, n_iter)
+    _, groups = np.unique(groups, return_inverse=True)  # no empty group
+    groups = groups.ravel().astype(np.int64)
+    target = -(-n_points // n_groups)
+    n_total = int(groups.max()) + 1
+    while True:
+        counts = np.bincount(groups, minlength=n_total)
+        large = np.flatnonzero(counts > 2 * target)
+        if large.size == 0:
+            break
+        for group in large:
+            members = np.flatnonzero(groups == group)
+            parts = -(-members.size // target)
+            _, part = small_kmeans(P[members], parts, seed + int(group) + 1, n_iter)
+            if np.bincount(part).max() == members.size:  # not told apart: slices
+                part = np.arange(members.size) // target
+            _, part = np.unique(part, return_inverse=True)
+            part = part.ravel()
+            # Part 0 keeps the group's number, the others take new ones.
+            groups[members] = np.where(part == 0, group, n_total + part - 1)
+            n_total += int(part.max())
+    order = np.argsort(groups, kind="stable")
+    counts = np.bincount(groups, minlength=n_total)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    sums = np.add.reduceat(P[order], starts, axis=0, dtype=np.float64)
+    centres = (sums / counts[:, None]).astype(np.float32)
+    return np.ascontiguousarray(centres), groups

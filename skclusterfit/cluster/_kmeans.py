@@ -11,6 +11,7 @@ Distributed fits (``_distributed.py``) use the same engines: only the
 communicator passed to them changes.
 """
 
+import functools
 import math
 import warnings
 from numbers import Integral, Real
@@ -103,8 +104,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         the mean feature variance (scikit-learn's criterion); Lloyd also
         stops when no label changes.
     chunk_size : int, default=None
-        Rows per distance chunk of the torch engine (and of the first
-        assignment of the graph engine); None sizes chunks to ~32 MB.
+        Rows per distance chunk of the torch engine (None sizes chunks to
+        ~32 MB), and rows per task of the graph engine's inverted-file
+        search (None: 4096).
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     random_state : int, RandomState instance or None, default=None
@@ -341,27 +343,40 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             return X
         return validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
 
-    def _prepare(self, X):
-        """Whitened and/or L2-normalised rows: a new float32, C-contiguous array."""
+    def _prepare(self, X, shift=None, out=None, check_finite=True):
+        """Whitened and/or L2-normalised rows minus ``shift``: float32, C-contiguous.
+
+        Written into ``out`` when given (a new array otherwise). Without
+        whitening or normalisation the copy and the centring are one pass
+        (streamed rows are prepared again at every pass of an engine).
+        """
         if self.whitener_ is not None:
-            X = self.whitener_._transform_rows(X)  # normalised if asked
+            prepared = self.whitener_._transform_rows(X)  # normalised if asked
+        elif self.normalize:
+            prepared = np.array(X, dtype=np.float32, order="C", copy=True)
+            l2_normalize_rows(prepared, out=prepared)
         else:
-            X = np.array(X, dtype=np.float32, order="C", copy=True)
-            if self.normalize:
-                l2_normalize_rows(X, out=X)
-        if not np.isfinite(X).all():  # a memory map was not checked before
+            prepared = X
+        if out is None and prepared is not X and shift is None:
+            out = prepared
+        elif out is None:
+            out = np.empty(prepared.shape, dtype=np.float32)
+        if shift is not None:
+            np.subtract(prepared, shift, out=out, casting="same_kind")
+        elif out is not prepared:
+            np.copyto(out, prepared, casting="same_kind")
+        if check_finite and not np.isfinite(out).all():
             raise ValueError("Input X contains NaN or infinity.")
-        return X
+        return out
 
     def _rows(self, X, shift):
         """Rows for an engine: a prepared copy in memory, or streamed by blocks."""
         n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
         if isinstance(X, np.memmap) or 4 * X.shape[0] * n_features > _COPY_LIMIT_BYTES:
-            return StreamRows(X, self._prepare, n_features, shift=shift)
-        array = self._prepare(X)
-        if shift is not None:
-            array -= shift
-        return ArrayRows(array)
+            # validate_data checked an in-memory X; a memory map is checked here.
+            prepare = functools.partial(self._prepare, check_finite=isinstance(X, np.memmap))
+            return StreamRows(X, prepare, n_features, shift=shift)
+        return ArrayRows(self._prepare(X, shift))
 
     def _fit_whitener(self, X, whiten_dim, comm):
         if whiten_dim is None:
@@ -486,8 +501,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         elif engine == "graph":
             result = _ann.lloyd_graph(
                 rows, centers, max_iter=max_iter, tol=tolerance, verbose=self.verbose,
-                comm=comm, n_neighbors=self.n_neighbors, seed=seed,
-                chunk_size=_exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size),
+                comm=comm, n_neighbors=self.n_neighbors, seed=seed, chunk_size=self.chunk_size,
             )
         else:
             result = _exact_torch.lloyd_torch(
@@ -499,9 +513,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self.engine_ = engine
         self._center_shift = shift
         self.cluster_centers_ = np.ascontiguousarray(result.centers + shift, dtype=np.float32)
-        self.centroid_graph_ = (
-            _ann.centroid_graph(result.centers, self.n_neighbors) if engine == "graph" else None
-        )
+        self.centroid_graph_ = result.graph if engine == "graph" else None
         self.n_iter_ = result.n_iter
         self.n_empty_splits_ = result.n_empty
         if sampled:
@@ -525,7 +537,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             rows_slice = slice(start, start + block.shape[0])
             if self.engine_ == "graph":
                 # A fixed seed: the walk's entry points, so predict is deterministic.
-                block_labels = _ann.entry_labels(block, centers, 0, chunk)
+                block_labels = _ann.entry_labels(block, centers, 0, self.chunk_size)
                 _ann.graph_assign(block, centers, self.centroid_graph_, block_labels)
             elif self.engine_ == "yinyang":
                 block_labels = _exact_cpu.nearest_centers(block, centers)
