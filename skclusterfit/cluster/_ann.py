@@ -358,7 +358,8 @@ class _WalkCheck:
     them, every row restarts from a wider inverted-file search (twice the
     probes each time) and walks again, keeping the closer of its two centres;
     once the probes would reach ``MAX_PROBE_FRACTION`` of the groups, the
-    E-step is redone exactly. The next walks start from those labels.
+    E-step is redone exactly. The next walks start from those labels, and the
+    next failed check resumes at the search that last restored agreement.
     """
 
     def __init__(self, rows, seed, comm, chunk_size):
@@ -372,6 +373,8 @@ class _WalkCheck:
         self.chunk_size = chunk_size
         self.exact_passes = 0
         self.wider_passes = 0
+        # The first search tried after a failed check (see e_step).
+        self.rescue_probe = 2 * N_PROBE
 
     def trusted(self, centers, labels):
         # Float32 GEMM labels (scikit-learn's): a statistical check needs no proof.
@@ -385,22 +388,30 @@ class _WalkCheck:
         return _entry_all(rows, centers, groups, self.chunk_size)
 
     def e_step(self, rows, centers, graph, labels):
-        """The walk, widened or redone exactly when it is not trusted; labels changed."""
+        """The walk, widened or redone exactly when it is not trusted; labels changed.
+
+        A failed check resumes at the search that last restored agreement
+        (``self.rescue_probe``; None: the exact step) rather than climbing from
+        the narrowest again: on data where only the exact step helps, each
+        iteration would otherwise pay for every wider search before it.
+        """
         before = labels.copy()
         _walk_all(rows, centers, graph, labels)
-        groups = None
-        n_probe = N_PROBE
-        while not self.trusted(centers, labels):
-            if groups is None:
-                groups = CentroidGroups(centers, self.seed)
-            n_probe *= 2
-            if n_probe > MAX_PROBE_FRACTION * len(groups.group_centers):
-                self.exact_passes += 1
-                _exact_all(rows, centers, labels)
-                break
+        if self.trusted(centers, labels):
+            return int(np.count_nonzero(before != labels))
+        groups = CentroidGroups(centers, self.seed)
+        n_probe = self.rescue_probe
+        while n_probe is not None and n_probe <= MAX_PROBE_FRACTION * len(groups.group_centers):
             self.wider_passes += 1
             groups.n_probe = n_probe
             _wider_all(rows, centers, groups, graph, labels, self.chunk_size)
+            if self.trusted(centers, labels):
+                self.rescue_probe = n_probe
+                return int(np.count_nonzero(before != labels))
+            n_probe *= 2
+        self.rescue_probe = None
+        self.exact_passes += 1
+        _exact_all(rows, centers, labels)
         return int(np.count_nonzero(before != labels))
 
 
