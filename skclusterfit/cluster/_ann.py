@@ -399,8 +399,9 @@ class _WalkCheck:
         _walk_all(rows, centers, graph, labels)
         if self.trusted(centers, labels):
             return int(np.count_nonzero(before != labels))
-        groups = CentroidGroups(centers, self.seed)
         n_probe = self.rescue_probe
+        # The inverted file is built only when a wider search will be tried.
+        groups = None if n_probe is None else CentroidGroups(centers, self.seed)
         while n_probe is not None and n_probe <= MAX_PROBE_FRACTION * len(groups.group_centers):
             self.wider_passes += 1
             groups.n_probe = n_probe
