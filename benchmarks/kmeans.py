@@ -250,8 +250,9 @@ def worker(spec):
     sys.path.insert(0, str(HERE.parent))
     from _memory import PeakMemory
 
-    data = np.load(spec["data"], mmap_mode="r")
-    X = data if spec.get("memmap") else np.array(data)
+    # In memory: read straight into an array (a copy from a memory map would
+    # leave the mapped file pages counted in this process's RSS as well).
+    X = np.load(spec["data"], mmap_mode="r" if spec.get("memmap") else None)
     init = np.load(spec["init"]) if spec.get("init") else None
     # Imports are not timed.
     if spec["method"].startswith("sklearn"):

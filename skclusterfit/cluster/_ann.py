@@ -39,8 +39,9 @@ from ._parallel import map_chunks, n_threads, single_threaded_blas, split
 # Hops allowed per point and assignment: a safety net, the walk stops as soon
 # as no neighbour is closer (1-3 hops once the centres have settled).
 MAX_HOPS = 64
-# Rows of centroid-centroid distances computed per GEMM when building the graph.
-_GRAPH_BLOCK = 1024
+# Rows of centroid-centroid distances computed per GEMM when building the graph
+# (256 x 16,000 float32: 16 MB per thread, at the K of a 1M-row fit).
+_GRAPH_BLOCK = 256
 # Rows per task of the inverted-file search: enough that each probed group's
 # GEMM has hundreds of rows (per-group Python overhead stays small).
 _SEARCH_ROWS = 4096
