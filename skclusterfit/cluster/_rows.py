@@ -80,8 +80,8 @@ class StreamRows:
         """The prepared, centred block: slices of it prepared in the engines' threads.
 
         Every pass of an engine over streamed rows prepares every block again
-        (a copy, a finiteness check, the centring: memory-bound), which on one
-        thread took a third of a 1M x 2048 fit.
+        (a copy, a finiteness check, the centring: memory-bound), so it is
+        one fused pass per slice, in the engines' threads.
         """
         if out is None:
             out = np.empty((raw.shape[0], self._n_features), dtype=np.float32)
@@ -97,9 +97,9 @@ class StreamRows:
         """Yield ``(start, block)``; each block is valid until the next is yielded.
 
         One buffer serves every block of a pass: a fresh 64 MB array per block
-        cost a page fault per 4 KB page, every pass (a quarter of the CPU time
-        of a 1M x 2048 fit was the kernel's). Engines use a block before they
-        ask for the next; ``take`` returns arrays of their own.
+        cost a page fault per 4 KB page, every pass (tens of seconds of system
+        time in a 1M x 2048 fit). Engines use a block before they ask for the
+        next; ``take`` returns arrays of their own.
         """
         step = self.block_rows if block_rows is None else max(1, int(block_rows))
         step = min(step, self.block_rows, max(self.n_rows, 1))
