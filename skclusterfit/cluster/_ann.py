@@ -30,7 +30,13 @@ import numba
 import numpy as np
 
 from .._progress import progress
-from ._common import KMeansResult, balanced_groups, inertia, update_centers
+from ._common import (
+    KMeansResult,
+    balanced_groups,
+    inertia,
+    squared_shift,
+    update_centers,
+)
 from ._distributed import shard_layout
 from ._exact_cpu import gemm_nearest, nearest_centers
 from ._numba import njit
@@ -460,7 +466,7 @@ def lloyd_graph(
                 break
             new_centers, empty = update_centers(rows, labels, centers, comm)
             n_empty += empty
-            shift = float(((new_centers.astype(np.float64) - centers) ** 2).sum())
+            shift = squared_shift(new_centers, centers)
             centers = new_centers
             bar.update()
             bar.set_postfix_str(
