@@ -258,44 +258,21 @@ def test_ann_on_network_features_is_close_to_exact(digit_features, n_clusters):
     assert np.mean(ann.predict(digit_features) == expected) >= 0.99
 
 
-def test_ann_falls_back_to_exact_when_the_walk_is_stuck(monkeypatch):
-    """Well-separated modes, one per cluster, seeds that miss many of them: the
-    walk cannot cross between modes; the sample check notices and the E-step
-    is redone exactly, so the inertia stays within 1% of exact Lloyd's."""
-    # 300 unit-variance modes with N(0, I) means in 64-d (the benchmark's hard case).
+@pytest.fixture(scope="module")
+def stuck_walk_data():
+    """The benchmark's hard case, small: 300 unit-variance modes with N(0, I)
+    means in 64-d, one per cluster, and seeds that miss many of them.
+    Returns ``(X, init, exact Lloyd's inertia from init)``."""
     rng = np.random.RandomState(0)
     means = rng.standard_normal((300, 64)).astype(np.float32)
     X = means[rng.randint(300, size=10000)] + rng.standard_normal((10000, 64)).astype(np.float32)
     init = X[np.random.RandomState(1).choice(len(X), 300, replace=False)]
     exact = KMeans(300, init=init, normalize=False, assign="exact", device="cpu").fit(X)
-    passes = []
-    original = _ann._WalkCheck.e_step
-
-    def counting(self, *args):
-        changed = original(self, *args)
-        passes.append(self.exact_passes)
-        return changed
-
-    monkeypatch.setattr(_ann._WalkCheck, "e_step", counting)
-    ann = KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0)
-    ann.fit(X)
-    assert passes[-1] >= 1  # the fallback did run
-    assert ann.inertia_ <= 1.01 * exact.inertia_
-    monkeypatch.setattr(_ann, "MIN_AGREEMENT", 0.0)  # never fall back: markedly worse
-    unchecked = KMeans(300, init=init, normalize=False, assign="ann", device="cpu",
-                       random_state=0).fit(X)
-    assert unchecked.inertia_ > 1.03 * exact.inertia_
+    return X, init, exact.inertia_
 
 
-def test_ann_widens_the_search_before_falling_back_to_exact(monkeypatch):
-    """The hard case again, with wider inverted-file searches allowed up to every
-    group: the check is satisfied by widening, no exact pass is needed, and the
-    inertia stays within 1% of exact Lloyd's."""
-    rng = np.random.RandomState(0)
-    means = rng.standard_normal((300, 64)).astype(np.float32)
-    X = means[rng.randint(300, size=10000)] + rng.standard_normal((10000, 64)).astype(np.float32)
-    init = X[np.random.RandomState(1).choice(len(X), 300, replace=False)]
-    exact = KMeans(300, init=init, normalize=False, assign="exact", device="cpu").fit(X)
+def record_walk_checks(monkeypatch):
+    """``(wider searches, exact passes)`` so far, appended after every E-step."""
     checks = []
     original = _ann._WalkCheck.e_step
 
@@ -305,12 +282,37 @@ def test_ann_widens_the_search_before_falling_back_to_exact(monkeypatch):
         return changed
 
     monkeypatch.setattr(_ann._WalkCheck, "e_step", counting)
+    return checks
+
+
+def test_ann_falls_back_to_exact_when_the_walk_is_stuck(monkeypatch, stuck_walk_data):
+    """The walk cannot cross between well-separated modes; the sample check
+    notices and the E-step is redone exactly, so the inertia stays within 1%
+    of exact Lloyd's."""
+    X, init, exact_inertia = stuck_walk_data
+    checks = record_walk_checks(monkeypatch)
+    ann = KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0)
+    ann.fit(X)
+    assert checks[-1][1] >= 1  # the fallback did run
+    assert ann.inertia_ <= 1.01 * exact_inertia
+    monkeypatch.setattr(_ann, "MIN_AGREEMENT", 0.0)  # never fall back: markedly worse
+    unchecked = KMeans(300, init=init, normalize=False, assign="ann", device="cpu",
+                       random_state=0).fit(X)
+    assert unchecked.inertia_ > 1.03 * exact_inertia
+
+
+def test_ann_widens_the_search_before_falling_back_to_exact(monkeypatch, stuck_walk_data):
+    """The hard case again, with wider inverted-file searches allowed up to every
+    group: the check is satisfied by widening, no exact pass is needed, and the
+    inertia stays within 1% of exact Lloyd's."""
+    X, init, exact_inertia = stuck_walk_data
+    checks = record_walk_checks(monkeypatch)
     monkeypatch.setattr(_ann, "MAX_PROBE_FRACTION", 1.0)
     ann = KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0)
     ann.fit(X)
     wider, exact_passes = checks[-1]
     assert wider >= 1 and exact_passes == 0
-    assert ann.inertia_ <= 1.01 * exact.inertia_
+    assert ann.inertia_ <= 1.01 * exact_inertia
 
 
 @pytest.mark.parametrize("n_clusters, n_neighbors", [(300, 5), (3000, 32)])

@@ -132,10 +132,9 @@ def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, m
 
 
 @njit(fastmath=True, nogil=True)
-def _keep_closer(X, rows, centers, half_center_sq, labels, candidates):
+def _keep_closer(X, centers, half_center_sq, labels, candidates):
     """``labels[i] = candidates[i]`` where that centre is closer to ``X[i]``."""
-    for p in range(rows.shape[0]):
-        i = rows[p]
+    for i in range(X.shape[0]):
         a = labels[i]
         b = candidates[i]
         if a != b and (half_center_sq[b] - _dot(X[i], centers[b])
@@ -147,9 +146,10 @@ def keep_closer(X, centers, labels, candidates, half_center_sq=None):
     """Per row, the closer of ``labels`` and ``candidates`` (int32), into ``labels``."""
     if half_center_sq is None:
         half_center_sq = half_squared_norms(centers)
-    rows = np.arange(X.shape[0], dtype=np.int64)
     map_chunks(
-        lambda a, b: _keep_closer(X, rows[a:b], centers, half_center_sq, labels, candidates),
+        lambda a, b: _keep_closer(
+            X[a:b], centers, half_center_sq, labels[a:b], candidates[a:b]
+        ),
         X.shape[0], max(1024, split(X.shape[0], 4 * n_threads())),
     )
 
@@ -385,14 +385,14 @@ class _WalkCheck:
         # The first search tried after a failed check (see e_step).
         self.rescue_probe = 2 * N_PROBE
 
-    def trusted(self, centers, labels):
-        # Float32 GEMM labels (scikit-learn's): a statistical check needs no proof.
-        agree = int(np.count_nonzero(gemm_nearest(self.sample, centers) == labels[self.local]))
+    def trusted(self, nearest, labels):
+        """Whether ``labels`` agree with ``nearest`` (the sample's exact labels)."""
+        agree = int(np.count_nonzero(nearest == labels[self.local]))
         counts = self.comm.allreduce_sum(np.array([agree, len(self.local)], dtype=np.int64))
         return counts[0] >= MIN_AGREEMENT * counts[1]
 
     def first_labels(self, rows, centers):
-        """The first assignment: the inverted-file search, then the E-step."""
+        """Labels to start from: the inverted-file search (the first E-step walks on)."""
         groups = CentroidGroups(centers, self.seed)
         return _entry_all(rows, centers, groups, self.chunk_size)
 
@@ -406,7 +406,10 @@ class _WalkCheck:
         """
         before = labels.copy()
         _walk_all(rows, centers, graph, labels)
-        if self.trusted(centers, labels):
+        # Float32 GEMM labels (scikit-learn's): a statistical check needs no
+        # proof. Computed once: every search of this step is checked against them.
+        nearest = gemm_nearest(self.sample, centers)
+        if self.trusted(nearest, labels):
             return int(np.count_nonzero(before != labels))
         n_probe = self.rescue_probe
         # The inverted file is built only when a wider search will be tried.
@@ -415,7 +418,7 @@ class _WalkCheck:
             self.wider_passes += 1
             groups.n_probe = n_probe
             _wider_all(rows, centers, groups, graph, labels, self.chunk_size)
-            if self.trusted(centers, labels):
+            if self.trusted(nearest, labels):
                 self.rescue_probe = n_probe
                 return int(np.count_nonzero(before != labels))
             n_probe *= 2
