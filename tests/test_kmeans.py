@@ -277,9 +277,9 @@ def record_walk_checks(monkeypatch):
     original = _ann._WalkCheck.e_step
 
     def counting(self, *args):
-        changed = original(self, *args)
+        result = original(self, *args)
         checks.append((self.wider_passes, self.exact_passes))
-        return changed
+        return result
 
     monkeypatch.setattr(_ann._WalkCheck, "e_step", counting)
     return checks
@@ -313,6 +313,42 @@ def test_ann_widens_the_search_before_falling_back_to_exact(monkeypatch, stuck_w
     wider, exact_passes = checks[-1]
     assert wider >= 1 and exact_passes == 0
     assert ann.inertia_ <= 1.01 * exact_inertia
+
+
+def test_ann_spends_no_full_pass_on_a_rejected_search(monkeypatch, stuck_walk_data):
+    """The searches are tried on the check's sample first: an E-step that ends
+    in the exact step runs no search over all rows, and one that runs a
+    search over all rows gives the sample's rows the labels the sample's
+    search predicted (a row's search does not depend on the other rows)."""
+    X, init, _ = stuck_walk_data
+    steps = []
+    original_search, original_e_step = _ann._search, _ann._WalkCheck.e_step
+
+    def search(X_, *args):
+        found = original_search(X_, *args)
+        steps[-1]["searches"].append((X_.shape[0], found.copy()))
+        return found
+
+    def e_step(self, rows, *args):
+        steps.append({"searches": [], "exact": self.exact_passes, "check": self})
+        labels, changed = original_e_step(self, rows, *args)
+        steps[-1].update(exact=self.exact_passes - steps[-1]["exact"], labels=labels.copy())
+        return labels, changed
+
+    monkeypatch.setattr(_ann, "_search", search)
+    monkeypatch.setattr(_ann._WalkCheck, "e_step", e_step)
+    KMeans(300, init=init, normalize=False, assign="ann", device="cpu", random_state=0).fit(X)
+    exact_steps = [step for step in steps if step["exact"]]
+    walk_steps = [step for step in steps if not step["exact"]]
+    assert exact_steps and walk_steps  # the hard case has both
+    for step in exact_steps:
+        assert all(n_rows < len(X) for n_rows, _ in step["searches"])
+    for step in walk_steps:
+        sample_rows = step["check"].local
+        predicted = [found for n_rows, found in step["searches"] if n_rows == len(sample_rows)]
+        assert any(n_rows == len(X) for n_rows, _ in step["searches"])
+        # The trusted search is the last one tried on the sample.
+        assert np.array_equal(step["labels"][sample_rows], predicted[-1])
 
 
 @pytest.mark.parametrize("n_clusters, n_neighbors", [(300, 5), (3000, 32)])

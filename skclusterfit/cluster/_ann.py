@@ -12,13 +12,14 @@ exact centroid graph, one GEMM.
 
 Points without a current centre (the first assignment, ``predict``) start
 from the nearest centroid among a few probed groups of an inverted file over
-the centroids (``CentroidGroups``). After every walk, the walk's labels of a
-fixed random sample of rows are compared with their nearest centres by GEMM;
-when they agree on fewer than 99% of them (a first assignment that started
-too far, or data where the walk gets stuck), the points restart from a wider
-search of the inverted file (twice the probes each time, a point keeping the
-closer of its two centres) and walk again; only when the probes would cost
-about a quarter of the exact step is the step redone exactly (``_WalkCheck``).
+the centroids (``CentroidGroups``). Before every E-step, the searches are
+tried on a fixed random sample of rows whose nearest centres are computed by
+GEMM, cheapest first: the walk alone; a restart from a wider search of the
+inverted file (twice the probes each time, a point keeping the closer of its
+two centres); the exact step, once the probes would cost about a quarter of
+it. The first search that agrees with the exact labels on 99% of the sample
+labels every row (``_WalkCheck``): data where the walk gets stuck pay for an
+exact step, never for a walk thrown away.
 
 The walk is a numba kernel (numba comes with pynndescent), compiled on first
 use and cached on disk outside the package (``_numba.py``).
@@ -38,7 +39,7 @@ from ._common import (
     update_centers,
 )
 from ._distributed import shard_layout
-from ._exact_cpu import gemm_nearest, nearest_centers
+from ._exact_cpu import gemm_nearest
 from ._numba import njit
 from ._parallel import map_chunks, n_threads, single_threaded_blas, split
 
@@ -57,9 +58,9 @@ N_PROBE = 4
 # (1 + n_probe) / n_groups of the exact step's distances) the exact step is cheaper
 # to trust.
 MAX_PROBE_FRACTION = 0.25
-# After every walk, the walk's labels of this many random rows are compared
-# with their exact nearest centres; below this agreement the walk is not
-# trusted for this data and the E-step is redone exactly for all rows.
+# Before every E-step, each search is tried on this many random rows and
+# compared with their exact nearest centres; below this agreement the search
+# is not trusted for this step and a wider one (at last the exact step) is tried.
 CHECK_ROWS = 2048
 MIN_AGREEMENT = 0.99
 
@@ -315,60 +316,56 @@ def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS, half_center_sq=No
     )
 
 
-def _walk_all(rows, centers, graph, labels):
-    """The walk for every block of rows; returns the number of labels changed."""
-    changed = 0
-    half_center_sq = half_squared_norms(centers)
-    for start, block in rows.blocks():
-        block_labels = labels[start : start + block.shape[0]]
-        before = block_labels.copy()
-        graph_assign(block, centers, graph, block_labels, half_center_sq=half_center_sq)
-        changed += int(np.count_nonzero(before != block_labels))
-    return changed
-
-
 def _exact_all(rows, centers, labels):
-    """The exact E-step for every block of rows; returns the number of labels changed."""
-    changed = 0
+    """The exact E-step for every block of rows, into ``labels``.
+
+    Float32 GEMM labels, as scikit-learn's Lloyd computes them, without the
+    exact engine's proof at near-ties (``nearest_centers``): the proof cost
+    half as much again as the GEMM, and this engine's labels are approximate
+    anyway.
+    """
     for start, block in rows.blocks():
-        block_labels = labels[start : start + block.shape[0]]
-        exact = nearest_centers(block, centers).astype(block_labels.dtype)
-        changed += int(np.count_nonzero(exact != block_labels))
-        block_labels[:] = exact
-    return changed
+        labels[start : start + block.shape[0]] = gemm_nearest(block, centers)
 
 
-def _entry_all(rows, centers, groups, chunk_size):
-    labels = np.empty(rows.n_rows, dtype=np.int32)
-    for start, block in rows.blocks():
-        labels[start : start + block.shape[0]] = groups.nearest(block, centers, chunk_size)
-    return labels
+def _search(X, centers, graph, labels, groups, half_center_sq, chunk_size):
+    """One search of the rows ``X`` (an array); returns their labels.
 
-
-def _wider_all(rows, centers, groups, graph, labels, chunk_size):
-    """Restart every row from ``groups``' search, walk, keep the closer centre."""
-    half_center_sq = half_squared_norms(centers)
-    for start, block in rows.blocks():
-        block_labels = labels[start : start + block.shape[0]]
-        restart = groups.nearest(block, centers, chunk_size)
-        graph_assign(block, centers, graph, restart, half_center_sq=half_center_sq)
-        keep_closer(block, centers, block_labels, restart, half_center_sq)
+    With ``labels`` (where the rows are now; not modified) the rows walk from
+    there; with ``groups`` they also restart from its inverted-file search and
+    walk, and each row keeps the closer of its two centres. Without ``labels``
+    (the first E-step) only the restart is done.
+    """
+    restart = None
+    if groups is not None:
+        restart = groups.nearest(X, centers, chunk_size)
+        graph_assign(X, centers, graph, restart, half_center_sq=half_center_sq)
+    if labels is None:
+        return restart
+    walked = labels.copy()
+    graph_assign(X, centers, graph, walked, half_center_sq=half_center_sq)
+    if restart is not None:
+        keep_closer(X, centers, walked, restart, half_center_sq)
+    return walked
 
 
 class _WalkCheck:
-    """Measures, after each walk, how often the walk found the exact nearest centre.
+    """Chooses, before each E-step, the cheapest search the walk can be trusted with.
 
     The greedy walk cannot cross between well-separated groups of centroids
     (data with about one mode per cluster, seeds that miss modes), and a first
     assignment whose inverted-file search probed too few groups leaves points
     in the wrong region: there it keeps points on far centres. A fixed random
     sample of rows (the same global rows however the data are sharded) is
-    labelled exactly; while the walk agrees on fewer than ``MIN_AGREEMENT`` of
-    them, every row restarts from a wider inverted-file search (twice the
-    probes each time) and walks again, keeping the closer of its two centres;
-    once the probes would reach ``MAX_PROBE_FRACTION`` of the groups, the
-    E-step is redone exactly. The next walks start from those labels, and the
-    next failed check resumes at the search that last restored agreement.
+    labelled exactly, and the searches are tried on the sample first, cheapest
+    first: the walk alone; then a restart from a wider inverted-file search
+    (twice the probes each time) walked and kept where closer; at last the
+    exact step, once the probes would reach ``MAX_PROBE_FRACTION`` of the
+    groups. The first search that finds the exact nearest centre for
+    ``MIN_AGREEMENT`` of the sample runs on every row. A row's search does
+    not depend on the other rows, so the sample's agreement is the agreement
+    the search will have on those rows in the full pass: no full pass is
+    spent on a search that the check would reject.
     """
 
     def __init__(self, rows, seed, comm, chunk_size):
@@ -382,50 +379,78 @@ class _WalkCheck:
         self.chunk_size = chunk_size
         self.exact_passes = 0
         self.wider_passes = 0
-        # The first search tried after a failed check (see e_step).
+        # The first wider search tried when the walk alone is not trusted: where
+        # the last failed check found agreement (None: only the exact step did).
         self.rescue_probe = 2 * N_PROBE
 
     def trusted(self, nearest, labels):
-        """Whether ``labels`` agree with ``nearest`` (the sample's exact labels)."""
-        agree = int(np.count_nonzero(nearest == labels[self.local]))
+        """Whether the sample's ``labels`` agree with ``nearest``, its exact labels."""
+        agree = int(np.count_nonzero(nearest == labels))
         counts = self.comm.allreduce_sum(np.array([agree, len(self.local)], dtype=np.int64))
         return counts[0] >= MIN_AGREEMENT * counts[1]
 
-    def first_labels(self, rows, centers):
-        """Labels to start from: the inverted-file search (the first E-step walks on)."""
-        groups = CentroidGroups(centers, self.seed)
-        return _entry_all(rows, centers, groups, self.chunk_size)
-
-    def e_step(self, rows, centers, graph, labels):
-        """The walk, widened or redone exactly when it is not trusted; labels changed.
-
-        A failed check resumes at the search that last restored agreement
-        (``self.rescue_probe``; None: the exact step) rather than climbing from
-        the narrowest again: on data where only the exact step helps, each
-        iteration would otherwise pay for every wider search before it.
-        """
-        before = labels.copy()
-        _walk_all(rows, centers, graph, labels)
-        # Float32 GEMM labels (scikit-learn's): a statistical check needs no
-        # proof. Computed once: every search of this step is checked against them.
+    def _choose(self, centers, graph, labels, half_center_sq):
+        """The cheapest search trusted on the sample: the ``CentroidGroups`` to
+        restart from (None: the walk alone), or ``"exact"``. ``labels``: every
+        row's, or None before the first E-step."""
+        # Float32 GEMM labels (scikit-learn's): a statistical check needs no proof.
         nearest = gemm_nearest(self.sample, centers)
-        if self.trusted(nearest, labels):
-            return int(np.count_nonzero(before != labels))
-        n_probe = self.rescue_probe
-        # The inverted file is built only when a wider search will be tried.
-        groups = None if n_probe is None else CentroidGroups(centers, self.seed)
-        while n_probe is not None and n_probe <= MAX_PROBE_FRACTION * len(groups.group_centers):
-            self.wider_passes += 1
-            groups.n_probe = n_probe
-            _wider_all(rows, centers, groups, graph, labels, self.chunk_size)
-            if self.trusted(nearest, labels):
-                self.rescue_probe = n_probe
-                return int(np.count_nonzero(before != labels))
-            n_probe *= 2
+        start = None if labels is None else labels[self.local]
+        groups = None
+        # The first E-step has no labels to walk from: its cheapest search
+        # restarts every row from the narrowest inverted-file search.
+        n_probe = N_PROBE if labels is None else None
+        first = True
+        while True:
+            if n_probe is not None:
+                if groups is None:
+                    groups = CentroidGroups(centers, self.seed)
+                groups.n_probe = min(n_probe, len(groups.group_centers))
+            search = None if n_probe is None else groups
+            found = _search(self.sample, centers, graph, start, search, half_center_sq,
+                            self.chunk_size)
+            if self.trusted(nearest, found):
+                if not first:
+                    self.rescue_probe = n_probe
+                    self.wider_passes += 1
+                return search
+            # A failed check resumes at the search that last restored agreement
+            # rather than climbing from the narrowest again: where only the exact
+            # step helps, every later step would try every wider search first.
+            n_probe = self.rescue_probe if first else 2 * n_probe
+            first = False
+            if n_probe is None:
+                break
+            if groups is None:
+                groups = CentroidGroups(centers, self.seed)
+            if n_probe > MAX_PROBE_FRACTION * len(groups.group_centers):
+                break
         self.rescue_probe = None
         self.exact_passes += 1
-        _exact_all(rows, centers, labels)
-        return int(np.count_nonzero(before != labels))
+        return "exact"
+
+    def e_step(self, rows, centers, graph, labels):
+        """Labels (int32) after the E-step, and how many changed.
+
+        ``labels`` are the rows' current labels, updated in place, or None for
+        the first E-step (then every row counts as changed).
+        """
+        half_center_sq = half_squared_norms(centers)
+        search = self._choose(centers, graph, labels, half_center_sq)
+        before = None if labels is None else labels.copy()
+        if labels is None:
+            labels = np.empty(rows.n_rows, dtype=np.int32)
+        if isinstance(search, str):
+            _exact_all(rows, centers, labels)
+        else:
+            for start, block in rows.blocks():
+                stop = start + block.shape[0]
+                labels[start:stop] = _search(
+                    block, centers, graph, None if before is None else before[start:stop],
+                    search, half_center_sq, self.chunk_size,
+                )
+        changed = rows.n_rows if before is None else int(np.count_nonzero(before != labels))
+        return labels, changed
 
 
 def lloyd_graph(
@@ -456,13 +481,13 @@ def lloyd_graph(
     """
     centers = np.ascontiguousarray(centers_init, dtype=np.float32)
     check = _WalkCheck(rows, seed, comm, chunk_size)
-    labels = check.first_labels(rows, centers)
+    labels = None
     n_empty = 0
     strict = False
     with progress(total=max_iter, desc="k-means (ann)", unit="iter", verbose=verbose) as bar:
         for iteration in range(max_iter):
             graph = centroid_graph(centers, n_neighbors)
-            changed = check.e_step(rows, centers, graph, labels)
+            labels, changed = check.e_step(rows, centers, graph, labels)
             changed = int(comm.allreduce_sum(np.array([changed]))[0])
             if iteration > 0 and changed == 0:
                 strict = True  # the centres are the means of these labels already
@@ -480,7 +505,7 @@ def lloyd_graph(
                 break
     if not strict:
         graph = centroid_graph(centers, n_neighbors)
-        check.e_step(rows, centers, graph, labels)
+        labels, _ = check.e_step(rows, centers, graph, labels)
     # ``graph`` is the final centres' graph either way (a strict stop left them
     # unchanged): the estimator keeps it for predict.
     total = inertia(rows, centers, labels, comm)
