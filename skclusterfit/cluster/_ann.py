@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from .._progress import progress
+from ._centroid_graph import centroid_graph
 from ._common import (
     KMeansResult,
     balanced_groups,
@@ -40,15 +41,12 @@ from ._common import (
 )
 from ._distributed import shard_layout
 from ._exact_cpu import gemm_nearest
-from ._numba import njit
+from ._numba import dot, njit
 from ._parallel import map_chunks, n_threads, single_threaded_blas, split
 
 # Hops allowed per point and assignment: a safety net, the walk stops as soon
 # as no neighbour is closer (1-3 hops once the centres have settled).
 MAX_HOPS = 64
-# Rows of centroid-centroid distances computed per GEMM when building the graph
-# (256 x 16,000 float32: 16 MB per thread, at the K of a 1M-row fit).
-_GRAPH_BLOCK = 256
 # Rows per task of the inverted-file search: enough that each probed group's
 # GEMM has hundreds of rows (per-group Python overhead stays small).
 _SEARCH_ROWS = 4096
@@ -63,14 +61,6 @@ MAX_PROBE_FRACTION = 0.25
 # is not trusted for this step and a wider one (at last the exact step) is tried.
 CHECK_ROWS = 2048
 MIN_AGREEMENT = 0.99
-
-
-@numba.njit(inline="always", fastmath=True)
-def _dot(a, b):
-    total = np.float32(0.0)
-    for k in range(a.shape[0]):
-        total += a[k] * b[k]
-    return total
 
 
 @numba.njit(inline="always", fastmath=True)
@@ -105,7 +95,7 @@ def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, m
         x = X[i]
         current = labels[i]
         best = current
-        best_value = half_center_sq[current] - _dot(x, centers[current])
+        best_value = half_center_sq[current] - dot(x, centers[current])
         for _ in range(max_hops):
             neighbours = graph[current]
             for j in range(0, n_fours, 4):
@@ -121,7 +111,7 @@ def _greedy_walk(X, order, centers, half_center_sq, graph, labels, best_score, m
                         best = candidate
             for j in range(n_fours, n_neighbors):
                 candidate = neighbours[j]
-                value = half_center_sq[candidate] - _dot(x, centers[candidate])
+                value = half_center_sq[candidate] - dot(x, centers[candidate])
                 if value < best_value:
                     best_value = value
                     best = candidate
@@ -138,8 +128,8 @@ def _keep_closer(X, centers, half_center_sq, labels, candidates):
     for i in range(X.shape[0]):
         a = labels[i]
         b = candidates[i]
-        if a != b and (half_center_sq[b] - _dot(X[i], centers[b])
-                       < half_center_sq[a] - _dot(X[i], centers[a])):
+        if a != b and (half_center_sq[b] - dot(X[i], centers[b])
+                       < half_center_sq[a] - dot(X[i], centers[a])):
             labels[i] = b
 
 
@@ -153,63 +143,6 @@ def keep_closer(X, centers, labels, candidates, half_center_sq=None):
         ),
         X.shape[0], max(1024, split(X.shape[0], 4 * n_threads())),
     )
-
-
-@njit(nogil=True)
-def _smallest_k(distances, k, out):
-    """Columns of the ``k`` smallest values of each row, into ``out`` (unordered).
-
-    One pass per row against the current k-th smallest: at K in the thousands
-    and k = 32 almost every value is rejected by one comparison, where
-    ``np.argpartition`` moves every value (at d = 256 it cost more than the
-    GEMM).
-    """
-    values = np.empty(k, dtype=distances.dtype)
-    for r in range(distances.shape[0]):
-        row = distances[r]
-        for j in range(k):
-            values[j] = row[j]
-            out[r, j] = j
-        worst = 0
-        for j in range(1, k):
-            if values[j] > values[worst]:
-                worst = j
-        for column in range(k, row.shape[0]):
-            value = row[column]
-            if value < values[worst]:
-                values[worst] = value
-                out[r, worst] = column
-                worst = 0
-                for j in range(1, k):
-                    if values[j] > values[worst]:
-                        worst = j
-
-
-def centroid_graph(centers, n_neighbors):
-    """The ``n_neighbors`` nearest other centroids of every centroid (exact, GEMM).
-
-    Returns an int32 array of shape (n_clusters, min(n_neighbors, n_clusters - 1)),
-    each row in no particular order.
-    """
-    n_clusters = centers.shape[0]
-    n_neighbors = min(n_neighbors, n_clusters - 1)
-    graph = np.empty((n_clusters, n_neighbors), dtype=np.int32)
-    if n_neighbors == 0:
-        return graph
-    centers = np.ascontiguousarray(centers, dtype=np.float32)
-    sq = np.einsum("ij,ij->i", centers, centers)
-    minus_two_ct = np.ascontiguousarray(-2.0 * centers.T)
-
-    def work(start, stop):
-        distances = centers[start:stop] @ minus_two_ct
-        distances += sq
-        rows = np.arange(stop - start)
-        distances[rows, rows + start] = np.inf  # a centre is not its own neighbour
-        _smallest_k(distances, n_neighbors, graph[start:stop])
-
-    with single_threaded_blas():
-        map_chunks(work, n_clusters, _GRAPH_BLOCK)
-    return graph
 
 
 class CentroidGroups:

@@ -47,3 +47,12 @@ def njit(**options):
             numba.config.CACHE_DIR = previous
 
     return decorate
+
+
+@numba.njit(inline="always", fastmath=True)
+def dot(a, b):
+    """Float32 dot product of two vectors, inlined into the kernels that call it."""
+    total = numba.float32(0.0)
+    for k in range(a.shape[0]):
+        total += a[k] * b[k]
+    return total
