@@ -17,6 +17,9 @@ CONFIGS = {
     "exact": {"n_clusters": 24},
     "exact-offset-max_samples": {"n_clusters": 24, "normalize": False, "max_samples": 0.6},
     "ann": {"n_clusters": 24, "assign": "ann"},
+    # A two-neighbour graph: the sample check rejects the walk in the first
+    # E-steps and the ranks must agree to take the exact step together.
+    "ann-fallback": {"n_clusters": 300, "assign": "ann", "n_neighbors": 2},
     "torch-random-init": {"n_clusters": 24, "backend": "torch", "init": "random"},
     "whiten": {"n_clusters": 12, "whiten_dim": 6},
 }
