@@ -413,6 +413,7 @@ def lloyd_graph(
         The labels are the walk's for the returned centres (approximate).
     """
     centers = np.ascontiguousarray(centers_init, dtype=np.float32)
+    del centers_init  # freed after the first M-step when the caller kept no reference
     check = _WalkCheck(rows, seed, comm, chunk_size)
     labels = None
     n_empty = 0
