@@ -3,6 +3,7 @@
 import ast
 import pathlib
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -349,6 +350,28 @@ def test_ann_spends_no_full_pass_on_a_rejected_search(monkeypatch, stuck_walk_da
         assert any(n_rows == len(X) for n_rows, _ in step["searches"])
         # The trusted search is the last one tried on the sample.
         assert np.array_equal(step["labels"][sample_rows], predicted[-1])
+
+
+def test_graph_engine_lets_the_initial_centres_go(monkeypatch, overlapping):
+    """The initial centres (a K x d array: 131 MB at the paper's scale) are
+    freed once the first M-step has replaced them, not held by fit."""
+    initial, alive = [], []
+    original_initial, original_update = KMeans._initial_centers, _ann.update_centers
+
+    def initial_centers(self, *args):
+        centers = original_initial(self, *args)
+        initial.append(weakref.ref(centers))
+        return centers
+
+    def update_centers(rows, labels, centers, comm):
+        alive.append(initial[0]() is not None)
+        return original_update(rows, labels, centers, comm)
+
+    monkeypatch.setattr(KMeans, "_initial_centers", initial_centers)
+    monkeypatch.setattr(_ann, "update_centers", update_centers)
+    KMeans(60, assign="ann", device="cpu", max_iter=3, tol=0.0, random_state=0).fit(overlapping)
+    assert alive[0]  # the first M-step reads them
+    assert not any(alive[1:])
 
 
 @pytest.mark.parametrize("n_clusters, n_neighbors", [(300, 5), (3000, 32)])
