@@ -296,9 +296,10 @@ class _WalkCheck:
     exact step, once the probes would reach ``MAX_PROBE_FRACTION`` of the
     groups. The first search that finds the exact nearest centre for
     ``MIN_AGREEMENT`` of the sample runs on every row. A row's search does
-    not depend on the other rows, so the sample's agreement is the agreement
-    the search will have on those rows in the full pass: no full pass is
-    spent on a search that the check would reject.
+    not depend on the other rows (up to the rounding of GEMMs over other
+    batches of rows), so the sample's agreement is the agreement the search
+    will have on those rows in the full pass: no full pass is spent on a
+    search that the check would reject.
     """
 
     def __init__(self, rows, seed, comm, chunk_size):

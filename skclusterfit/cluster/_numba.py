@@ -51,7 +51,11 @@ def njit(**options):
 
 @numba.njit(inline="always", fastmath=True)
 def dot(a, b):
-    """Float32 dot product of two vectors, inlined into the kernels that call it."""
+    """Float32 dot product of two vectors, inlined into the kernels that call it.
+
+    numba's cache does not notice a change here in the cached kernels of
+    other modules that inline it: after editing it, empty :func:`cache_dir`.
+    """
     total = numba.float32(0.0)
     for k in range(a.shape[0]):
         total += a[k] * b[k]
