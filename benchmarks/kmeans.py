@@ -22,7 +22,8 @@ Jobs (``--sizes``; each is one table):
   rows; ``100k-offset``/``200k-offset``: the same data shifted by 300.
 - ``hard``: 50,000 x 128, K = 1000, 10 iterations, on 1000 well-separated
   modes (one per cluster: the centroid graph's hard case) and
-  ``hard-100modes`` (100 modes: ClusterFit's regime).
+  ``hard-100modes`` (100 modes: ClusterFit's regime); ``hard-4000``: the
+  hard case at the size of ``200k`` (200,000 x 128, K = 4000, 4000 modes).
 - ``e2e``: 100,000 x 128 L2-normalised rows, K = 2000, every method with
   its *defaults* (ours: ``KMeans(n_clusters=K, random_state=0)``;
   scikit-learn: ``KMeans(K, n_init=1, random_state=0)``), seeding included.
@@ -75,6 +76,7 @@ SIZES = {
     "e2e": (100_000, 128, 2000, None, {"normalize": True, "defaults": True}),
     "hard": (50_000, 128, 1000, 10, {"modes": 1000}),
     "hard-100modes": (50_000, 128, 1000, 10, {"modes": 100}),
+    "hard-4000": (200_000, 128, 4000, 10, {"modes": 4000}),
     "1m": (1_000_000, 256, 16000, 10, {"project": True}),
     "1m-defaults": (1_000_000, 256, 16000, 10, {"defaults": True, "normalize": True}),
     "2048": (1_000_000, 2048, 16000, 10, {"subsample_exact": 20_000}),
@@ -88,6 +90,7 @@ DEFAULT_METHODS = {
     "e2e": ["ours defaults", "sklearn defaults"],
     "hard": ["ours exact", "ours ann", "sklearn KMeans"],
     "hard-100modes": ["ours exact", "ours ann", "sklearn KMeans"],
+    "hard-4000": ["ours exact", "ours ann", "sklearn KMeans"],
     "1m": ["ours ann", "ours exact", "sklearn KMeans", "faiss-cpu"],
     "1m-defaults": ["ours defaults"],
     "2048": ["ours ann", "ours ann whiten256"],
