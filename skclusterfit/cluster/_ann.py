@@ -35,6 +35,7 @@ from ._centroid_graph import centroid_graph
 from ._common import (
     KMeansResult,
     balanced_groups,
+    half_squared_norms,
     inertia,
     squared_shift,
     update_centers,
@@ -217,17 +218,6 @@ class CentroidGroups:
         with single_threaded_blas():
             map_chunks(work, X.shape[0], chunk_size or _SEARCH_ROWS)
         return labels
-
-
-def entry_labels(X, centers, seed, chunk_size=None, n_probe=N_PROBE):
-    """Start of the walk for points with no current centre (see CentroidGroups)."""
-    groups = CentroidGroups(centers, seed, n_probe)
-    return groups.nearest(X, centers, chunk_size)
-
-
-def half_squared_norms(centers):
-    """``|c|^2 / 2`` of every centre (float32): the walk's per-centre constant."""
-    return (0.5 * np.einsum("ij,ij->i", centers, centers)).astype(np.float32)
 
 
 def graph_assign(X, centers, graph, labels, max_hops=MAX_HOPS, half_center_sq=None):

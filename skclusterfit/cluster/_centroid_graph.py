@@ -8,6 +8,7 @@ each block's ``k`` smallest distances picked by a threshold scan.
 
 import numpy as np
 
+from ._common import half_squared_norms
 from ._numba import njit
 from ._parallel import map_chunks, single_threaded_blas
 
@@ -58,7 +59,7 @@ def centroid_graph(centers, n_neighbors):
     if n_neighbors == 0:
         return graph
     centers = np.ascontiguousarray(centers, dtype=np.float32)
-    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    half_sq = half_squared_norms(centers)
 
     def work(start, stop):
         # |c'|^2 / 2 - c.c': half the squared distance less |c|^2, the same for

@@ -141,6 +141,12 @@ def update_centers(rows, labels, centers, comm):
     return new.astype(np.float32), n_empty
 
 
+def half_squared_norms(centers):
+    """``|c|^2 / 2`` of every centre (float32): the per-centre constant of scores
+    ``|c|^2 / 2 - x.c`` (half the squared distance less ``|x|^2``)."""
+    return (0.5 * np.einsum("ij,ij->i", centers, centers)).astype(np.float32)
+
+
 def squared_shift(new, old, block_rows=1024):
     """``sum((new - old)^2)`` in float64, by blocks of rows.
 
@@ -211,6 +217,19 @@ def inertia(rows, centers, labels, comm):
     return float(comm.allreduce_sum(np.array([total]))[0])
 
 
+def _group_means(P, groups, counts):
+    """Means (float32) of the rows of ``P`` in each non-empty group, in group order.
+
+    float32 rows summed in float64 by ``np.add.reduceat`` over the rows sorted
+    by group (stable), without a float64 copy of ``P``.
+    """
+    filled = counts > 0
+    order = np.argsort(groups, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+    sums = np.add.reduceat(P[order], starts, axis=0, dtype=np.float64)
+    return (sums / counts[filled, None]).astype(np.float32)
+
+
 def small_kmeans(points, n_groups, seed, n_iter=5):
     """A few Lloyd iterations over a few thousand points (e.g. the centres).
 
@@ -231,12 +250,8 @@ def small_kmeans(points, n_groups, seed, n_iter=5):
     for _ in range(n_iter):
         groups = nearest(G)
         counts = np.bincount(groups, minlength=n_groups)
-        filled = counts > 0
-        order = np.argsort(groups, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
-        sums = np.add.reduceat(P[order], starts, axis=0, dtype=np.float64)
         G = G.copy()
-        G[filled] = (sums / counts[filled, None]).astype(np.float32)
+        G[counts > 0] = _group_means(P, groups, counts)
     return np.ascontiguousarray(G), nearest(G).astype(np.int64)
 
 
@@ -281,9 +296,5 @@ def balanced_groups(points, n_groups, seed, n_iter=10):
             # Part 0 keeps the group's number, the others take new ones.
             groups[members] = np.where(part == 0, group, n_total + part - 1)
             n_total += int(part.max())
-    order = np.argsort(groups, kind="stable")
-    counts = np.bincount(groups, minlength=n_total)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    sums = np.add.reduceat(P[order], starts, axis=0, dtype=np.float64)
-    centres = (sums / counts[:, None]).astype(np.float32)
+    centres = _group_means(P, groups, np.bincount(groups, minlength=n_total))
     return np.ascontiguousarray(centres), groups

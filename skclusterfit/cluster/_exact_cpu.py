@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from .._progress import progress
-from ._common import KMeansResult, inertia, small_kmeans, update_centers
+from ._common import KMeansResult, half_squared_norms, inertia, small_kmeans, update_centers
 from ._numba import njit
 from ._parallel import map_chunks, single_threaded_blas, split
 
@@ -419,7 +419,7 @@ def gemm_nearest(X, centers):
     Not proven exact near ties (see :func:`nearest_centers`); cheap.
     """
     centers = np.ascontiguousarray(centers, dtype=np.float32)
-    half_sq = 0.5 * np.einsum("ij,ij->i", centers, centers)
+    half_sq = half_squared_norms(centers)
     labels = np.empty(X.shape[0], dtype=np.int64)
 
     def work(start, stop):

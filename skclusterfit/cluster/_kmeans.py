@@ -535,12 +535,15 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         labels = np.empty(rows.n_rows, dtype=np.int64)
         inertia = 0.0
         chunk = _exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size)
+        if self.engine_ == "graph":
+            # Where the walk starts; a fixed seed, so predict is deterministic.
+            # Built once: grouping K centroids costs as much as many blocks' walks.
+            entry = _ann.CentroidGroups(centers, seed=0)
         blocks = rows.blocks(65536) if isinstance(rows, ArrayRows) else rows.blocks()
         for start, block in blocks:
             rows_slice = slice(start, start + block.shape[0])
             if self.engine_ == "graph":
-                # A fixed seed: the walk's entry points, so predict is deterministic.
-                block_labels = _ann.entry_labels(block, centers, 0, self.chunk_size)
+                block_labels = entry.nearest(block, centers, self.chunk_size)
                 _ann.graph_assign(block, centers, self.centroid_graph_, block_labels)
             elif self.engine_ == "yinyang":
                 block_labels = _exact_cpu.nearest_centers(block, centers)
