@@ -23,9 +23,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._progress import log
-from .._torch_utils import resolve_device
-from ..persistence import PersistenceMixin
+from ..runtime._progress import log
+from ..runtime._torch_utils import resolve_device
+from ..storage._persistence import PersistenceMixin
 from . import _ann, _exact_cpu, _exact_torch
 from ._common import feature_moments, squared_distances
 from ._distributed import resolve_comm, shard_layout
