@@ -14,6 +14,15 @@ import torch
 from torch import nn
 
 from ._builtin import MLP, SmallCNN
+from ._libraries import (
+    SPEC_HELP,
+    LibraryFeatures,
+    build_library_network,
+    library_of,
+    library_student,
+    parse_spec,
+)
+from ._preprocessing import ImagePreprocessing
 from ._video import VideoModel, video_model_names, wrap_video_transforms
 
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -71,8 +80,15 @@ def builtin_name(model, sample_shape):
     return model
 
 
-def build_module(model, sample_shape, num_classes=10):
-    """Return a fresh ``nn.Module`` for ``model``; never the user's own object."""
+def build_module(model, sample_shape, num_classes=10, *, weights=None, library_info=None):
+    """Return a fresh ``nn.Module`` for ``model``; never the user's own object.
+
+    A model library's specification (``"timm:NAME"``, ...) is built by the
+    library with ``weights`` (see :func:`~skclusterfit.networks._libraries.build_library_network`),
+    or from ``library_info`` without them; other names ignore ``weights``.
+    """
+    if parse_spec(model) is not None:
+        return build_library_network(model, weights, num_classes, info=library_info)
     if isinstance(model, str):
         name = builtin_name(model, sample_shape)
         if name == "cnn":
@@ -96,8 +112,8 @@ def build_module(model, sample_shape, num_classes=10):
         if name not in torchvision.models.list_models():
             raise ValueError(
                 f"model={model!r} is neither a built-in network ('auto', 'cnn', "
-                "'mlp') nor a torchvision model name (see "
-                "torchvision.models.list_models())."
+                "'mlp'), a torchvision model name (see "
+                f"torchvision.models.list_models()), nor a model library's: {SPEC_HELP}."
             )
         return torchvision.models.get_model(name, weights=None)
     if isinstance(model, nn.Module):
@@ -136,6 +152,8 @@ def resolve_weights(model, weights):
     """
     if not (isinstance(weights, str) and weights == "auto"):
         return weights
+    if parse_spec(model) is not None:
+        return "auto"  # the library's own pretrained default
     if isinstance(model, str) and model not in BUILTIN_NAMES:
         return "DEFAULT"
     return None
@@ -159,8 +177,9 @@ def is_weight_file(weights):
 
 
 def torchvision_weights(model, weights):
-    """The torchvision weights enum named by ``weights``, or None for a file/None."""
-    if weights is None or is_weight_file(weights):
+    """The torchvision weights enum named by ``weights``, or None for a file/None
+    (or a model library's weights, which torchvision does not name)."""
+    if weights is None or is_weight_file(weights) or parse_spec(model) is not None:
         return None
     if not isinstance(weights, str):
         return weights  # already a WeightsEnum member
@@ -231,17 +250,35 @@ def read_state_dict(path):
     return state
 
 
-def find_head(module):
-    """Qualified name of the final ``nn.Linear`` (the classifier head), or None.
+def find_head(module, what="the network"):
+    """Qualified name of the classification head (a final ``nn.Linear``), or None.
 
-    torchvision classifiers (``fc``, ``classifier[-1]``, ``heads.head``) and
-    ``nn.Sequential`` heads all register their last linear layer last.
+    The head is the network's last module (in registration order), and only
+    when it is an ``nn.Linear``: torchvision classifiers (``fc``,
+    ``classifier[-1]``, ``heads.head``) and ``nn.Sequential`` heads register
+    it last. A network without any ``nn.Linear``, or whose last module is an
+    ``nn.Identity`` (a head already removed), has none: its output is the
+    feature. A network whose last linear layer is inside it (a transformer
+    block's MLP before a final norm) is refused, naming ``layer=``: splitting
+    there would give other features, or fail in the forward pass.
     """
-    head_name = None
-    for name, layer in module.named_modules():
-        if isinstance(layer, nn.Linear):
-            head_name = name
-    return head_name
+    leaves = [(n, m) for n, m in module.named_modules() if n and not any(m.children())]
+    linear = [n for n, m in leaves if isinstance(m, nn.Linear)]
+    if not linear:
+        return None
+    last_name, last = leaves[-1]
+    if isinstance(last, nn.Linear):
+        return last_name
+    if isinstance(last, nn.Identity):
+        return None
+    raise ValueError(
+        f"{what} does not end in a linear classification head: its last module is "
+        f"{last_name!r} ({type(last).__name__}), and its last nn.Linear "
+        f"({linear[-1]!r}) is inside the network, where a split would give other "
+        "features. Choose the feature layer by name with layer=... (a node or "
+        "module name, e.g. "
+        f"layer={last_name!r}), or pass a network whose last module is its head."
+    )
 
 
 def replace_submodule(module, name, new):
@@ -250,13 +287,13 @@ def replace_submodule(module, name, new):
     setattr(parent, attr, new)
 
 
-def split_head(module):
+def split_head(module, what="the network"):
     """Split ``module`` into (backbone, head); the head becomes ``nn.Identity``.
 
-    Returns ``(module, None)`` when the network has no linear layer: its
-    output is then the feature.
+    Returns ``(module, None)`` when the network has no head (see
+    :func:`find_head`): its output is then the feature.
     """
-    head_name = find_head(module)
+    head_name = find_head(module, what)
     if head_name is None:
         return module, None
     head = module.get_submodule(head_name)
@@ -265,8 +302,19 @@ def split_head(module):
 
 
 def with_new_head(module, n_outputs, model_repr="model"):
-    """A :class:`HeadedNetwork` whose head maps the penultimate features to ``n_outputs``."""
-    backbone, head = split_head(module)
+    """A :class:`HeadedNetwork` whose head maps the penultimate features to ``n_outputs``.
+
+    A model library's network loses its head through the library's own API
+    (timm ``reset_classifier(0)``); its features are taken as the library
+    means them (:class:`~skclusterfit.networks._libraries.LibraryFeatures`).
+    """
+    if library_of(module) is not None or isinstance(module, LibraryFeatures):
+        if isinstance(module, LibraryFeatures):
+            backbone, width = module, module.output_dim()
+        else:
+            backbone, width = library_student(module)
+        return HeadedNetwork(backbone, nn.Linear(width, n_outputs))
+    backbone, head = split_head(module, model_repr)
     if head is None:
         raise ValueError(
             f"{model_repr} has no final nn.Linear layer to resize to {n_outputs} "
@@ -354,12 +402,17 @@ def weights_transforms(enum):
 def preprocess_from_spec(spec):
     """A batch preprocessing callable from its parameter value.
 
-    ``spec`` is None (nothing), a callable (used as it is), or a full
-    torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"``,
-    whose own transforms (resize, crop, normalisation) are applied.
+    ``spec`` is None (nothing), a callable (used as it is), a dict of
+    :class:`~skclusterfit.networks._preprocessing.ImagePreprocessing` settings
+    (``size``, ``crop``, ``mean``, ``std``, ``interpolation``: what a model
+    library's teacher hands its student), or a full torchvision weights name
+    such as ``"ResNet50_Weights.IMAGENET1K_V2"``, whose own transforms
+    (resize, crop, normalisation) are applied.
     """
     if spec is None or callable(spec):
         return spec
+    if isinstance(spec, dict):
+        return ImagePreprocessing(**spec)
     enum = torchvision_weights(None, spec)
     if enum is None:
         raise ValueError(
