@@ -14,6 +14,7 @@ installs it (``pip install 'skclusterfit[timm]'``).
 import difflib
 import importlib
 import os
+import sys
 
 import torch
 from torch import nn
@@ -573,7 +574,7 @@ class _Hub(_Adapter):
                 "job: torch.hub.load('owner/repo', ...) once where a network is "
                 "reachable, then pass its directory in torch.hub.get_dir()."
             )
-        entries = torch.hub.list(directory, source="local", trust_repo=True)
+        entries = _hub_entries(directory)
         if entry not in entries:
             raise _unknown(f"hub:{directory}", entry, entries, self.listing)
 
@@ -628,6 +629,22 @@ class _Hub(_Adapter):
     def n_prefix_tokens(self, module, x):
         has_cls = getattr(module, "cls_token", None) is not None
         return int(has_cls) + int(getattr(module, "num_register_tokens", 0) or 0)
+
+
+def _hub_entries(directory):
+    """The entries of a local hubconf.py, as ``torch.hub.list`` gives them for a GitHub one."""
+    import importlib.util
+
+    path = os.path.join(directory, "hubconf.py")
+    spec = importlib.util.spec_from_file_location("hubconf", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, directory)  # as torch.hub.load(source="local"): its own imports resolve
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(directory)
+    return [name for name in dir(module)
+            if callable(getattr(module, name)) and not name.startswith("_")]
 
 
 def _hub_load(directory, entry, kwargs):
