@@ -297,7 +297,14 @@ class _Timm(_Adapter):
     def input_size(self, module):
         import timm.data
 
-        return tuple(timm.data.resolve_model_data_config(module)["input_size"])
+        size = tuple(timm.data.resolve_model_data_config(module)["input_size"])
+        # A ViT built with img_size=/in_chans= keeps its pretrained config's size.
+        patch_embed = getattr(module, "patch_embed", None)
+        img_size = getattr(patch_embed, "img_size", None)
+        proj = getattr(patch_embed, "proj", None)
+        if img_size is not None and isinstance(proj, nn.Conv2d):
+            size = (proj.in_channels, *tuple(img_size))
+        return size
 
     def preprocessing(self, module, name, weights):
         import timm.data
