@@ -19,6 +19,7 @@ import sys
 import torch
 from torch import nn
 
+from ._heads import read_state_dict, split_head
 from ._preprocessing import make_settings, settings_from_transforms
 
 # prefix -> (importable module, extra of setup.cfg, what to pip install)
@@ -611,8 +612,6 @@ class _Hub(_Adapter):
         return module
 
     def prepare(self, module):
-        from ._backbones import split_head
-
         return split_head(module, f"the network of this torch.hub entry")[0]
 
     def default_features(self, module, x):
@@ -667,8 +666,6 @@ def _hub_load(directory, entry, kwargs):
 
 
 def _load_state(module, path, what):
-    from ._backbones import read_state_dict
-
     state = read_state_dict(path)
     try:
         module.load_state_dict(state)
