@@ -450,3 +450,23 @@ def test_cli_help_lists_the_prefixes_and_checks_names(capsys):
     with pytest.raises(SystemExit):
         parse_args(["fit", os.getcwd(), "--out", "x", "--teacher", "timm:resnet1800"])
     assert "Close matches" in capsys.readouterr().err
+
+
+def test_cli_fit_with_a_library_teacher_reads_files_its_way(clip_dir, tmp_path):
+    """`skclusterfit fit --teacher open_clip:...`: images read with open_clip's settings."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _image_folders import write_digit_folder
+
+    from skclusterfit import cli
+
+    images = str(tmp_path / "images")
+    write_digit_folder(images, range(12), bad_files=False)
+    out = str(tmp_path / "out")
+    spec = f"open_clip:local-dir:{clip_dir[2]}"
+    assert cli.main(["fit", images, "--teacher", spec, "--student", "cnn", "--K", "3",
+                     "--epochs", "1", "--batch-size", "8", "--workers", "0",
+                     "--device", "cpu", "--out", out, "--quiet"]) == 0
+    model = skclusterfit.load(os.path.join(out, "model"))
+    reader = model.named_steps["images"]
+    assert (reader.interpolation, reader.crop) == ("bicubic", (32, 32))
+    assert reader.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
