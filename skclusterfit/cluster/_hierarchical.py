@@ -61,6 +61,7 @@ FINE_ITER = 6
 # k-means samples at 256 rows per centre by default; the refinement sees every
 # row anyway). Bounds the memory the fine stage holds when rows are streamed.
 FINE_ROWS_PER_CLUSTER = 128
+SEED_ROWS_PER_CLUSTER = 16
 # Mesoclusters probed per row by the "groups" refinement.
 N_PROBE = 3
 
@@ -106,7 +107,7 @@ def _fine_clusters(X, k, seed, n_iter):
         return np.array(X[:k], dtype=np.float32)
     # Seeding on at most 8 rows per centre: greedy k-means++ costs
     # ``rows * k * log(k)`` distances, Lloyd ``rows * k`` per iteration.
-    size = min(X.shape[0], 8 * k)
+    size = min(X.shape[0], SEED_ROWS_PER_CLUSTER * k)
     sample = X if size == X.shape[0] else X[np.sort(rng.choice(X.shape[0], size, replace=False))]
     # Candidates of 8 centres drawn together: the same distances in 1/8 of the
     # Python rounds (``kmeans_plusplus``'s batch), which dominate at k ~ sqrt(K).
@@ -201,22 +202,28 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
     used = np.minimum(counts, FINE_ROWS_PER_CLUSTER * np.maximum(k, 1))
     owner = _owners(used * k, comm.world_size)
     keep_fraction = np.where(counts > 0, used / np.maximum(counts, 1), 0.0)
-    # One pass: the kept rows of every block, sorted by owning rank.
-    kept_rows, kept_groups = [], []
-    for start, block in rows.blocks():
-        block_labels = labels[start : start + block.shape[0]]
-        global_index = np.arange(start, start + block.shape[0]) + offset
-        keep = np.flatnonzero(_keep(global_index, keep_fraction[block_labels], seed))
-        kept_rows.append(np.array(block[keep]))  # a copy: a streamed block is reused
-        kept_groups.append(block_labels[keep])
-    del labels
-    X = np.concatenate(kept_rows) if kept_rows else np.empty((0, rows.n_features), np.float32)
-    groups = np.concatenate(kept_groups) if kept_groups else np.empty(0, np.int64)
-    del kept_rows, kept_groups
-    if comm.world_size > 1:
-        X, groups = comm.exchange_rows(X, groups, owner[groups])
-    order = np.argsort(groups, kind="stable")  # by group, then global row order
-    X, groups = X[order], groups[order]
+    if comm.world_size == 1 and np.all(used == counts) and hasattr(rows, "array"):
+        # Every row kept, in memory: one gather, by group then row order.
+        order = np.argsort(labels, kind="stable")
+        X, groups = rows.array[order], labels[order]
+        del labels, order
+    else:
+        # One pass: the kept rows of every block.
+        kept_rows, kept_groups = [], []
+        for start, block in rows.blocks():
+            block_labels = labels[start : start + block.shape[0]]
+            global_index = np.arange(start, start + block.shape[0]) + offset
+            keep = np.flatnonzero(_keep(global_index, keep_fraction[block_labels], seed))
+            kept_rows.append(np.array(block[keep]))  # a copy: a streamed block is reused
+            kept_groups.append(block_labels[keep])
+        del labels
+        X = np.concatenate(kept_rows) if kept_rows else np.empty((0, rows.n_features), np.float32)
+        groups = np.concatenate(kept_groups) if kept_groups else np.empty(0, np.int64)
+        del kept_rows, kept_groups
+        if comm.world_size > 1:
+            X, groups = comm.exchange_rows(X, groups, owner[groups])
+        order = np.argsort(groups, kind="stable")  # by group, then global row order
+        X, groups = X[order], groups[order]
     bounds = np.searchsorted(groups, np.arange(n_groups + 1))
     pieces = [
         (g, X[bounds[g] : bounds[g + 1]])
@@ -226,7 +233,7 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
     return k, owner, pieces
 
 
-def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_iter=FINE_ITER,
+def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_iter=None,
                          verbose=0):
     """Stages 1 and 2: the fine centres (float32, K x d) in group order.
 
@@ -234,6 +241,7 @@ def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_it
     every rank), the mesocluster centres and the mesocluster of each centre.
     """
     rng = np.random.RandomState(seed)
+    fine_iter = FINE_ITER if fine_iter is None else fine_iter
     n_groups = min(n_groups or n_groups_for(n_clusters), n_clusters)
     meso = _mesoclusters(rows, n_groups, rng, comm)
     fine_seed = int(rng.randint(2**31 - 1))
@@ -269,14 +277,14 @@ def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_it
     return np.ascontiguousarray(centers, dtype=np.float32), meso, group_of
 
 
-def _groups_index(meso, group_of):
+def _groups_index(meso, group_of, n_probe=N_PROBE):
     """A :class:`_ann.CentroidGroups` whose groups are the mesoclusters."""
     groups = _ann.CentroidGroups.__new__(_ann.CentroidGroups)
     groups.group_centers = np.ascontiguousarray(meso, dtype=np.float32)
     groups.members = np.argsort(group_of, kind="stable").astype(np.int32)
     counts = np.bincount(group_of, minlength=len(meso))
     groups.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    groups.n_probe = min(N_PROBE, len(meso))
+    groups.n_probe = min(n_probe, len(meso))
     return groups
 
 
@@ -320,7 +328,7 @@ def lloyd_groups(rows, centers_init, *, max_iter, tol, verbose=0, comm, groups, 
 
 def lloyd_hierarchical(
     rows, centers_init, *, max_iter, tol, verbose=0, comm, n_clusters, seed=0, refine="graph",
-    n_neighbors=32, chunk_size=None, n_groups=None, fine_iter=FINE_ITER, device=None,
+    n_neighbors=32, chunk_size=None, n_groups=None, fine_iter=None, device=None,
 ):
     """Hierarchical k-means then ``max_iter`` global Lloyd iterations; the engine signature.
 
@@ -347,8 +355,8 @@ def lloyd_hierarchical(
         Rows per task of the inverted-file searches.
     n_groups : int, default=None
         Mesoclusters; None: ``round(sqrt(n_clusters))``.
-    fine_iter : int, default=FINE_ITER
-        Lloyd iterations within each group.
+    fine_iter : int, default=None
+        Lloyd iterations within each group; None: ``FINE_ITER``.
     device : torch.device, default=None
         Where ``refine="torch"`` runs.
 
@@ -378,7 +386,11 @@ def lloyd_hierarchical(
             rows, centers, max_iter=max_iter, tol=tol, verbose=verbose, comm=comm,
             groups=_groups_index(meso, group_of), chunk_size=chunk_size,
         )
+    # The walks of the first E-step start from the nearest centre of each row's
+    # nearest mesocluster (where the fine stage left it), not from an inverted
+    # file built anew over the K centres.
+    first = _groups_index(meso, group_of, n_probe=1)
     return _ann.lloyd_graph(
         rows, centers, max_iter=max_iter, tol=tol, verbose=verbose, comm=comm,
-        n_neighbors=n_neighbors, seed=refine_seed, chunk_size=chunk_size,
+        n_neighbors=n_neighbors, seed=refine_seed, chunk_size=chunk_size, first_groups=first,
     )
