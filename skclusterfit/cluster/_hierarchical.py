@@ -59,8 +59,9 @@ MESO_ITER = 10
 FINE_ITER = 6
 # Rows per fine cluster a group keeps for its fine clustering (faiss caps
 # k-means samples at 256 rows per centre by default; the refinement sees every
-# row anyway). Bounds the memory the fine stage holds when rows are streamed.
-FINE_ROWS_PER_CLUSTER = 128
+# row anyway). Bounds the memory the fine stage holds when rows are streamed:
+# 64 x 100,000 clusters x 64 features in float32 is 1.6 GB.
+FINE_ROWS_PER_CLUSTER = 64
 SEED_ROWS_PER_CLUSTER = 16
 # Mesoclusters probed per row by the "groups" refinement.
 N_PROBE = 3
@@ -202,13 +203,31 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
     used = np.minimum(counts, FINE_ROWS_PER_CLUSTER * np.maximum(k, 1))
     owner = _owners(used * k, comm.world_size)
     keep_fraction = np.where(counts > 0, used / np.maximum(counts, 1), 0.0)
-    if comm.world_size == 1 and np.all(used == counts) and hasattr(rows, "array"):
-        # Every row kept, in memory: one gather, by group then row order.
-        order = np.argsort(labels, kind="stable")
-        X, groups = rows.array[order], labels[order]
-        del labels, order
+    if comm.world_size == 1:
+        # Rows written straight to their place, by group then row order: one
+        # copy of the kept rows (a gather when they are all in memory).
+        keep = None
+        if np.any(used < counts):
+            keep = _keep(np.arange(rows.n_rows), keep_fraction[labels], seed)
+            labels = np.where(keep, labels, -1)
+        kept = labels >= 0
+        groups = labels[kept]
+        order = np.argsort(groups, kind="stable")
+        if keep is None and hasattr(rows, "array"):
+            X = rows.array[order]
+        else:
+            position = np.empty(rows.n_rows, dtype=np.int64)
+            position[np.flatnonzero(kept)[order]] = np.arange(order.size)
+            X = np.empty((order.size, rows.n_features), dtype=np.float32)
+            for start, block in rows.blocks():
+                stop = start + block.shape[0]
+                mask = kept[start:stop]
+                X[position[start:stop][mask]] = block[mask]
+            del position
+        groups = groups[order]
+        del labels, order, kept
     else:
-        # One pass: the kept rows of every block.
+        # One pass: the kept rows of every block, then one all-to-all to their ranks.
         kept_rows, kept_groups = [], []
         for start, block in rows.blocks():
             block_labels = labels[start : start + block.shape[0]]
@@ -220,8 +239,7 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
         X = np.concatenate(kept_rows) if kept_rows else np.empty((0, rows.n_features), np.float32)
         groups = np.concatenate(kept_groups) if kept_groups else np.empty(0, np.int64)
         del kept_rows, kept_groups
-        if comm.world_size > 1:
-            X, groups = comm.exchange_rows(X, groups, owner[groups])
+        X, groups = comm.exchange_rows(X, groups, owner[groups])
         order = np.argsort(groups, kind="stable")  # by group, then global row order
         X, groups = X[order], groups[order]
     bounds = np.searchsorted(groups, np.arange(n_groups + 1))
