@@ -29,7 +29,7 @@ from _conditions import cpu_seconds, header, load, threads  # noqa: E402
 
 from skclusterfit import NetClassifier  # noqa: E402
 from skclusterfit.cluster import KMeans  # noqa: E402
-from skclusterfit.datasets import load_digits_images, load_mnist_images  # noqa: E402
+from skclusterfit.data import load_digits_images, load_mnist_images  # noqa: E402
 
 
 def features(name, epochs):

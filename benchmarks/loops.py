@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _memory import PeakMemory, peak_rss  # noqa: E402
 
 from skclusterfit import FeatureExtractor, NetClassifier  # noqa: E402
-from skclusterfit.models import SmallCNN  # noqa: E402
+from skclusterfit.networks import SmallCNN  # noqa: E402
 
 
 def make_images(n_samples, side, n_classes, seed=0):

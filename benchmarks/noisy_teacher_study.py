@@ -140,7 +140,7 @@ def load_dataset(name, seed):
     """(X_train, X_test, y_train, y_test), stratified 70/30, split by ``seed``."""
     from sklearn.model_selection import train_test_split
 
-    from skclusterfit.datasets import load_digits_images, load_mnist_images
+    from skclusterfit.data import load_digits_images, load_mnist_images
 
     if name.startswith("digits"):
         X, y = load_digits_images()
@@ -212,7 +212,7 @@ def held_out_fits(cache, out):
 
     torch.set_num_threads(1)
     from skclusterfit import NetClassifier, load
-    from skclusterfit.datasets import add_label_noise
+    from skclusterfit.data import add_label_noise
 
     defaults = defaults_tag()
     log = RunLog(out, HELD_OUT_FIELDS, KEY[:4])
@@ -244,7 +244,7 @@ def held_out_fits(cache, out):
 def get_teacher(dataset, p, seed, recipe, split, cache):
     """The trained teacher, from ``cache`` when an earlier run saved it."""
     from skclusterfit import NetClassifier, load
-    from skclusterfit.datasets import add_label_noise
+    from skclusterfit.data import add_label_noise
 
     X_train, _, y_train, _ = split
     y_noisy = add_label_noise(y_train, p, random_state=seed)

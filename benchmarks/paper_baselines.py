@@ -111,7 +111,7 @@ def cell_job(p, seed, args, done, csv_path, rotnet_path):
     import skclusterfit
     from skclusterfit import ClusterFit, Distillation, NetClassifier
     from skclusterfit.cluster import PerLabelKMeans, PrototypeClusterer
-    from skclusterfit.datasets import add_label_noise
+    from skclusterfit.data import add_label_noise
     from skclusterfit.evaluation import knn_probe, linear_probe
 
     X_train, X_test, y_train, y_test = load_data(seed, args.resolution)

@@ -80,7 +80,7 @@ def load_data(seed, resolution):
     """MNIST-5k, 3,500 train / 1,500 test, stratified, split by ``seed``."""
     from sklearn.model_selection import train_test_split
 
-    from skclusterfit.datasets import load_mnist_images
+    from skclusterfit.data import load_mnist_images
 
     X, y = load_mnist_images(resolution=resolution)
     return train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
@@ -123,7 +123,7 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
     """One noisy teacher, its probe, and ClusterFit for every K: a list of rows."""
     _limit_threads()
     from skclusterfit import NetClassifier
-    from skclusterfit.datasets import add_label_noise
+    from skclusterfit.data import add_label_noise
     from skclusterfit.evaluation import linear_probe
 
     X_train, X_test, y_train, y_test = load_data(seed, resolution)

@@ -4,7 +4,7 @@ Both read the same JPEG files with the same DataLoader workers and batch
 size and produce the same tensors: PIL decode, RGB, resize of the shorter
 side to 256, centre crop 224, scaling to [0, 1], ImageNet normalisation.
 
-* ours: :class:`skclusterfit.image_files.ImageFiles` batched by the loop the
+* ours: :class:`skclusterfit.data.ImageFiles` batched by the loop the
   estimators use for a Dataset (``skclusterfit.data.iter_batches``), i.e.
   what ``skclusterfit fit --workers W`` runs during teacher extraction;
 * bare: what a PyTorch user writes, torchvision's ``ImageFolder`` recipe: a
@@ -37,8 +37,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from skclusterfit.data import DatasetSource, iter_batches
-from skclusterfit.image_files import ImageFiles
+from skclusterfit.data._sources import DatasetSource
+
+from skclusterfit.data import iter_batches
+from skclusterfit.data import ImageFiles
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

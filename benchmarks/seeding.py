@@ -49,7 +49,7 @@ from skclusterfit.cluster._seeding import kmeans_plusplus, random_rows  # noqa: 
 
 def mnist_features(epochs=15):
     from skclusterfit import NetClassifier
-    from skclusterfit.datasets import load_mnist_images
+    from skclusterfit.data import load_mnist_images
 
     X, y = load_mnist_images()
     Z = NetClassifier(max_epochs=epochs, random_state=0).fit(X, y).transform(X)

@@ -69,7 +69,7 @@ def plain_cnn():
 def load(task, seed):
     from sklearn.model_selection import train_test_split
 
-    from skclusterfit.datasets import load_digits_images, load_mnist_images
+    from skclusterfit.data import load_digits_images, load_mnist_images
 
     if task.startswith("cnn-mnist14"):
         X, y = load_mnist_images(resolution=14)
@@ -85,7 +85,7 @@ def run(task, config, epochs, seed):
 
     torch.set_num_threads(1)
     from skclusterfit import NetClassifier
-    from skclusterfit.datasets import add_label_noise
+    from skclusterfit.data import add_label_noise
     from skclusterfit.evaluation import linear_probe
 
     start_cpu, start = cpu_seconds(), time.perf_counter()

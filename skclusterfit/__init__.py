@@ -1,11 +1,11 @@
 """skclusterfit: ClusterFit (CVPR 2020) behind the scikit-learn API."""
 
 from ._clusterfit import ClusterFit
-from .distillation import Distillation
-from .features import FeatureExtractor
-from .multi_teacher import ConcatTeachers
-from .persistence import load, save
-from .training import NetClassifier
+from ._distillation import Distillation
+from ._features import FeatureExtractor
+from ._multi_teacher import ConcatTeachers
+from .storage import load, save
+from ._training import NetClassifier
 
 __version__ = "0.1.0"
 

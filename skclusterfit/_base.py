@@ -8,8 +8,8 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from torch import nn
 
-from ._torch_utils import autocast_context, check_finite_features, uses_channels_last
-from .data import iter_batches
+from .runtime._torch_utils import autocast_context, check_finite_features, uses_channels_last
+from .data._sources import iter_batches
 
 
 class TorchStateMixin:

@@ -16,9 +16,9 @@ from torch import nn
 
 from . import _stages
 from ._base import NetworkFeaturesMixin
-from ._estimators import DefaultComponentsMixin, final_step, unfrozen
-from ._out_of_core import FeatureStorage, parse_bytes
-from ._progress import log
+from .runtime._estimators import DefaultComponentsMixin, final_step, unfrozen
+from .runtime._out_of_core import FeatureStorage, parse_bytes
+from .runtime._progress import log
 from ._teachers import (
     StudentFeaturesMixin,
     fit_teacher,
@@ -27,14 +27,14 @@ from ._teachers import (
     teacher_features,
     teacher_from,
 )
-from ._torch_utils import draw_seed, resolve_device
+from .runtime._torch_utils import draw_seed, resolve_device
 from ._validation import validate_input
-from .checkpoint import CLUSTERS, StageStore, features_stage
-from .distributed import process_group
-from .fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
-from .multi_teacher import ConcatTeachers
-from .persistence import PersistenceMixin
-from .training import NetClassifier
+from .storage._checkpoint import CLUSTERS, StageStore, features_stage
+from .runtime._distributed import process_group
+from .storage._fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
+from ._multi_teacher import ConcatTeachers
+from .storage._persistence import PersistenceMixin
+from ._training import NetClassifier
 
 # Parameter names through which scikit-learn clusterers take the cluster count.
 _K_PARAMETERS = ("n_clusters", "n_components")
@@ -122,7 +122,7 @@ class ClusterFit(
         stage or epoch, with the same result as an uninterrupted fit; a
         checkpoint of other data or parameters is refused. One directory
         per fit: in a grid search leave it None (``memory`` shares the teacher
-        features). See :mod:`skclusterfit.checkpoint`.
+        features). See :mod:`skclusterfit.storage`.
     verbose : int, default=0
         > 0: a line per stage and progress bars over the teacher's samples,
         the clusterer's iterations (``verbose`` is pushed onto it) and the

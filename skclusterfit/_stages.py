@@ -3,7 +3,7 @@
 ``ClusterFit.fit`` decides what runs where (and what a checkpoint already
 holds); these functions do the work: the teacher's features in chunks, the
 clustering and its centres. Each takes the
-:class:`~skclusterfit.distributed.ProcessGroup` of the fit: under torchrun a
+:class:`~skclusterfit.runtime.ProcessGroup` of the fit: under torchrun a
 process extracts the features of its own contiguous rows only and the
 clusterer fits on those shards together; the pseudo-labels (small) are then
 gathered so that every process holds all of them.
@@ -11,9 +11,9 @@ gathered so that every process holds all of them.
 
 import numpy as np
 
-from ._estimators import final_step, unfrozen
-from ._progress import progress
-from .data import take_rows
+from .runtime._estimators import final_step, unfrozen
+from .runtime._progress import progress
+from .data._sources import take_rows
 
 # Samples per call of the teacher's transform: large enough to keep a GPU
 # busy, a power of two so that it is a whole number of the teacher's batches
@@ -60,7 +60,7 @@ def teacher_features(teacher, X, *, verbose=0, out=None):
         ``out(n_samples, n_features)`` returns the array to fill; default a
         new in-memory float32 array. It may instead return a writer of
         consecutive row slices with a ``finish()`` method that gives the
-        array back (:class:`skclusterfit._out_of_core.NpyWriter`: features
+        array back (:class:`skclusterfit.runtime._out_of_core.NpyWriter`: features
         written to disk, returned as a memory map).
 
     Returns

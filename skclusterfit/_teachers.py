@@ -15,11 +15,11 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch import nn
 
 from . import _stages
-from ._estimators import unfrozen
+from .runtime._estimators import unfrozen
 from ._validation import validate_input
-from .features import FeatureExtractor
-from .fingerprint import estimator_fingerprint
-from .training import NetClassifier
+from ._features import FeatureExtractor
+from .storage._fingerprint import estimator_fingerprint
+from ._training import NetClassifier
 
 
 def teacher_from(teacher):

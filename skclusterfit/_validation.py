@@ -3,8 +3,8 @@
 import numpy as np
 from sklearn.utils.validation import validate_data
 
-from .data import ArraySource, first_input, image_layout, is_dataset
-from .image_files import ImageFiles, is_path_list
+from .data._sources import ArraySource, first_input, image_layout, is_dataset
+from .data._image_files import ImageFiles, is_path_list
 
 _ACCEPTED_DTYPES = [np.float32, np.float64, np.uint8]
 

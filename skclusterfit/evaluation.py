@@ -249,7 +249,7 @@ def layer_features(network, layers, X, *, batch_size=256):
     Examples
     --------
     >>> from skclusterfit import NetClassifier
-    >>> from skclusterfit.datasets import load_digits_images
+    >>> from skclusterfit.data import load_digits_images
     >>> from skclusterfit.evaluation import layer_features
     >>> X, y = load_digits_images()
     >>> clf = NetClassifier(max_epochs=1, random_state=0).fit(X[:200], y[:200])
@@ -263,7 +263,7 @@ def layer_features(network, layers, X, *, batch_size=256):
         get_graph_node_names,
     )
 
-    from .data import is_dataset, iter_batches, make_source
+    from .data._sources import is_dataset, iter_batches, make_source
 
     _, valid = get_graph_node_names(network)
     # A module's name (e.g. "layer4") stands for its last node, as in torchvision.
@@ -331,7 +331,7 @@ def layerwise_probe(estimator, layers, X_train, y_train, X_test, y_test, **probe
     --------
     >>> from torchvision.models.feature_extraction import get_graph_node_names
     >>> from skclusterfit import NetClassifier
-    >>> from skclusterfit.datasets import load_digits_images
+    >>> from skclusterfit.data import load_digits_images
     >>> from skclusterfit.evaluation import layerwise_probe
     >>> X, y = load_digits_images()
     >>> clf = NetClassifier(max_epochs=2, random_state=0).fit(X[:1000], y[:1000])
@@ -395,7 +395,7 @@ def noise_fit(teacher, X, y, X_held_out, y_held_out):
     Examples
     --------
     >>> from skclusterfit import NetClassifier
-    >>> from skclusterfit.datasets import add_label_noise, load_digits_images
+    >>> from skclusterfit.data import add_label_noise, load_digits_images
     >>> from skclusterfit.evaluation import noise_fit
     >>> X, y = load_digits_images()
     >>> y_noisy = add_label_noise(y, 0.75, random_state=0)
@@ -425,3 +425,6 @@ def noise_fit(teacher, X, y, X_held_out, y_held_out):
         memorisation=memorisation,
         likely_to_help=bool(memorisation > MEMORISATION_THRESHOLD),
     )
+
+
+__all__ = ["knn_probe", "layer_features", "layerwise_probe", "linear_probe", "noise_fit"]

@@ -11,12 +11,12 @@ from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import Dataset
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin
-from ._estimators import DefaultComponentsMixin
+from .runtime._estimators import DefaultComponentsMixin
 from ._validation import validate_input
-from .data import DatasetSource, first_input, make_source
-from .datasets import add_label_noise
-from .persistence import PersistenceMixin
-from .training import NetClassifier
+from .data._sources import DatasetSource, first_input, make_source
+from .data._datasets import add_label_noise
+from .storage._persistence import PersistenceMixin
+from ._training import NetClassifier
 
 __all__ = ["RotNet", "RotatedImages", "add_label_noise"]
 
@@ -139,7 +139,7 @@ class RotNet(
     Examples
     --------
     >>> from skclusterfit import NetClassifier
-    >>> from skclusterfit.datasets import load_digits_images
+    >>> from skclusterfit.data import load_digits_images
     >>> from skclusterfit.pretext import RotNet
     >>> X, _ = load_digits_images()
     >>> rotnet = RotNet(NetClassifier(max_epochs=1), random_state=0).fit(X[:300])

@@ -20,9 +20,9 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.augment import random_shift
-from skclusterfit.datasets import load_digits_images
-from skclusterfit.fingerprint import estimator_fingerprint
+from skclusterfit.data import random_shift
+from skclusterfit.data import load_digits_images
+from skclusterfit.storage import estimator_fingerprint
 
 # The global batch of both runs: one process of 64, or two of 32.
 GLOBAL_BATCH = 64

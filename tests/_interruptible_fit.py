@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.augment import random_shift
+from skclusterfit.data import random_shift
 
 
 class SlowShift:

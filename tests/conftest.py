@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from skclusterfit.datasets import load_digits_images
+from skclusterfit.data import load_digits_images
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One intra-op thread per xdist worker: with tiny networks, OpenMP threads

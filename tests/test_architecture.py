@@ -11,31 +11,42 @@ import pathlib
 import pytest
 
 import skclusterfit
+from skclusterfit.runtime._moved import MOVED_MODULES
 
 PACKAGE_DIR = pathlib.Path(skclusterfit.__file__).parent
 
-# Layers from the bottom up; a module may import its own layer and the ones below.
+# The layers, bottom up, as folders of the package. A module may import its
+# own layer and the ones below. The modules directly in skclusterfit/ are the
+# estimators (with their private plumbing), beside the clustering package.
 LAYERS = [
-    # Data and networks: arrays, datasets, devices, network construction.
-    {
-        "skclusterfit._atomic", "skclusterfit._estimators", "skclusterfit._progress",
-        "skclusterfit._torch_utils", "skclusterfit.augment", "skclusterfit.backbones",
-        "skclusterfit.data", "skclusterfit.datasets", "skclusterfit.image_files",
-        "skclusterfit.models", "skclusterfit.distributed", "skclusterfit._ddp",
-        "skclusterfit._out_of_core", "skclusterfit.video", "skclusterfit._soft_targets",
-    },
-    # Shared estimator plumbing that knows no estimator class.
-    {"skclusterfit._base", "skclusterfit._validation", "skclusterfit.fingerprint"},
-    # Services: saving and checkpointing, by protocol.
-    {"skclusterfit.persistence", "skclusterfit.checkpoint"},
+    # Where and how a fit runs: processes, devices, seeds, progress, files.
+    ("runtime", {"runtime"}),
+    # What goes in: arrays, image files, datasets; what turns it into features.
+    ("data", {"data"}),
+    ("networks", {"networks"}),
+    # What a fit keeps: saved estimators, checkpoints, fingerprints (by protocol).
+    ("storage", {"storage"}),
+    # The estimators users import: skclusterfit.*, skclusterfit.cluster.
+    ("estimators", {"", "cluster"}),
+    # The command-line application on top.
+    ("application", {"cli", "__main__"}),
 ]
-# Everything else (the estimators, evaluation, the command line) sits above.
-SERVICES_AND_BELOW = set().union(*LAYERS)
-ESTIMATOR_MODULES = {
-    "skclusterfit.features", "skclusterfit.training", "skclusterfit.pretext",
-    "skclusterfit._clusterfit", "skclusterfit.distillation", "skclusterfit._teachers",
-    "skclusterfit.multi_teacher",
-}
+STUB_MODULES = set(MOVED_MODULES)
+
+
+def folder_of(name):
+    """The layer folder of module ``name``: its subpackage, or "" for top-level modules."""
+    parts = name.split(".")[1:]
+    if not parts:
+        return ""
+    if parts[0] == "__main__" or (PACKAGE_DIR / parts[0]).is_dir():
+        return parts[0]
+    return ""
+
+
+def layer_of(name):
+    folder = folder_of(name)
+    return next(level for level, (_, folders) in enumerate(LAYERS) if folder in folders)
 
 
 def module_name(path):
@@ -108,23 +119,95 @@ def test_no_import_cycles(graph):
 
 
 def test_lower_layers_never_import_higher_ones(graph):
-    for level, layer in enumerate(LAYERS):
-        allowed = set().union(*LAYERS[: level + 1])
-        for name in layer:
-            higher = graph[name] - allowed
-            assert not higher, f"{name} (layer {level}) imports higher modules {higher}"
+    for name, targets in graph.items():
+        if name in STUB_MODULES:
+            continue
+        higher = {t for t in targets if layer_of(t) > layer_of(name)}
+        assert not higher, (
+            f"{name} ({LAYERS[layer_of(name)][0]}) imports higher modules {sorted(higher)}"
+        )
 
 
-def test_services_know_no_estimator_class(graph):
-    for name in SERVICES_AND_BELOW:
-        assert not graph[name] & ESTIMATOR_MODULES, name
-    # Nor by name anywhere in their code (docstrings aside): a protocol, not a list.
+def test_data_and_networks_are_independent(graph):
+    other = {"data": "networks", "networks": "data"}
+    for name, targets in graph.items():
+        if folder_of(name) in other:
+            crossing = {t for t in targets if folder_of(t) == other[folder_of(name)]}
+            assert not crossing, (name, sorted(crossing))
+
+
+def test_every_folder_is_a_layer():
+    """A new subpackage is placed in a layer on purpose."""
+    folders = {p.name for p in PACKAGE_DIR.iterdir() if (p / "__init__.py").exists()}
+    placed = set().union(*(folders for _, folders in LAYERS))
+    assert folders <= placed, f"place these folders in LAYERS: {sorted(folders - placed)}"
+
+
+def test_top_level_holds_estimators_and_stubs_only():
+    """The flat modules of 0.1 left only as stubs; new code goes in a folder or is private."""
+    top = {p.stem for p in PACKAGE_DIR.glob("*.py")}
+    public = {name for name in top if not name.startswith("_")}
+    stubs = {name.split(".")[1] for name in STUB_MODULES}
+    assert public - stubs == {"evaluation", "pretext"}
+
+
+def test_storage_and_runtime_know_no_estimator_class():
+    # Not by name anywhere in their code (docstrings aside): a protocol, not a list.
     estimator_classes = {"FeatureExtractor", "NetClassifier", "RotNet", "ClusterFit", "KMeans"}
-    for module in ("persistence", "checkpoint", "fingerprint"):
-        tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
-        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-        used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
-        assert not used & estimator_classes, (module, used & estimator_classes)
+    for folder in ("runtime", "storage"):
+        for path in (PACKAGE_DIR / folder).glob("*.py"):
+            tree = ast.parse(path.read_text())
+            used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+            used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+            assert not used & estimator_classes, (path.name, used & estimator_classes)
+
+
+def _public_modules():
+    for path in PACKAGE_DIR.rglob("*.py"):
+        name = module_name(path)
+        if not any(part.startswith("_") for part in name.split(".")[1:]):
+            yield name, path
+
+
+def _assigned_names(path):
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                elements = target.elts if isinstance(target, ast.Tuple) else [target]
+                names |= {e.id for e in elements if isinstance(e, ast.Name)}
+    return names
+
+
+def test_every_public_module_declares_all():
+    missing = [name for name, path in _public_modules() if "__all__" not in _assigned_names(path)]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
+def test_old_import_paths_work_with_a_warning(old):
+    import importlib
+
+    public, private = MOVED_MODULES[old]
+    stub = importlib.import_module(old)
+    code = importlib.import_module(private)
+    name = (stub.__all__ or [n for n in vars(code) if not n.startswith("_")])[0]
+    with pytest.warns(FutureWarning, match=f"{old} is deprecated.*import {name} from"):
+        value = getattr(stub, name)
+    assert value is getattr(code, name)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        stub.no_such_name
+
+
+def test_files_saved_by_0_1_name_classes_that_still_load():
+    import warnings
+
+    from skclusterfit import NetClassifier
+    from skclusterfit.storage._persistence import _resolve_class
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _resolve_class("skclusterfit.training:NetClassifier") is NetClassifier
 
 
 def test_no_private_scikit_learn_imports():
@@ -143,21 +226,6 @@ def test_no_private_scikit_learn_imports():
                     if imported != "sklearn.utils._param_validation":
                         offending.append(f"{path.name}: {imported}")
     assert not offending, offending
-
-
-def test_the_layer_table_covers_every_module(graph):
-    """A new module is placed in a layer on purpose, or is an estimator/front end."""
-    front = {
-        "skclusterfit", "skclusterfit.__main__", "skclusterfit.cli",
-        "skclusterfit.evaluation", "skclusterfit._stages", "skclusterfit._demo",
-        "skclusterfit.image_folder", "skclusterfit.report",
-    }
-    unplaced = {
-        name for name in graph
-        if name not in SERVICES_AND_BELOW and name not in ESTIMATOR_MODULES
-        and name not in front and not name.startswith("skclusterfit.cluster")
-    }
-    assert not unplaced, f"place these modules in tests/test_architecture.py: {unplaced}"
 
 
 def test_importing_the_package_loads_neither_torchvision_nor_numba():

@@ -15,8 +15,8 @@ from _image_folders import digit_array, write_digit_folder
 
 import skclusterfit
 from skclusterfit import NetClassifier, cli
-from skclusterfit._demo import run as run_demo
-from skclusterfit.image_files import ImageFiles
+from skclusterfit.cli._demo import run as run_demo
+from skclusterfit.data import ImageFiles
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,9 +28,9 @@ def no_work(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the options were checked")
 
-    monkeypatch.setattr("skclusterfit._demo.run", forbidden)
-    monkeypatch.setattr("skclusterfit.image_folder.fit_from_args", forbidden)
-    monkeypatch.setattr("skclusterfit.image_folder.transform_from_args", forbidden)
+    monkeypatch.setattr("skclusterfit.cli._demo.run", forbidden)
+    monkeypatch.setattr("skclusterfit.cli._image_folder.fit_from_args", forbidden)
+    monkeypatch.setattr("skclusterfit.cli._image_folder.transform_from_args", forbidden)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ def test_saved_model_matches_the_fit(fitted_run):
     rows = read_clusters(out)
     np.testing.assert_array_equal(cf.labels_, [int(row["cluster"]) for row in rows])
     # The distance column is the distance to the centre in the clusterer's space.
-    from skclusterfit.report import cluster_distances
+    from skclusterfit.cli import cluster_distances
 
     features = cf.teacher_.transform(ImageFiles(good, mode="RGB", size=(32, 32)))
     expected = cluster_distances(cf.clusterer_, features, cf.labels_, cf.cluster_centers_)
@@ -223,7 +223,7 @@ def test_k_larger_than_the_images_is_refused_before_the_teacher(tmp_path, teache
     def forbidden(*args, **kwargs):
         raise AssertionError("files decoded before K was checked")
 
-    monkeypatch.setattr("skclusterfit.image_files.ImageFiles.check_decode", forbidden)
+    monkeypatch.setattr("skclusterfit.data.ImageFiles.check_decode", forbidden)
     assert cli.main(fit_argv(images, str(tmp_path / "out"), teacher_file)) == 1
     assert ("skclusterfit fit: error: K=10 clusters need at least as many images, but "
             f"{images!r} has 5 image files.") in capsys.readouterr().err
@@ -259,7 +259,7 @@ def test_resumed_run_after_a_kill_gives_the_same_clusters(fitted_run, teacher_fi
 
 
 def test_a_torchvision_weights_file_gets_its_own_versions_transforms():
-    from skclusterfit.image_folder import IMAGENET_MEAN, reader_settings
+    from skclusterfit.cli._image_folder import IMAGENET_MEAN, reader_settings
 
     v2 = reader_settings("resnet50", "/models/resnet50-11ad3fa6.pth")
     v1 = reader_settings("resnet50", "/models/resnet50-0676ba61.pth")

@@ -18,7 +18,7 @@ from torch import nn
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
 from skclusterfit.cluster import KMeans
-from skclusterfit.models import SmallCNN
+from skclusterfit.networks import SmallCNN
 
 
 def fast_cf(**params):

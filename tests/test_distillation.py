@@ -14,7 +14,7 @@ from torch import nn
 import skclusterfit
 from skclusterfit import Distillation, FeatureExtractor, NetClassifier
 from skclusterfit._soft_targets import SoftTargets
-from skclusterfit.distillation import _cached_teacher_scores
+from skclusterfit._distillation import _cached_teacher_scores
 from skclusterfit.pretext import RotNet
 
 
@@ -159,7 +159,7 @@ def test_nested_parameters_reach_default_components():
 def test_torchvision_classifier_teacher_gives_its_logits(tmp_path):
     import torchvision
 
-    from skclusterfit.distillation import head_layer
+    from skclusterfit._distillation import head_layer
 
     assert head_layer("resnet18", (3, 32, 32)) == "fc"
     assert head_layer("mobilenet_v3_small", (3, 32, 32)) == "classifier.3"

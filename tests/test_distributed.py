@@ -19,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skclusterfit
-from skclusterfit.checkpoint import STUDENT_FILE
+from skclusterfit.storage._checkpoint import STUDENT_FILE
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)

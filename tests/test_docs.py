@@ -189,7 +189,7 @@ def test_citation_and_changelog_match_the_version():
         "Yan", "Misra", "Gupta", "Ghadiyaram", "Mahajan"]
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert f"## {skclusterfit.__version__}" in changelog
-    from skclusterfit.persistence import FORMAT_VERSION
+    from skclusterfit.storage._persistence import FORMAT_VERSION
 
     # each release states the .skcf format version it writes
     assert f"`.skcf` format version {FORMAT_VERSION}" in changelog

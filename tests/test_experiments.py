@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.data import make_source
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import layerwise_probe, linear_probe
 from skclusterfit.pretext import RotatedImages, RotNet
 
@@ -43,7 +43,7 @@ def rotnet(digits):
 
 
 def test_label_noise_helper_is_shared():
-    from skclusterfit import datasets, pretext
+    from skclusterfit import data as datasets, pretext
 
     assert pretext.add_label_noise is datasets.add_label_noise
 

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from skclusterfit import FeatureExtractor
-from skclusterfit.models import SmallCNN
+from skclusterfit.networks import SmallCNN
 
 
 def test_torchvision_model_penultimate_layer():
@@ -86,7 +86,7 @@ def test_torchvision_weight_name_offline_error(monkeypatch):
 
 
 def test_weight_name_resolves_preprocessing():
-    from skclusterfit.backbones import preprocess_from_spec
+    from skclusterfit.networks._backbones import preprocess_from_spec
 
     enum = torchvision.models.get_model_weights("resnet18")["IMAGENET1K_V1"]
     extractor = FeatureExtractor("resnet18", weights="IMAGENET1K_V1")

@@ -11,8 +11,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.fingerprint import data_fingerprint
-from skclusterfit.image_files import ImageFiles, ImageReader, list_image_files
+from skclusterfit.storage import data_fingerprint
+from skclusterfit.data import ImageFiles, ImageReader, list_image_files
 
 
 @pytest.fixture(scope="module")

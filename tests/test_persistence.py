@@ -18,7 +18,7 @@ from torch import nn
 import skclusterfit
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
 from skclusterfit.cluster import KMeans
-from skclusterfit.persistence import read_metadata
+from skclusterfit.storage import read_metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -287,7 +287,7 @@ def test_gpu_saved_model_loads_without_gpu(digits, tmp_path):
 # -- every public estimator, through one protocol -------------------------------------
 
 def _images():
-    from skclusterfit.datasets import load_digits_images
+    from skclusterfit.data import load_digits_images
 
     return load_digits_images()[0][:120]
 

@@ -15,8 +15,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.augment import random_shift
-from skclusterfit.checkpoint import STUDENT_FILE, atomic_write
+from skclusterfit.data import random_shift
+from skclusterfit.storage._checkpoint import STUDENT_FILE, atomic_write
 from skclusterfit.cluster import KMeans
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -179,7 +179,7 @@ def test_checkpoint_of_other_parameters_or_data_is_refused(vectors, tmp_path):
 
 def test_checkpoint_sees_a_teacher_whose_weights_file_changed(vectors, tmp_path):
     """Same parameters, other weights behind the same file name: refused."""
-    from skclusterfit.models import MLP
+    from skclusterfit.networks import MLP
 
     weights = tmp_path / "teacher.pt"
     directory = str(tmp_path / "ckpt")
@@ -196,8 +196,8 @@ def test_checkpoint_sees_a_teacher_whose_weights_file_changed(vectors, tmp_path)
 def test_data_fingerprint_sees_changes(tmp_path, monkeypatch):
     from PIL import Image
 
-    from skclusterfit import fingerprint as checkpoint
-    from skclusterfit.image_files import ImageFiles
+    from skclusterfit.storage import _fingerprint as checkpoint
+    from skclusterfit.data import ImageFiles
 
     X = np.random.RandomState(0).rand(50, 4).astype(np.float32)
     assert checkpoint.data_fingerprint(X) == checkpoint.data_fingerprint(X.copy())
@@ -351,7 +351,7 @@ def test_fitted_fingerprint_sees_nested_fitted_state():
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import make_pipeline
 
-    from skclusterfit.fingerprint import fitted_fingerprint
+    from skclusterfit.storage import fitted_fingerprint
 
     rng = np.random.RandomState(0)
     first, second = rng.rand(30, 5), rng.rand(30, 5)
@@ -366,7 +366,7 @@ def test_fitted_fingerprint_sees_nested_fitted_state():
 def test_fitted_fingerprint_of_a_callable_does_not_depend_on_its_address():
     """Two equal fits whose preprocess is a distinct function object (same code,
     same name) fingerprint alike: a hash of repr() would see two addresses."""
-    from skclusterfit.fingerprint import fitted_fingerprint
+    from skclusterfit.storage import fitted_fingerprint
 
     X = np.random.RandomState(0).rand(30, 5).astype(np.float32)
 
@@ -390,7 +390,7 @@ def test_fitted_fingerprint_of_clusterfit_rounds_is_by_content():
     students learned: two equal fits agree (a repr would show object
     addresses, so processes of one distributed fit would disagree), a fit
     with another seed does not."""
-    from skclusterfit.fingerprint import fitted_fingerprint
+    from skclusterfit.storage import fitted_fingerprint
 
     X = load_digits().data[:120].astype(np.float32)
 

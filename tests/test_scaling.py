@@ -14,9 +14,10 @@ import pytest
 from sklearn.cluster import KMeans as SklearnKMeans
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit import _ddp, _stages
-from skclusterfit._out_of_core import NpyWriter, StreamingMap, parse_bytes
-from skclusterfit.distributed import LOCAL, ProcessGroup, process_group, shard_bounds
+from skclusterfit import _stages
+from skclusterfit.runtime import _ddp
+from skclusterfit.runtime._out_of_core import NpyWriter, StreamingMap, parse_bytes
+from skclusterfit.runtime import LOCAL, ProcessGroup, process_group, shard_bounds
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
 
@@ -319,7 +320,7 @@ def test_shards_of_any_input_give_the_one_process_features(kind, digits_small, t
 def test_student_checkpoint_of_two_processes_resumed_by_one_warns(digits_small, tmp_path):
     """A 2-process student checkpoint holds both processes' generators; one
     process resuming it goes on from the epoch, with a warning."""
-    from skclusterfit.checkpoint import EpochCheckpoint
+    from skclusterfit.storage import EpochCheckpoint
 
     X, y = digits_small
     path = tmp_path / "student.pt"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skclusterfit import NetClassifier
-from skclusterfit.training import balanced_order
+from skclusterfit._training import balanced_order
 
 
 def test_learns_digits_images(digits_images):
@@ -142,7 +142,7 @@ def test_optimizer_choices_and_keywords(digits_small):
 def test_optimizer_keywords_reach_the_optimizer(monkeypatch, digits_small):
     import torch
 
-    from skclusterfit import training
+    from skclusterfit import _training as training
 
     made = []
 
@@ -217,7 +217,8 @@ def test_gpu_code_paths_run_on_the_cpu(digits_images, monkeypatch):
     they run the same code (defect 9): the loops train and extract with them."""
     import torch
 
-    from skclusterfit import FeatureExtractor, _torch_utils
+    from skclusterfit import FeatureExtractor
+    from skclusterfit.runtime import _torch_utils
 
     X, y = digits_images
     monkeypatch.setattr(_torch_utils, "CHANNELS_LAST_DEVICE_TYPES", {"cuda", "cpu"})

@@ -15,7 +15,7 @@ from torch import nn
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
 from skclusterfit.cluster import KMeans
-from skclusterfit.models import SmallCNN
+from skclusterfit.networks import SmallCNN
 
 N = 60
 
@@ -260,7 +260,7 @@ def test_nan_teacher_stops_before_clustering(X):
 def test_bad_image_files_can_be_skipped_with_a_warning(tmp_path):
     from PIL import Image
 
-    from skclusterfit.image_files import ImageFiles
+    from skclusterfit.data import ImageFiles
 
     good = []
     for i in range(3):
@@ -278,7 +278,7 @@ def test_bad_image_files_can_be_skipped_with_a_warning(tmp_path):
 def test_image_files_of_other_sizes_are_named_or_resized(tmp_path):
     from PIL import Image
 
-    from skclusterfit.image_files import ImageFiles
+    from skclusterfit.data import ImageFiles
 
     paths = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(paths[0])
@@ -297,7 +297,7 @@ def test_image_paths_fit_like_arrays(tmp_path, images):
     for i, image in enumerate(pixels):
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(image).save(paths[-1])
-    from skclusterfit.image_files import ImageFiles
+    from skclusterfit.data import ImageFiles
 
     extractor = FeatureExtractor("cnn", random_state=0).fit(ImageFiles(paths, mode="L"))
     np.testing.assert_allclose(

@@ -10,8 +10,8 @@ from torch import nn
 
 import skclusterfit
 from skclusterfit import ClusterFit, Distillation, FeatureExtractor, NetClassifier
-from skclusterfit.datasets import make_moving_digits
-from skclusterfit.video import ClipAveraged, VideoModel, uniform_clip_starts, wrap_video_transforms
+from skclusterfit.data import make_moving_digits
+from skclusterfit.networks import ClipAveraged, VideoModel, uniform_clip_starts, wrap_video_transforms
 
 
 class FrameMean(nn.Module):

@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 
 import skclusterfit
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

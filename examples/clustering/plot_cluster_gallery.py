@@ -19,7 +19,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.cluster import KMeans
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 
 X, y = load_digits_images()
 teacher = NetClassifier(max_epochs=40, random_state=0).fit(

@@ -27,7 +27,7 @@ from sklearn.preprocessing import Normalizer
 
 from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.cluster import KMeans
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
 X, y = load_digits_images()

@@ -25,7 +25,7 @@ from sklearn.pipeline import FunctionTransformer, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 
 X, y = load_digits_images()
 X_pool, X_labelled, y_pool, y_labelled = train_test_split(

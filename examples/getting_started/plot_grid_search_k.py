@@ -25,7 +25,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
 
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(

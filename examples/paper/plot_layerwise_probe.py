@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from torchvision.models.feature_extraction import get_graph_node_names
 
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import load_digits_images
+from skclusterfit.data import load_digits_images
 from skclusterfit.evaluation import layerwise_probe
 from skclusterfit.pretext import RotNet
 

@@ -24,7 +24,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.datasets import load_digits_images
+from skclusterfit.data import load_digits_images
 from skclusterfit.evaluation import linear_probe
 from skclusterfit.pretext import RotNet
 

@@ -10,7 +10,7 @@ the videos are *moving digits*: each is a short clip of one of scikit-learn's
 
 Videos are arrays of shape ``(n, T, C, H, W)``, frames first. A torchvision
 video network (``r3d_18``, ``mc3_18``, ``r2plus1d_18``) sees them through
-:class:`~skclusterfit.video.VideoModel`, which sets the clip length and the
+:class:`~skclusterfit.networks.VideoModel`, which sets the clip length and the
 number of clips: in training one clip per video at a random start (temporal
 jittering), in inference the features of clips spread uniformly over the
 video, averaged. Everything else is the image pipeline: a teacher trained on
@@ -32,9 +32,9 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import add_label_noise, make_moving_digits
+from skclusterfit.data import add_label_noise, make_moving_digits
 from skclusterfit.evaluation import knn_probe, linear_probe
-from skclusterfit.video import VideoModel
+from skclusterfit.networks import VideoModel
 
 start = time.perf_counter()
 X, y = make_moving_digits(360, n_frames=8, size=24, digit_scale=2, random_state=0)

@@ -33,8 +33,8 @@ from torch import nn
 
 import skclusterfit
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.augment import random_shift
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import random_shift
+from skclusterfit.data import add_label_noise, load_digits_images
 
 
 class TinyNet(nn.Module):
@@ -135,7 +135,7 @@ assert same, "a resumed fit must give the features of an uninterrupted one"
 path = os.path.join(tempfile.mkdtemp(), "clusterfit-digits.skcf")
 resumed.save(path)
 print(f"{os.path.getsize(path) / 1e6:.2f} MB")
-metadata = skclusterfit.persistence.read_metadata(path)  # the JSON header, no weights read
+metadata = skclusterfit.storage.read_metadata(path)  # the JSON header, no weights read
 print(f"format {metadata['format']!r}, version {metadata['version']}")
 
 # %%

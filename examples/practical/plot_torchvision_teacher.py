@@ -32,7 +32,7 @@ from torchvision.models import resnet18
 from torchvision.transforms import v2
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.datasets import add_label_noise, load_digits_images
+from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
 X8, y = load_digits_images()

@@ -21,7 +21,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import add_label_noise, load_mnist_images
+from skclusterfit.data import add_label_noise, load_mnist_images
 from skclusterfit.evaluation import linear_probe
 
 assert torch.cuda.is_available(), "this example needs a CUDA GPU"

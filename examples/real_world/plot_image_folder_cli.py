@@ -8,7 +8,7 @@ features, clusters them, trains the student, and writes the model,
 ``clusters.csv`` and a self-contained ``report.html``. This example writes
 such a folder from scikit-learn's digits (upscaled to 32x32 RGB PNGs, plus
 two broken files), trains a small teacher on noisy labels, runs the command,
-and draws the report's figures from Python with :mod:`skclusterfit.report`.
+and draws the report's figures from Python with :mod:`skclusterfit.cli`.
 
 On real photographs the call is the same with a torchvision teacher, e.g.
 ``skclusterfit fit photos/ --teacher resnet50 --weights
@@ -59,7 +59,7 @@ with open(os.path.join(images, "notes.png"), "w") as file:
 # command takes such a file as ``--teacher`` (or a torchvision name with
 # ``--weights``).
 from skclusterfit import NetClassifier
-from skclusterfit.datasets import add_label_noise
+from skclusterfit.data import add_label_noise
 
 X = np.stack([
     np.asarray(Image.open(os.path.join(images, f"batch_{i // 200}", f"{i:04d}.png")))
@@ -101,37 +101,37 @@ for row in rows[:3]:
 # %%
 # The report's figures, from Python
 # ---------------------------------
-# ``report.html`` embeds these figures; :mod:`skclusterfit.report` draws each
+# ``report.html`` embeds these figures; :mod:`skclusterfit.cli` draws each
 # one from the saved model and ``clusters.csv``. First the cluster sizes:
 import skclusterfit
-from skclusterfit import report
+from skclusterfit import cli
 
 model = skclusterfit.load(os.path.join(out, "model"))  # Pipeline(ImageReader, ClusterFit)
 cf = model.named_steps["clusterfit"]
 paths = [row["path"] for row in rows]
 clusters = np.array([int(row["cluster"]) for row in rows])
 distances = np.array([float(row["distance"]) for row in rows])
-truth = report.read_labels(os.path.join(work, "labels.csv"), paths)
-report.cluster_size_figure(clusters)
+truth = cli.read_labels(os.path.join(work, "labels.csv"), paths)
+cli.cluster_size_figure(clusters)
 
 # %%
 # A random sample of clusters, each row the images nearest to its centre,
 # with their true label in the corner:
-sample, mixed = report.choose_clusters(clusters, distances, truth, n=6)
-report.exemplar_figure(paths, clusters, distances, sample, labels_true=truth,
+sample, mixed = cli.choose_clusters(clusters, distances, truth, n=6)
+cli.exemplar_figure(paths, clusters, distances, sample, labels_true=truth,
                        title="A random sample of clusters")
 
 # %%
 # The least pure clusters by the labels: where the teacher's features mix
 # digits, the student's pseudo-labels are wrong too.
-report.exemplar_figure(paths, clusters, distances, mixed, labels_true=truth,
+cli.exemplar_figure(paths, clusters, distances, mixed, labels_true=truth,
                        title="The least pure clusters")
 
 # %%
 # The student's training curve, and the agreement of the clusters with the
 # labels:
-report.training_curve_figure(cf.student_.history_)
-print({k: round(v, 3) for k, v in report.label_agreement(clusters, truth.astype(str)).items()})
+cli.training_curve_figure(cf.student_.history_)
+print({k: round(v, 3) for k, v in cli.label_agreement(clusters, truth.astype(str)).items()})
 
 # %%
 # The probes of the report: a linear and a kNN probe on frozen features of
@@ -141,11 +141,11 @@ print({k: round(v, 3) for k, v in report.label_agreement(clusters, truth.astype(
 # student does not beat its teacher, as printed below. The paper's effect,
 # measured over seeds, is in :ref:`sphx_glr_auto_examples_paper_plot_label_noise.py`.
 images_read = model.named_steps["images"].transform(paths)
-probes, n_train, n_test = report.probe_accuracies(
+probes, n_train, n_test = cli.probe_accuracies(
     cf.teacher_.transform(images_read), cf.transform(images_read), truth
 )
 print(f"{n_train} train / {n_test} test:", probes)
-report.probe_figure(probes)
+cli.probe_figure(probes)
 
 # %%
 # New images

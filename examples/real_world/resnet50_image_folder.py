@@ -40,7 +40,7 @@ WORK = "clusterfit_run"
 from torchvision.models import ResNet50_Weights
 
 from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
-from skclusterfit.image_files import ImageFiles, list_image_files
+from skclusterfit.data import ImageFiles, list_image_files
 
 imagenet = ResNet50_Weights.IMAGENET1K_V2.transforms()
 reading = dict(mode="RGB", size=imagenet.resize_size[0], crop=imagenet.crop_size[0],

@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 
 import skclusterfit
 from skclusterfit import ClusterFit, NetClassifier
-from skclusterfit.datasets import load_digits_images
+from skclusterfit.data import load_digits_images
 
 teacher_file, out_dir = sys.argv[1], sys.argv[2]
 

@@ -30,7 +30,7 @@ import math
 import numba
 import numpy as np
 
-from .._progress import progress
+from ..runtime._progress import progress
 from ._centroid_graph import centroid_graph
 from ._common import (
     KMeansResult,

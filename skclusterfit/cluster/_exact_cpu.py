@@ -32,7 +32,7 @@ import math
 import numba
 import numpy as np
 
-from .._progress import progress
+from ..runtime._progress import progress
 from ._common import KMeansResult, half_squared_norms, inertia, small_kmeans, update_centers
 from ._numba import njit
 from ._parallel import map_chunks, single_threaded_blas, split

@@ -14,7 +14,7 @@ user has allowed TF32 float32 products, the final pass runs in float64).
 import numpy as np
 import torch
 
-from .._progress import progress
+from ..runtime._progress import progress
 from ._common import KMeansResult, split_empty_clusters
 from ._rows import ArrayRows
 

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from .._progress import log, progress
+from ..runtime._progress import log, progress
 from . import _ann, _exact_cpu, _exact_torch
 from ._common import (
     KMeansResult,

@@ -26,9 +26,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._progress import log
-from .._torch_utils import resolve_device
-from ..persistence import PersistenceMixin
+from ..runtime._progress import log
+from ..runtime._torch_utils import resolve_device
+from ..storage._persistence import PersistenceMixin
 from . import _ann, _exact_cpu, _exact_torch, _hierarchical
 from ._centroid_graph import centroid_graph
 from ._common import feature_moments, fill_empty_clusters, squared_distances

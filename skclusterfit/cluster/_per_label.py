@@ -9,8 +9,8 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from .._estimators import DefaultComponentsMixin
-from ..persistence import PersistenceMixin
+from ..runtime._estimators import DefaultComponentsMixin
+from ..storage._persistence import PersistenceMixin
 from ._prototype import LabelsRequiredMixin
 
 

@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..persistence import PersistenceMixin
+from ..storage._persistence import PersistenceMixin
 
 
 class LabelsRequiredMixin:

@@ -11,10 +11,10 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 
-from . import ClusterFit, NetClassifier
-from .datasets import add_label_noise, load_digits_images, load_mnist_images
-from ._torch_utils import resolve_device
-from .evaluation import linear_probe
+from .. import ClusterFit, NetClassifier
+from ..data._datasets import add_label_noise, load_digits_images, load_mnist_images
+from ..runtime._torch_utils import resolve_device
+from ..evaluation import linear_probe
 
 _LOADERS = {"digits": load_digits_images, "mnist": load_mnist_images}
 

@@ -32,7 +32,7 @@ def atomic_write(path, write):
     Examples
     --------
     >>> import os, tempfile
-    >>> from skclusterfit._atomic import atomic_write
+    >>> from skclusterfit.runtime._atomic import atomic_write
     >>> path = os.path.join(tempfile.mkdtemp(), "out.bin")
     >>> atomic_write(path, lambda file: file.write(b"done"))
     >>> open(path, "rb").read()

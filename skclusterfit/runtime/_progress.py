@@ -58,7 +58,7 @@ def progress(iterable=None, *, total=None, desc=None, unit="it", verbose=0, init
 
     Examples
     --------
-    >>> from skclusterfit._progress import progress
+    >>> from skclusterfit.runtime._progress import progress
     >>> sum(progress(range(3), desc="quiet", verbose=0))
     3
     """

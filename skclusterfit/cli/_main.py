@@ -6,14 +6,14 @@ file, or glob) of images and writes the model, the clusters and a report;
 features of new images; ``skclusterfit demo`` (also ``python -m
 skclusterfit`` with no sub-command) is the digits demonstration. Every option
 is checked by the parser before any work starts; the work itself lives in
-:mod:`skclusterfit.image_folder` and ``skclusterfit._demo``.
+:mod:`skclusterfit.cli._image_folder` and ``skclusterfit.cli._demo``.
 """
 
 import argparse
 import os
 import sys
 
-from . import __version__
+from .. import __version__
 
 COMMANDS = ("demo", "fit", "transform")
 _DEMO_SIZES = {"digits": 1257, "mnist": 3500}  # training samples after the 70/30 split
@@ -41,7 +41,7 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
 
 def _device(text):
-    from ._torch_utils import resolve_device
+    from ..runtime._torch_utils import resolve_device
 
     try:
         resolve_device(text)
@@ -271,7 +271,7 @@ def _check_images(parser, images):
 def _check_teacher(parser, args):
     import torchvision
 
-    from .backbones import is_weight_file
+    from ..networks._backbones import is_weight_file
 
     teacher = args.teacher
     if os.path.isfile(teacher):
@@ -297,7 +297,7 @@ def _check_teacher(parser, args):
     if is_weight_file(weights) and not os.path.isfile(weights):
         parser.error(f"argument --weights: file {weights!r} does not exist")
     if not is_weight_file(weights):
-        from .backbones import torchvision_weights
+        from ..networks._backbones import torchvision_weights
 
         try:
             torchvision_weights(teacher, weights)
@@ -327,11 +327,11 @@ def main(argv=None):
 
             run(args)
         elif args.command == "fit":
-            from .image_folder import fit_from_args
+            from ._image_folder import fit_from_args
 
             fit_from_args(args)
         else:
-            from .image_folder import transform_from_args
+            from ._image_folder import transform_from_args
 
             transform_from_args(args)
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ def image_layout(shape):
     """``"nchw"``, ``"nhwc"``, ``"nhw"``, ``"video"`` or ``"vector"`` for an array of this shape.
 
     Videos are 5-D, ``(n, T, C, H, W)``: frames first, as torchvision's video
-    datasets give them (see :mod:`skclusterfit.video`).
+    datasets give them (see :mod:`skclusterfit.networks`).
     """
     if len(shape) == 2:
         return "vector"

@@ -36,7 +36,7 @@ def parse_bytes(value, name="feature_budget"):
 
     Examples
     --------
-    >>> from skclusterfit._out_of_core import parse_bytes
+    >>> from skclusterfit.runtime._out_of_core import parse_bytes
     >>> parse_bytes("2GB"), parse_bytes("1MiB"), parse_bytes(4096)
     (2000000000, 1048576, 4096)
     """
@@ -73,7 +73,7 @@ class StreamingMap(np.memmap):
     --------
     >>> import os, tempfile
     >>> import numpy as np
-    >>> from skclusterfit._out_of_core import StreamingMap
+    >>> from skclusterfit.runtime._out_of_core import StreamingMap
     >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
     >>> np.save(path, np.arange(6.0).reshape(3, 2))
     >>> X = StreamingMap.open(path)
@@ -206,7 +206,7 @@ class FeatureStorage:
         if self.directory is None:
             self.directory = tempfile.mkdtemp(prefix="skclusterfit-features-")
         os.makedirs(self.directory, exist_ok=True)
-        # The temporary-file pattern of skclusterfit._atomic: a killed fit's
+        # The temporary-file pattern of skclusterfit.runtime._atomic: a killed fit's
         # leftover is removed by the next fit on the same checkpoint_dir.
         path = os.path.join(self.directory, f".{self.name}.{os.getpid()}.tmp")
         self._writer = NpyWriter(path, (n_samples, n_features), self.dtype)

@@ -18,7 +18,7 @@ than two samples (BatchNorm cannot train on one).
 import numpy as np
 import torch
 
-from .distributed import shard_bounds
+from ._distributed import shard_bounds
 
 
 def epoch_share(order, batch_size, group):

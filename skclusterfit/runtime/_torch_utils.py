@@ -46,7 +46,7 @@ def draw_seed(random_state):
 
     Examples
     --------
-    >>> from skclusterfit._torch_utils import draw_seed
+    >>> from skclusterfit.runtime._torch_utils import draw_seed
     >>> draw_seed(0) == draw_seed(0)
     True
     """

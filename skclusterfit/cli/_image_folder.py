@@ -1,0 +1,464 @@
+"""From a folder of images to a ClusterFit model, clusters and a report.
+
+:func:`fit_folder` is ``skclusterfit fit`` in Python and :func:`transform_folder`
+is ``skclusterfit transform``. ``fit_folder`` writes into its output
+directory::
+
+    DIR/model           Pipeline(ImageReader, ClusterFit), skclusterfit.save format
+    DIR/clusters.csv    path, cluster, distance (to the cluster's centre)
+    DIR/report.html     the report (skclusterfit.cli.write_report), self-contained
+    DIR/skipped.txt     every file left out, with the reason (tab-separated)
+    DIR/checkpoint/     ClusterFit's stages: a second run on DIR resumes there
+    DIR/scan.json       the files found decodable (so a resumed run does not decode twice)
+    DIR/run.json        the settings of the run and the seconds of each stage
+"""
+
+import csv
+import hashlib
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline
+
+from .. import ClusterFit, FeatureExtractor, NetClassifier
+from ..runtime._atomic import atomic_write
+from ..runtime._progress import log
+from ..storage._checkpoint import FEATURES_FILE
+from ..data._image_files import ImageFiles, ImageReader, list_image_files
+from ..storage._persistence import load, save
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# -- the teacher, the student and the preprocessing they take -------------------------
+def _load_teacher_file(path):
+    estimator = load(path)
+    if not hasattr(estimator, "transform"):
+        raise ValueError(
+            f"teacher={path!r} holds a {type(estimator).__name__}, which has no "
+            "transform; save a fitted FeatureExtractor, NetClassifier or RotNet."
+        )
+    return estimator
+
+
+def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=None,
+                    std=None, mode=None):
+    """The :class:`ImageFiles` settings (mode, size, crop, mean, std) for a teacher.
+
+    Explicit values win. Otherwise: the transforms of ``weights`` when it is
+    a torchvision weight name, or a file named as torchvision names its
+    download (``resnet50-11ad3fa6.pth``: IMAGENET1K_V2's resize 232, crop 224);
+    for a torchvision model with another weights file (or none), ImageNet's
+    (resize 256, crop 224, ImageNet mean and std); for a
+    fitted estimator (or a saved one's path), its training input size
+    unnormalised; for ``"cnn"``, 32x32 unnormalised.
+    """
+    from ..networks._backbones import resolve_weights, torchvision_weights
+
+    defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None}
+    if not isinstance(teacher, str) or os.path.isfile(teacher):
+        estimator = _load_teacher_file(teacher) if isinstance(teacher, str) else teacher
+        if isinstance(estimator, FrozenEstimator):
+            estimator = estimator.estimator
+        shape = tuple(getattr(estimator, "input_shape_", ()))
+        if len(shape) != 3:
+            raise ValueError(
+                f"teacher {teacher!r} was fitted on samples of shape {shape}, not "
+                "images (C, H, W)."
+            )
+        channels, height, width = (
+            (shape[0], shape[1], shape[2]) if shape[0] in (1, 3) else (shape[2], shape[0], shape[1])
+        )
+        defaults.update(mode="L" if channels == 1 else "RGB", size=(height, width))
+    elif teacher == "cnn":
+        defaults.update(size=32, crop=32)
+    else:
+        enum = torchvision_weights(teacher, resolve_weights(teacher, weights))
+        if enum is None and weights is not None:
+            enum = _torchvision_weights_of_file(teacher, weights)
+        if enum is not None:
+            transforms = enum.transforms()
+            defaults.update(
+                size=int(transforms.resize_size[0]), crop=int(transforms.crop_size[0]),
+                mean=tuple(transforms.mean), std=tuple(transforms.std),
+            )
+        else:
+            defaults.update(size=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    given = {"mode": mode, "size": resize, "crop": crop, "mean": mean, "std": std}
+    settings = {k: (given[k] if given[k] is not None else v) for k, v in defaults.items()}
+    if resize is not None and crop is None and defaults["crop"] is not None:
+        settings["crop"] = min(defaults["crop"], resize)
+    for key in ("mean", "std"):
+        if settings[key] is not None:
+            settings[key] = tuple(float(v) for v in settings[key])
+    return settings
+
+
+def _torchvision_weights_of_file(model, path):
+    """The torchvision weights whose download has this file name (e.g.
+    ``resnet50-11ad3fa6.pth`` is ResNet50_Weights.IMAGENET1K_V2), or None."""
+    import torchvision
+
+    try:
+        candidates = list(torchvision.models.get_model_weights(model))
+    except (ValueError, KeyError):
+        return None
+    name = os.path.basename(os.fspath(path))
+    return next((w for w in candidates if os.path.basename(w.url) == name), None)
+
+
+def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, workers=0,
+                 device="auto", seed=0):
+    """A frozen teacher for ClusterFit: a FeatureExtractor, or a saved model frozen."""
+    if os.path.isfile(teacher):
+        estimator = _load_teacher_file(teacher)
+        if isinstance(estimator, FrozenEstimator):
+            estimator = estimator.estimator
+        _set_running(estimator, batch_size, workers, device)
+        return FrozenEstimator(estimator)
+    return FeatureExtractor(
+        teacher, weights=weights, layer=layer, preprocess=None, batch_size=batch_size,
+        num_workers=workers, device=device, random_state=seed,
+    )
+
+
+def make_student(teacher, student=None, *, epochs=30, lr=None, batch_size=64,
+                 workers=0, device="auto", verbose=0):
+    """The student NetClassifier: ``student``'s architecture, else the teacher's."""
+    if student is None and isinstance(teacher, FrozenEstimator) and isinstance(
+        teacher.estimator, NetClassifier
+    ):
+        network = clone(teacher.estimator)  # the teacher's architecture and recipe
+    else:
+        if student is None:
+            inner = teacher.estimator if isinstance(teacher, FrozenEstimator) else teacher
+            student = inner.get_params().get("model")
+            if not isinstance(student, str):
+                raise ValueError(
+                    f"the teacher's architecture {student!r} is not a model name; "
+                    "pass the student's (--student NAME)."
+                )
+        network = NetClassifier(student)
+    network.set_params(max_epochs=epochs, verbose=verbose)
+    if lr is not None:
+        network.set_params(lr=lr)
+    _set_running(network, batch_size, workers, device)
+    return network
+
+
+def _set_running(estimator, batch_size, workers, device):
+    params = estimator.get_params(deep=False)
+    updates = {"batch_size": batch_size, "num_workers": workers, "device": device}
+    estimator.set_params(**{k: v for k, v in updates.items() if k in params})
+
+
+# -- reading the images ---------------------------------------------------------------------
+def read_images(images, settings, out=None, *, workers=0, verbose=0, min_images=1):
+    """The decodable images of ``images`` as an :class:`ImageFiles`, and what was left out.
+
+    Every file is checked (header, then a full decode in ``workers``
+    processes). With ``out``, the result is kept in ``out/scan.json`` and
+    reused while the files (names, sizes, modification times) and settings
+    are unchanged, so a resumed run does not decode everything again.
+
+    Returns
+    -------
+    dataset : ImageFiles
+    left_out : list of (str, str)
+        Each file left out and why.
+    """
+    paths, ignored = list_image_files(images)
+    if not paths:
+        raise ValueError(f"images={images!r} holds no .jpg, .jpeg, .png or .webp file.")
+    if len(paths) < min_images:  # before any decoding
+        raise ValueError(
+            f"K={min_images} clusters need at least as many images, but {images!r} "
+            f"has {len(paths)} image files."
+        )
+    key = _scan_key(paths, settings)
+    scan_path = None if out is None else os.path.join(out, "scan.json")
+    if scan_path is not None and os.path.exists(scan_path):
+        with open(scan_path, encoding="utf-8") as file:
+            scan = json.load(file)
+        if scan.get("key") == key:
+            log("skclusterfit", f"reusing the image check of {scan_path}", verbose)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                dataset = ImageFiles(scan["kept"], **settings, on_error="skip")
+            return dataset, ignored + [tuple(item) for item in scan["skipped"]]
+    log("skclusterfit", f"checking {len(paths)} image files", verbose)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # counted and listed in skipped.txt instead
+        dataset = ImageFiles(paths, **settings, on_error="skip")
+        dataset.check_decode(num_workers=workers, verbose=verbose)
+    if scan_path is not None:
+        document = {"key": key, "kept": dataset.paths, "skipped": dataset.skipped}
+        atomic_write(scan_path, lambda f: f.write(json.dumps(document).encode()))
+    return dataset, ignored + list(dataset.skipped)
+
+
+def _scan_key(paths, settings):
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}|missing\n".encode())
+    return digest.hexdigest()
+
+
+def _write_lines(path, rows):
+    text = "".join("\t".join(str(v).replace("\t", " ").replace("\n", " ") for v in row) + "\n"
+                   for row in rows)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+# -- fit ---------------------------------------------------------------------------------
+def fit_folder(
+    images,
+    out,
+    *,
+    teacher="resnet50",
+    weights="auto",
+    layer=None,
+    K=16000,
+    student=None,
+    epochs=30,
+    lr=None,
+    seed=0,
+    resize=None,
+    crop=None,
+    mean=None,
+    std=None,
+    mode=None,
+    batch_size=64,
+    device="auto",
+    workers=0,
+    labels=None,
+    verbose=1,
+):
+    """Run ClusterFit on the images of ``images`` and write model, clusters and report.
+
+    The Python side of ``skclusterfit fit`` (its options, by the same names).
+    Running it again on the same ``out`` resumes from the last completed
+    stage or student epoch.
+
+    Parameters
+    ----------
+    images : str or path
+        A folder (recursive; .jpg, .jpeg, .png, .webp), a text file of paths,
+        or a glob pattern.
+    out : str or path
+        Output directory (created).
+    teacher : str, default="resnet50"
+        A torchvision model name, "cnn", or the path of a fitted estimator
+        saved by :func:`skclusterfit.save`.
+    weights : str, path or None, default="auto"
+        The teacher's weights: a local file, a torchvision weight name,
+        "auto" (torchvision's pretrained default for a torchvision model name;
+        needs network access or torch's hub cache) or None (random).
+    layer : str or None, default=None
+        The teacher's feature node; None: the penultimate layer.
+    K : int, default=16000
+        Number of clusters.
+    student : str or None, default=None
+        The student's architecture; None: the teacher's.
+    epochs : int, default=30
+        The student's epochs.
+    lr : float or None, default=None
+        The student's peak learning rate; None keeps NetClassifier's.
+    seed : int, default=0
+        Seeds the clustering and the student.
+    resize, crop, mean, std, mode
+        Preprocessing; see :func:`reader_settings` for the defaults.
+    batch_size : int, default=64
+        Images per batch.
+    device : str, default="auto"
+        Torch device.
+    workers : int, default=0
+        DataLoader processes that decode images.
+    labels : str, path or None, default=None
+        A CSV of ``path,label`` rows for the report's agreement and probes.
+    verbose : int, default=1
+        Progress bars and stage messages.
+
+    Returns
+    -------
+    model : Pipeline
+        ``ImageReader`` then the fitted ``ClusterFit``, as saved in ``out/model``.
+    """
+    from ._report import cluster_distances, read_labels, write_report
+
+    os.makedirs(out, exist_ok=True)
+    timings = {}
+    start = time.perf_counter()
+    settings = reader_settings(teacher, weights, resize=resize, crop=crop, mean=mean,
+                               std=std, mode=mode)
+    dataset, left_out = read_images(images, settings, out, workers=workers, verbose=verbose,
+                                    min_images=K)
+    timings["checking images"] = time.perf_counter() - start
+    log("skclusterfit", f"{len(dataset)} images, {len(left_out)} files left out "
+        f"(listed in {os.path.join(out, 'skipped.txt')})", verbose)
+    _write_lines(os.path.join(out, "skipped.txt"), left_out)
+    if K > len(dataset):
+        raise ValueError(
+            f"K={K} clusters need at least as many images, but {images!r} has "
+            f"{len(dataset)} readable ones."
+        )
+
+    frozen_teacher = make_teacher(teacher, weights, layer, batch_size=batch_size,
+                                  workers=workers, device=device, seed=seed)
+    student_net = make_student(frozen_teacher, student, epochs=epochs, lr=lr,
+                               batch_size=batch_size, workers=workers, device=device,
+                               verbose=verbose)
+    cf = ClusterFit(
+        frozen_teacher, K, student=student_net, device=device, random_state=seed,
+        checkpoint_dir=os.path.join(out, "checkpoint"), verbose=verbose,
+    )
+    _write_run(out, locals_for_run(images, teacher, weights, layer, K, student, epochs,
+                                   lr, seed, settings, batch_size, device, workers), timings)
+    cf.fit(dataset)
+    timings.update(cf.stage_seconds_)
+
+    start = time.perf_counter()
+    model = Pipeline([("images", ImageReader(**settings)), ("clusterfit", cf)])
+    save(model, os.path.join(out, "model"))
+    features = _teacher_features(cf, dataset, out)
+    distances = cluster_distances(cf.clusterer_, features, cf.labels_, cf.cluster_centers_)
+    failed = set(dataset.read_failures)  # files changed since the check: their rows are void
+    clusters = np.where([p in failed for p in dataset.paths], -1, cf.labels_)
+    rows = [("path", "cluster", "distance")] + [
+        (path, int(c), f"{d:.6g}") for path, c, d in zip(dataset.paths, clusters, distances)
+    ]
+    atomic_write(
+        os.path.join(out, "clusters.csv"),
+        lambda f: f.write("".join(_csv_line(r) for r in rows).encode("utf-8")),
+    )
+    if failed:
+        reason = "failed to decode during the fit (changed after the check); cluster -1"
+        left_out = left_out + [(p, reason) for p in sorted(failed)]
+        _write_lines(os.path.join(out, "skipped.txt"), left_out)
+    timings["writing model and clusters"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    truth = read_labels(labels, dataset.paths) if labels is not None else None
+    write_report(
+        os.path.join(out, "report.html"), model=cf, dataset=dataset,
+        teacher_features=features, distances=distances, timings=timings,
+        labels_true=truth, n_left_out=len(left_out), seed=seed, verbose=verbose,
+    )
+    timings["report"] = time.perf_counter() - start
+    _write_run(out, locals_for_run(images, teacher, weights, layer, K, student, epochs,
+                                   lr, seed, settings, batch_size, device, workers), timings)
+    log("skclusterfit", f"wrote {out}/model, clusters.csv, report.html, skipped.txt", verbose)
+    return model
+
+
+def locals_for_run(images, teacher, weights, layer, K, student, epochs, lr, seed,
+                   settings, batch_size, device, workers):
+    return {
+        "images": os.fspath(images), "teacher": teacher, "weights": weights,
+        "layer": layer, "K": K, "student": student, "epochs": epochs, "lr": lr,
+        "seed": seed, "preprocessing": settings, "batch_size": batch_size,
+        "device": device, "workers": workers,
+    }
+
+
+def _write_run(out, settings, timings):
+    from .. import __version__
+
+    document = {"skclusterfit": __version__, "settings": settings, "seconds": timings}
+    atomic_write(os.path.join(out, "run.json"),
+                 lambda f: f.write(json.dumps(document, indent=1).encode()))
+
+
+def _csv_line(row):
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(row)
+    return buffer.getvalue()
+
+
+def _teacher_features(cf, dataset, out):
+    """The teacher features of the fit: read from the checkpoint, else extracted again."""
+    path = os.path.join(out, "checkpoint", FEATURES_FILE)
+    if os.path.exists(path):
+        features = np.load(path, mmap_mode="r", allow_pickle=False)
+        if features.shape[0] == len(dataset):
+            return features
+    return cf.teacher_.transform(dataset)
+
+
+def fit_from_args(args):
+    """``skclusterfit fit`` for parsed arguments."""
+    return fit_folder(
+        args.images, args.out, teacher=args.teacher, weights=args.weights,
+        layer=args.layer, K=args.K, student=args.student, epochs=args.epochs,
+        lr=args.lr, seed=args.seed, resize=args.resize, crop=args.crop,
+        mean=args.mean, std=args.std, mode=args.mode, batch_size=args.batch_size,
+        device=args.device, workers=args.workers, labels=args.labels,
+        verbose=0 if args.quiet else 1,
+    )
+
+
+# -- transform ------------------------------------------------------------------------------
+def transform_folder(model, images, out=None, *, batch_size=64, device="auto", workers=0,
+                     verbose=0):
+    """The student's features of the images of ``images``, read as in training.
+
+    Parameters
+    ----------
+    model : Pipeline, str or path
+        Written by :func:`fit_folder` (``DIR/model``), or that file's path.
+    images : str or path
+        A folder, a text file of paths, or a glob pattern.
+    out : str, path or None, default=None
+        Write the features here (``.npy``) and the paths, one per line, to
+        the same name with ``.paths.txt`` instead of ``.npy``; files left out
+        go to ``.skipped.txt``.
+    batch_size, device, workers, verbose
+        As in :func:`fit_folder`.
+
+    Returns
+    -------
+    features : ndarray of shape (n_images, n_features), float32
+    paths : list of str
+        The images of the rows, in order (unreadable files left out).
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model)
+    reader, cf = model.named_steps["images"], model.named_steps["clusterfit"]
+    settings = {k: v for k, v in reader.get_params().items() if k != "on_error"}
+    dataset, left_out = read_images(images, settings, workers=workers, verbose=verbose)
+    _set_running(cf.student_, batch_size, workers, device)
+    features = cf.transform(dataset)
+    failed = set(dataset.read_failures)
+    keep = np.array([p not in failed for p in dataset.paths])
+    features, paths = features[keep], [p for p, k in zip(dataset.paths, keep) if k]
+    left_out = left_out + [(p, "failed to decode when read") for p in sorted(failed)]
+    if out is not None:
+        out = os.fspath(out)
+        stem = out[:-4] if out.endswith(".npy") else out
+        atomic_write(out, lambda f: np.save(f, features, allow_pickle=False))
+        _write_lines(stem + ".paths.txt", [(p,) for p in paths])
+        if left_out:
+            _write_lines(stem + ".skipped.txt", left_out)
+        log("skclusterfit", f"wrote {features.shape} features to {out}; "
+            f"{len(left_out)} files left out", verbose)
+    return features, paths
+
+
+def transform_from_args(args):
+    """``skclusterfit transform`` for parsed arguments."""
+    return transform_folder(
+        args.model, args.images, args.out, batch_size=args.batch_size,
+        device=args.device, workers=args.workers, verbose=0 if args.quiet else 1,
+    )

@@ -1,0 +1,369 @@
+"""Turn a model specification into a network, and find its penultimate layer.
+
+A specification is a torchvision model name, a built-in name (``"cnn"``,
+``"mlp"``, ``"auto"``), an ``nn.Module`` or a callable returning one. Weights
+are a torchvision weight name, a local file, or None. The user's own module is
+never modified: everything here works on copies.
+"""
+
+import copy
+import math
+import os
+
+import torch
+from torch import nn
+
+from ._builtin import MLP, SmallCNN
+from ._video import VideoModel, video_model_names, wrap_video_transforms
+
+_WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+class HeadedNetwork(nn.Module):
+    """A network split into a feature ``backbone`` and a linear ``head``.
+
+    Every network a :class:`~skclusterfit.NetClassifier` trains takes this
+    form (its ``model_``): the network given as ``model`` loses its final
+    ``nn.Linear``, which becomes ``head`` sized to the classes seen in fit,
+    and the rest becomes ``backbone``. ``forward`` returns logits;
+    :meth:`features` returns the penultimate features (the input of the
+    head), which is what ``transform`` returns. Node names for
+    ``layerwise_probe`` and ``FeatureExtractor(layer=...)`` start with
+    ``backbone.`` or are ``head``.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Maps a batch of inputs to features; outputs of more than two
+        dimensions are flattened after the first.
+    head : torch.nn.Linear
+        Maps the features to one logit per class.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skclusterfit.networks import HeadedNetwork
+    >>> net = HeadedNetwork(nn.Sequential(nn.Linear(64, 32), nn.ReLU()), nn.Linear(32, 10))
+    >>> x = torch.zeros(5, 64)
+    >>> net.features(x).shape, net(x).shape
+    (torch.Size([5, 32]), torch.Size([5, 10]))
+    """
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def features(self, x):
+        """Penultimate features of the batch ``x``: the head's input, shape (n, d)."""
+        return torch.flatten(self.backbone(x), 1)
+
+    def forward(self, x):
+        """Logits of the batch ``x``, shape (n, n_classes)."""
+        return self.head(self.features(x))
+
+
+def builtin_name(model, sample_shape):
+    """Resolve ``"auto"`` to the built-in network that fits the input's shape."""
+    if model == "auto":
+        return "cnn" if len(sample_shape) == 3 else "mlp"
+    return model
+
+
+def build_module(model, sample_shape, num_classes=10):
+    """Return a fresh ``nn.Module`` for ``model``; never the user's own object."""
+    if isinstance(model, str):
+        name = builtin_name(model, sample_shape)
+        if name == "cnn":
+            if len(sample_shape) != 3:
+                raise ValueError(
+                    f"model='cnn' needs image input (n, C, H, W); got samples of "
+                    f"shape {tuple(sample_shape)}. Use model='mlp' for vectors."
+                )
+            return SmallCNN(in_channels=sample_shape[0], num_classes=num_classes)
+        if name == "mlp":
+            return MLP(int(math.prod(sample_shape)), num_classes=num_classes)
+        import torchvision  # imported on use: ~1 s and hundreds of MB of model code
+
+        if name in video_model_names():
+            if len(sample_shape) != 4:
+                raise ValueError(
+                    f"model={model!r} is a video network: X must hold videos "
+                    f"(n, T, C, H, W); got samples of shape {tuple(sample_shape)}."
+                )
+            return VideoModel(name)()
+        if name not in torchvision.models.list_models():
+            raise ValueError(
+                f"model={model!r} is neither a built-in network ('auto', 'cnn', "
+                "'mlp') nor a torchvision model name (see "
+                "torchvision.models.list_models())."
+            )
+        return torchvision.models.get_model(name, weights=None)
+    if isinstance(model, nn.Module):
+        return copy.deepcopy(model)
+    if callable(model):
+        module = model()
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"model={model!r} is a callable that returned "
+                f"{type(module).__name__}, not a torch.nn.Module."
+            )
+        return module
+    raise TypeError(
+        f"model={model!r} must be a model name, a torch.nn.Module or a callable "
+        "returning one."
+    )
+
+
+def reset_parameters(module):
+    """Re-initialise every layer that knows how to, in place."""
+    for layer in module.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    return module
+
+
+BUILTIN_NAMES = ("auto", "cnn", "mlp")
+
+
+def resolve_weights(model, weights):
+    """``weights`` with ``"auto"`` resolved: a torchvision name's pretrained default.
+
+    ``"auto"`` means ``"DEFAULT"`` (torchvision's recommended pretrained
+    weights) for a torchvision model name, and None (no weights to load)
+    for a built-in name, a module (used with its own weights) or a callable.
+    """
+    if not (isinstance(weights, str) and weights == "auto"):
+        return weights
+    if isinstance(model, str) and model not in BUILTIN_NAMES:
+        return "DEFAULT"
+    return None
+
+
+def weights_name(model, weights):
+    """The full torchvision name of ``weights`` (``"ResNet50_Weights.IMAGENET1K_V2"``),
+    or None when they are a file, None, or not torchvision's."""
+    enum = torchvision_weights(model, weights)
+    if enum is None:
+        return None
+    return f"{type(enum).__name__}.{enum.name}"
+
+
+def is_weight_file(weights):
+    return isinstance(weights, (str, os.PathLike)) and (
+        os.path.exists(weights)
+        or os.sep in str(weights)
+        or str(weights).endswith(_WEIGHT_FILE_SUFFIXES)
+    )
+
+
+def torchvision_weights(model, weights):
+    """The torchvision weights enum named by ``weights``, or None for a file/None."""
+    if weights is None or is_weight_file(weights):
+        return None
+    if not isinstance(weights, str):
+        return weights  # already a WeightsEnum member
+    import torchvision
+
+    try:
+        if "." in weights:
+            return torchvision.models.get_weight(weights)
+        if not isinstance(model, str):
+            raise ValueError(
+                f"weights={weights!r} is a short torchvision weight name, which "
+                "only works with a torchvision model name; with a module pass "
+                "the full name, e.g. 'ResNet50_Weights.IMAGENET1K_V2', or a file."
+            )
+        return torchvision.models.get_model_weights(model)[weights]
+    except (KeyError, ValueError, AttributeError) as exc:
+        if isinstance(exc, ValueError) and "short torchvision" in str(exc):
+            raise
+        raise ValueError(
+            f"weights={weights!r} is neither an existing file nor a torchvision "
+            f"weight name for model={model!r}."
+        ) from exc
+
+
+def load_weights(module, model, weights):
+    """Load ``weights`` (torchvision name or local file) into ``module`` in place."""
+    if weights is None:
+        return module
+    if is_weight_file(weights):
+        state = read_state_dict(weights)
+    else:
+        enum = torchvision_weights(model, weights)
+        try:
+            state = enum.get_state_dict(progress=False, check_hash=True)
+        except Exception as exc:  # no network, proxy, corrupt download...
+            raise RuntimeError(
+                f"could not fetch weights={weights!r} ({enum.url}): {exc}. On a "
+                "machine without network access, download that file elsewhere "
+                "and pass its local path instead, e.g. "
+                f"weights='/path/to/{os.path.basename(enum.url)}'; it is loaded "
+                "with torch.load(weights_only=True)."
+            ) from exc
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"weights={weights!r} do not fit model={model!r}: {exc}"
+        ) from exc
+    return module
+
+
+def read_state_dict(path):
+    """Read a state dict from a local file without executing pickled code."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file {path!r} does not exist.")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"weights file {path!r} holds a {type(state).__name__}, not a state dict."
+        )
+    return state
+
+
+def find_head(module):
+    """Qualified name of the final ``nn.Linear`` (the classifier head), or None.
+
+    torchvision classifiers (``fc``, ``classifier[-1]``, ``heads.head``) and
+    ``nn.Sequential`` heads all register their last linear layer last.
+    """
+    head_name = None
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.Linear):
+            head_name = name
+    return head_name
+
+
+def replace_submodule(module, name, new):
+    parent_name, _, attr = name.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    setattr(parent, attr, new)
+
+
+def split_head(module):
+    """Split ``module`` into (backbone, head); the head becomes ``nn.Identity``.
+
+    Returns ``(module, None)`` when the network has no linear layer: its
+    output is then the feature.
+    """
+    head_name = find_head(module)
+    if head_name is None:
+        return module, None
+    head = module.get_submodule(head_name)
+    replace_submodule(module, head_name, nn.Identity())
+    return module, head
+
+
+def with_new_head(module, n_outputs, model_repr="model"):
+    """A :class:`HeadedNetwork` whose head maps the penultimate features to ``n_outputs``."""
+    backbone, head = split_head(module)
+    if head is None:
+        raise ValueError(
+            f"{model_repr} has no final nn.Linear layer to resize to {n_outputs} "
+            "outputs; give it a linear classification head (e.g. an attribute "
+            "'fc' = nn.Linear(features, classes))."
+        )
+    return HeadedNetwork(backbone, nn.Linear(head.in_features, n_outputs))
+
+
+def first_conv_in_channels(module):
+    """Input channels of the first 2-D convolution, or None if there is none."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            return layer.in_channels
+    return None
+
+
+def build_shape_of(network):
+    """A sample shape from which :func:`build_module` rebuilds a built-in network.
+
+    The built-in CNN only needs the channel count and the MLP only the input
+    width, so both can be read off a built network itself (this works for
+    Dataset input too, where no ``input_shape_`` is recorded).
+    """
+    for layer in network.modules():
+        if isinstance(layer, nn.Conv2d):
+            return [layer.in_channels, 1, 1]
+        if isinstance(layer, nn.Conv3d):  # a video network: (T, C, H, W) samples
+            return [1, layer.in_channels, 1, 1]
+        if isinstance(layer, nn.Linear):
+            return [layer.in_features]
+    return None
+
+
+def check_channels(module, sample_shape, role):
+    """Refuse images whose channel count the network's first convolution does not take."""
+    if len(sample_shape) == 4:
+        _check_video_channels(module, sample_shape, role)
+        return
+    in_channels = first_conv_in_channels(module)
+    if in_channels is None:
+        return
+    if len(sample_shape) != 3:
+        raise ValueError(
+            f"the {role} network is convolutional and needs images (n, C, H, W); "
+            f"got samples of shape {tuple(sample_shape)}."
+        )
+    if sample_shape[0] != in_channels:
+        raise ValueError(
+            f"X has {sample_shape[0]} channel(s) per image but the {role} network's "
+            f"first convolution takes {in_channels}; convert the images (e.g. "
+            "repeat grayscale to 3 channels) or use a matching network."
+        )
+
+
+def _check_video_channels(module, sample_shape, role):
+    """The same check for videos (T, C, H, W) and a network of 3-D convolutions."""
+    conv = next((m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+    if conv is None:
+        return
+    if isinstance(conv, nn.Conv2d):
+        raise ValueError(
+            f"the {role} network is an image network (2-D convolutions); X holds "
+            f"videos of shape {tuple(sample_shape)} (T, C, H, W). Use a video "
+            "model, e.g. model='r2plus1d_18'."
+        )
+    if sample_shape[1] != conv.in_channels:
+        raise ValueError(
+            f"X has videos of {sample_shape[1]} channel(s) per frame (samples of "
+            f"shape {tuple(sample_shape)} as (T, C, H, W)) but the {role} network's "
+            f"first convolution takes {conv.in_channels}; convert the frames (e.g. "
+            "repeat grayscale to 3 channels)."
+        )
+
+
+def weights_transforms(enum):
+    """The input transforms of torchvision weights, for our batch layouts.
+
+    Video transforms give clips back frames first (see
+    :func:`skclusterfit.networks.wrap_video_transforms`).
+    """
+    return wrap_video_transforms(enum.transforms())
+
+
+def preprocess_from_spec(spec):
+    """A batch preprocessing callable from its parameter value.
+
+    ``spec`` is None (nothing), a callable (used as it is), or a full
+    torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"``,
+    whose own transforms (resize, crop, normalisation) are applied.
+    """
+    if spec is None or callable(spec):
+        return spec
+    enum = torchvision_weights(None, spec)
+    if enum is None:
+        raise ValueError(
+            f"preprocess={spec!r} is neither a callable nor a torchvision weights "
+            "name such as 'ResNet50_Weights.IMAGENET1K_V2'."
+        )
+    return weights_transforms(enum)
