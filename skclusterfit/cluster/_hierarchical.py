@@ -105,7 +105,10 @@ def _fine_clusters(X, k, seed, n_iter):
     """``k`` centres of one group's rows ``X``: greedy k-means++ then Lloyd."""
     rng = np.random.RandomState(seed)
     if k >= X.shape[0]:
-        return np.array(X[:k], dtype=np.float32)
+        # As many clusters as rows (or, when a group's hashed subset came out
+        # smaller than its share, more): every row a centre, repeated if need
+        # be; the global iterations split the duplicates apart.
+        return np.array(X[np.arange(k) % max(X.shape[0], 1)], dtype=np.float32)
     # Seeding on at most 8 rows per centre: greedy k-means++ costs
     # ``rows * k * log(k)`` distances, Lloyd ``rows * k`` per iteration.
     size = min(X.shape[0], SEED_ROWS_PER_CLUSTER * k)
