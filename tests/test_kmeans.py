@@ -22,7 +22,7 @@ from skclusterfit.cluster import (
     _exact_torch,
     _kmeans,
 )
-from skclusterfit.cluster._common import LocalComm
+from skclusterfit.runtime import LOCAL
 from skclusterfit.cluster._rows import ArrayRows
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "skclusterfit"
@@ -136,8 +136,8 @@ def test_yinyang_engine_on_blocks_equals_one_block(overlapping):
         def blocks(self, block_rows=None):
             return super().blocks(777)
 
-    one = _exact_cpu.lloyd_exact_cpu(ArrayRows(X), init, max_iter=5, tol=0, comm=LocalComm())
-    many = _exact_cpu.lloyd_exact_cpu(Blocked(X), init, max_iter=5, tol=0, comm=LocalComm())
+    one = _exact_cpu.lloyd_exact_cpu(ArrayRows(X), init, max_iter=5, tol=0, comm=LOCAL)
+    many = _exact_cpu.lloyd_exact_cpu(Blocked(X), init, max_iter=5, tol=0, comm=LOCAL)
     np.testing.assert_array_equal(one.labels, many.labels)
     np.testing.assert_allclose(one.centers, many.centers, atol=1e-6)
     assert one.inertia == pytest.approx(many.inertia, rel=1e-6)

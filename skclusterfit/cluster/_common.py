@@ -8,8 +8,9 @@ An engine is a plain function with one signature (scikit-learn's
 
 ``rows`` serves the (preprocessed, centred) data by blocks (``_rows.py``);
 ``tol`` is already absolute (scikit-learn's ``tol`` times the mean feature
-variance); ``comm`` sums arrays across processes (``_distributed.py``; a
-one-process fit passes :class:`LocalComm`, whose reductions do nothing). The
+variance); ``comm`` is the fit's :class:`~skclusterfit.runtime.ProcessGroup`
+(``_distributed.py``; a one-process fit passes ``LOCAL``, whose reductions
+do nothing). The
 M-step below is the only place where processes exchange data during the
 iterations: per-cluster sums and counts, reduced before the new centres are
 computed, so every process computes the same centres from the same numbers.
@@ -30,25 +31,6 @@ KMeansResult = namedtuple(
 # faiss's split of an empty cluster: copy the largest one's centre and push the
 # two apart by this relative amount so they separate at the next assignment.
 SPLIT_EPS = 1.0 / 1024
-
-
-class LocalComm:
-    """The one-process communicator: every reduction is the identity."""
-
-    rank = 0
-    world_size = 1
-
-    def allreduce_sum(self, array):
-        return array
-
-    def broadcast(self, array, src=0):
-        return array
-
-    def allgather_rows(self, array):
-        return array
-
-    def allgather_sizes(self, size):
-        return [int(size)]
 
 
 @njit(nogil=True)
@@ -100,7 +82,7 @@ def cluster_sums(rows, labels, n_clusters, comm):
             lambda first, last: _accumulate(block, order, offsets, sums, counts, first, last),
             n_clusters, split(n_clusters, 4 * n_threads()),
         )
-    return comm.allreduce_sum(sums), comm.allreduce_sum(counts)
+    return comm.all_reduce(sums), comm.all_reduce(counts)
 
 
 def split_empty_clusters(centers, counts):
@@ -175,9 +157,9 @@ def feature_moments(rows, comm):
         for sums, squares in map_chunks(work, block.shape[0], 4096):
             total += sums
             total_sq += squares
-    n_rows = comm.allreduce_sum(np.array([rows.n_rows], dtype=np.int64))[0]
-    total = comm.allreduce_sum(total)
-    total_sq = comm.allreduce_sum(total_sq)
+    n_rows = comm.all_reduce(np.array([rows.n_rows], dtype=np.int64))[0]
+    total = comm.all_reduce(total)
+    total_sq = comm.all_reduce(total_sq)
     mean = total / max(n_rows, 1)
     variance = np.maximum(total_sq / max(n_rows, 1) - mean**2, 0).mean()
     return int(n_rows), mean, float(variance)
@@ -214,7 +196,7 @@ def inertia(rows, centers, labels, comm):
     for start, block in rows.blocks():
         distances = squared_distances(block, centers, labels[start : start + len(block)])
         total += float(distances.sum(dtype=np.float64))
-    return float(comm.allreduce_sum(np.array([total]))[0])
+    return float(comm.all_reduce(np.array([total]))[0])
 
 
 def _group_means(P, groups, counts):

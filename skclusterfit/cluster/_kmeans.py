@@ -385,7 +385,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             raise ValueError(
                 f"whiten_dim={whiten_dim} must be <= n_features={X.shape[1]}."
             )
-        mean, covariance, n_rows = mean_and_covariance(X, comm.allreduce_sum)
+        mean, covariance, n_rows = mean_and_covariance(X, comm.all_reduce)
         if n_rows < 2:
             raise ValueError(f"whiten_dim needs at least 2 samples; got {n_rows}.")
         whitener = PCAWhitening(whiten_dim, normalize=self.normalize)
@@ -427,7 +427,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             local = np.arange(rows.n_rows)
         else:
             local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
-        sample = comm.allgather_rows(rows.take(local))
+        sample = comm.all_gather_rows(rows.take(local))
         centers = np.empty((self.n_clusters, n_features), dtype=np.float32)
         if comm.rank == 0:
             seeding_rng = np.random.RandomState(seed)
@@ -521,7 +521,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self.n_empty_splits_ = result.n_empty
         if sampled:
             self.labels_, inertia = self._assign(X, device, return_inertia=True)
-            self.inertia_ = float(comm.allreduce_sum(np.array([inertia]))[0])
+            self.inertia_ = float(comm.all_reduce(np.array([inertia]))[0])
         else:
             self.labels_ = np.asarray(result.labels, dtype=np.int64)
             self.inertia_ = result.inertia

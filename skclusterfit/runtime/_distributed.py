@@ -248,13 +248,15 @@ class ProcessGroup:
         dist.all_gather_object(gathered, obj)
         return gathered
 
-    def broadcast_object(self, obj, src=0):
-        """``obj`` of process ``src``, on every process."""
+    def broadcast(self, array, src=0):
+        """Process ``src``'s numpy array on every process (all pass the same
+        shape and dtype): what one process decides, e.g. initial centres."""
+        array = np.asarray(array)
         if not self.is_distributed:
-            return obj
-        box = [obj if self.rank == src else None]
-        dist.broadcast_object_list(box, src=src)
-        return box[0]
+            return array
+        tensor = torch.from_numpy(np.array(array, copy=True)).to(self._device())
+        dist.broadcast(tensor, src=src)
+        return tensor.cpu().numpy()
 
     def all_reduce(self, array, op="sum"):
         """Element-wise ``"sum"``, ``"max"`` or ``"min"`` of a numpy array over processes."""
