@@ -42,10 +42,33 @@ def rotnet(digits):
     return RotNet(NetClassifier(max_epochs=2, device="cpu"), random_state=0).fit(X_train[:400])
 
 
-def test_label_noise_helper_is_shared():
-    from skclusterfit import data as datasets, pretext
+def test_label_noise_flips_exactly_p_of_the_labels_to_other_classes():
+    y = np.repeat(np.arange(5), 40)
+    noisy = add_label_noise(y, 0.3, random_state=0)
+    assert np.sum(noisy != y) == 60  # round(p * n), each to another class
+    assert set(noisy) == set(y)
+    np.testing.assert_array_equal(noisy, add_label_noise(y, 0.3, random_state=0))
+    assert not np.array_equal(noisy, add_label_noise(y, 0.3, random_state=1))
+    np.testing.assert_array_equal(add_label_noise(y, 0.0, random_state=0), y)
+    with pytest.raises(ValueError, match=r"p=1.5 must be a fraction"):
+        add_label_noise(y, 1.5)
 
-    assert pretext.add_label_noise is datasets.add_label_noise
+
+def test_load_digits_images_honours_return_X_y():
+    X, y = load_digits_images()
+    bunch = load_digits_images(return_X_y=False)
+    np.testing.assert_array_equal(bunch.data, X)
+    np.testing.assert_array_equal(bunch.target, y)
+    assert bunch.data.shape == (1797, 1, 8, 8) and list(bunch.target_names) == list(range(10))
+
+
+def test_label_noise_from_pretext_is_deprecated():
+    from skclusterfit import pretext
+
+    with pytest.warns(FutureWarning, match=r"pretext.add_label_noise is deprecated.*"
+                                           r"from skclusterfit.data"):
+        assert pretext.add_label_noise is add_label_noise
+    assert "add_label_noise" not in pretext.__all__
 
 
 def test_rotated_images_rotate_and_label():
@@ -94,7 +117,7 @@ def test_layerwise_probe_on_each_kind_of_estimator(rotnet, digits):
     assert all(0.3 < a <= 1 for a in accuracies.values())
     # The pooled last block is the penultimate layer: the same as linear_probe.
     assert accuracies["backbone.features.4"] == pytest.approx(
-        linear_probe(rotnet, X_train, y_train, X_test, y_test)
+        linear_probe(X_train, y_train, X_test, y_test, transformer=rotnet)
     )
     module = layerwise_probe(rotnet.model_, ["backbone.features.2.2"], X_train,
                              y_train, X_test, y_test, C=0.5)
@@ -119,8 +142,8 @@ def noisy_teacher_and_clusterfit(digits, p):
         student=NetClassifier(max_epochs=30), device="cpu", random_state=0,
     ).fit(X_train)
     return (
-        linear_probe(teacher, X_train, y_train, X_test, y_test),
-        linear_probe(cf, X_train, y_train, X_test, y_test),
+        linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
+        linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
     )
 
 
