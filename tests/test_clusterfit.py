@@ -32,6 +32,7 @@ def fast_cf(**params):
     return ClusterFit(**defaults)
 
 
+@pytest.mark.slow  # five fits on all 1,797 digits; the fast grid searches are below
 def test_users_card_pipeline_and_grid_search(digits_images):
     X, y = digits_images
     pipe = Pipeline(

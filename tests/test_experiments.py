@@ -147,6 +147,7 @@ def noisy_teacher_and_clusterfit(digits, p):
     )
 
 
+@pytest.mark.slow  # two 60- and 30-epoch trainings: minutes on 2 cores
 def test_clusterfit_beats_a_heavily_noised_teacher(digits):
     """The paper's control experiment (Fig. 3) at one point: p = 0.8 label noise.
 
