@@ -165,7 +165,8 @@ def teacher_file(tmp_path_factory):
 
 def fit_argv(images, out, teacher_file, labels=None, epochs=2):
     argv = ["fit", images, "--teacher", teacher_file, "--K", "10", "--max-epochs",
-            str(epochs), "--batch-size", "32", "--num-workers", "2", "--device", "cpu", "--out", out, "--quiet"]
+            str(epochs), "--batch-size", "32", "--num-workers", "2", "--device", "cpu",
+            "--out", out, "--quiet"]
     return argv + (["--labels", labels] if labels else [])
 
 
