@@ -337,11 +337,12 @@ def test_settings_go_only_onto_components_left_at_their_default(digits_small):
     vectors = X.reshape(len(X), -1)[:200]
     cf = ClusterFit(
         FeatureExtractor("mlp", random_state=1), K=5, random_state=0, verbose=1,
-        student=NetClassifier(max_epochs=1, verbose=2, distributed=True),
+        student=NetClassifier(max_epochs=1, verbose=2, random_state=7),
         clusterer=KMeans(random_state=5),
     ).fit(vectors)
     assert cf.teacher_.random_state == 1
-    assert cf.student_.verbose == 2 and cf.student_.distributed is True
+    assert cf.student_.verbose == 2 and cf.student_.random_state == 7
+    assert cf.student_.distributed is False  # left "auto": one process here
     assert cf.clusterer_.random_state == 5 and cf.clusterer_.verbose == 1
     assert cf.clusterer_.distributed is False  # left "auto": one process here
     defaults = ClusterFit("mlp", K=5, random_state=0, student=NetClassifier(max_epochs=1))
