@@ -97,8 +97,8 @@ def test_fit_folder_arguments_of_0_1_warn(monkeypatch, tmp_path):
         raise RuntimeError("stop before any work")
 
     monkeypatch.setattr(_image_folder, "read_images", stop)
-    with pytest.warns(FutureWarning, match=r"fit_folder\(workers=...\) is deprecated.*"
-                                           r"num_workers="):
+    with pytest.warns(FutureWarning, match=r"fit_folder\((workers|resize)=...\) is "
+                                           r"deprecated.*use (num_workers|size)="):
         with pytest.raises(RuntimeError, match="stop before"):
             cli.fit_folder(str(tmp_path), str(tmp_path / "o"), teacher="cnn", workers=3,
                            resize=40)
@@ -131,6 +131,7 @@ def test_no_sub_command_is_the_demo():
     assert (args.command, args.K, args.noise) == ("demo", 20, 0.5)
 
 
+@pytest.mark.slow  # the demonstration trains a teacher and a student on the digits
 def test_demo_prints_the_table():
     args = cli.parse_args(
         ["demo", "--K", "20", "--teacher-epochs", "3", "--student-epochs", "2", "--noise", "0.5"]

@@ -634,6 +634,7 @@ print(_numba.cache_dir())
 """
 
 
+@pytest.mark.slow  # a fresh interpreter compiles the numba kernels: ~10 s of CPU each
 @pytest.mark.parametrize("writable", [True, False])
 def test_numba_cache_lives_outside_the_package(tmp_path, writable):
     """Compiled kernels go to the user cache directory, never into the package;
@@ -682,6 +683,7 @@ def float16_memmap(tmp_path_factory):
     return np.memmap(path, dtype=np.float16, mode="r", shape=X.shape)
 
 
+@pytest.mark.slow  # three fits on a large memory map; the in-memory twin below stays fast
 @pytest.mark.parametrize("params", [{}, {"assign": "ann"}, {"whiten_dim": 12}],
                          ids=["exact", "ann", "whiten"])
 def test_memmap_is_streamed_not_copied(float16_memmap, monkeypatch, params):

@@ -116,15 +116,25 @@ def test_both_probes_take_data_first_and_a_transformer_by_keyword():
         linear_probe(pca, *args, "extra")
 
 
-def test_knn_probe_random_state_default_moves_to_none_with_a_warning():
+def test_knn_probe_random_state_default_moves_to_none_with_a_warning(monkeypatch):
+    import warnings
+
+    from skclusterfit import evaluation
+
+    seeds = []
+
+    def graph(train, test, k, random_state):  # pynndescent's JIT costs minutes: exact here
+        seeds.append(random_state)
+        return evaluation._exact_neighbours(train, test, k)
+
+    monkeypatch.setattr(evaluation, "_graph_neighbours", graph)
     rng = np.random.RandomState(0)
     X, y = rng.rand(60, 4).astype(np.float32), np.arange(60) % 3
     with pytest.warns(FutureWarning, match=r"random_state changes from 0 to None"):
-        warned = knn_probe(X, y, X, y, k=5, algorithm="nndescent")
-    assert warned == knn_probe(X, y, X, y, k=5, algorithm="nndescent", random_state=0)
-    import warnings
-
+        knn_probe(X, y, X, y, k=5, algorithm="nndescent")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        knn_probe(X, y, X, y, k=5)  # exact search: no seed involved, no warning
         knn_probe(X, y, X, y, k=5, algorithm="nndescent", random_state=None)
+        knn_probe(X, y, X, y, k=5, algorithm="nndescent", random_state=3)
+        knn_probe(X, y, X, y, k=5)  # exact search: no seed involved, no warning
+    assert seeds == [0, None, 3]

@@ -31,7 +31,7 @@ from ..storage._checkpoint import FEATURES_FILE
 from ..data._image_files import ImageFiles, ImageReader, list_image_files
 from ..storage._persistence import load, save
 from .._teachers import student_from
-from ._main import RENAMED
+from ._renamed import renamed_arguments
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -295,9 +295,9 @@ def fit_folder(
     """
     from ._report import cluster_distances, read_labels, write_report
 
-    given = _renamed_arguments("fit_folder", renamed, max_epochs=max_epochs,
-                               random_state=random_state, size=size,
-                               num_workers=num_workers)
+    given = renamed_arguments("fit_folder", renamed, max_epochs=max_epochs,
+                              random_state=random_state, size=size,
+                              num_workers=num_workers)
     max_epochs, random_state = given["max_epochs"], given["random_state"]
     size, num_workers = given["size"], given["num_workers"]
     os.makedirs(out, exist_ok=True)
@@ -378,22 +378,6 @@ def locals_for_run(images, teacher, weights, layer, K, student, max_epochs, lr,
     }
 
 
-def _renamed_arguments(function, renamed, **given):
-    """``given`` with the arguments passed by their 0.1 names (``RENAMED``), warned about."""
-    for old, value in renamed.items():
-        new = RENAMED.get(old)
-        if new not in given:
-            raise TypeError(f"{function}() got an unexpected keyword argument {old!r}")
-        warnings.warn(
-            f"skclusterfit.cli.{function}({old}=...) is deprecated since 0.2 and will be "
-            f"removed in 0.3: use {new}=, the estimators' name.",
-            FutureWarning,
-            stacklevel=3,
-        )
-        given[new] = value
-    return given
-
-
 def _write_run(out, settings, timings):
     from .. import __version__
 
@@ -457,8 +441,8 @@ def transform_folder(model, images, out=None, *, batch_size=64, device="auto", n
     paths : list of str
         The images of the rows, in order (unreadable files left out).
     """
-    num_workers = _renamed_arguments("transform_folder", renamed,
-                                     num_workers=num_workers)["num_workers"]
+    num_workers = renamed_arguments("transform_folder", renamed,
+                                    num_workers=num_workers)["num_workers"]
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
     reader, cf = model.named_steps["images"], model.named_steps["clusterfit"]

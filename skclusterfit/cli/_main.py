@@ -14,15 +14,9 @@ import os
 import sys
 
 from .. import __version__
+from ._renamed import RENAMED
 
 _DEMO_SIZES = {"digits": 1257, "mnist": 3500}  # training samples after the 70/30 split
-
-
-# The options (and fit_folder/transform_folder arguments) renamed in 0.2 after
-# the estimators' parameters and ImageReader's size; the 0.1 names work, with a
-# warning, until 0.3.
-RENAMED = {"epochs": "max_epochs", "seed": "random_state", "workers": "num_workers",
-           "resize": "size"}
 
 
 class _Renamed(argparse.Action):
@@ -44,7 +38,7 @@ def _add_option(group, name, **kwargs):
     old = next((o for o, new in RENAMED.items() if new == name), None)
     if old is not None:
         group.add_argument(f"--{old}", dest=name, type=action.type, nargs=action.nargs,
-                           action=_Renamed, new_option=action.option_strings[0],
+                           metavar=action.metavar, action=_Renamed, new_option=action.option_strings[0],
                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return action
 
@@ -145,7 +139,8 @@ def _add_demo(commands):
                       help="epochs of the teacher's training")
     demo.add_argument("--student-epochs", type=_number(int, 1), default=30,
                       help="epochs of the student's training")
-    _add_option(demo, "random_state", type=_number(int, 0), default=0, help="random seed")
+    _add_option(demo, "random_state", type=_number(int, 0), default=0, metavar="SEED",
+                help="random seed")
     demo.add_argument("--device", type=_device, default="auto",
                       help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     demo.add_argument("--verbose", type=_number(int, 0), default=0,
@@ -186,12 +181,12 @@ def _add_fit(commands):
     clusters.add_argument("--student", default=None,
                           help="the student's architecture (a torchvision name or "
                           "'cnn'); default: the teacher's")
-    _add_option(clusters, "max_epochs", type=_number(int, 1), default=30,
+    _add_option(clusters, "max_epochs", type=_number(int, 1), default=30, metavar="N",
                 help="epochs of the student's training")
     clusters.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
                           help="the student's peak learning rate (default: "
                           "NetClassifier's)")
-    _add_option(clusters, "random_state", type=_number(int, 0), default=0,
+    _add_option(clusters, "random_state", type=_number(int, 0), default=0, metavar="SEED",
                 help="random seed")
     reading = fit.add_argument_group(
         "image preprocessing",
@@ -211,7 +206,7 @@ def _add_fit(commands):
 
 
 def _add_reading_options(group):
-    _add_option(group, "size", type=_number(int, 1), default=None,
+    _add_option(group, "size", type=_number(int, 1), default=None, metavar="PIXELS",
                 help="shorter image side after resizing (ImageReader's size)")
     group.add_argument("--crop", type=_number(int, 1), default=None,
                        help="side of the centre crop")
@@ -228,7 +223,7 @@ def _add_running_options(group):
                        help="images per batch")
     group.add_argument("--device", type=_device, default="auto",
                        help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    _add_option(group, "num_workers", type=_number(int, 0), default=None,
+    _add_option(group, "num_workers", type=_number(int, 0), default=None, metavar="N",
                 help="DataLoader worker processes that decode images "
                 "(default: min(8, CPU cores))")
     group.add_argument("--quiet", action="store_true",
