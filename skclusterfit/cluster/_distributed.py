@@ -1,15 +1,17 @@
 """k-means across processes with ``torch.distributed`` (DeepCluster-v2's recipe).
 
 Each process (rank) holds a contiguous shard of the rows, in rank order. The
-engines call three collective operations of the package's one communicator,
-:class:`skclusterfit.runtime.ProcessGroup`, all on small arrays:
+engines call the collective operations of the package's one communicator,
+:class:`skclusterfit.runtime.ProcessGroup`:
 
 - ``all_reduce`` of the M-step's per-cluster sums and counts (and of a few
   scalars: rows, moments, labels changed, inertia), so that every rank
   computes the same centres from the same numbers;
 - ``broadcast`` of what one rank decides (the initial centres, a seed);
 - ``all_gather_rows`` of the seeding sample, so the initial centres are chosen
-  on one rank from rows drawn from all ranks.
+  on one rank from rows drawn from all ranks;
+- ``exchange_rows`` (the hierarchical engine only): one all-to-all that sends
+  each mesocluster's rows to the rank that clusters it.
 
 A one-process fit gets :data:`~skclusterfit.runtime.LOCAL`, whose operations
 do nothing.
