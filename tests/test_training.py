@@ -110,7 +110,9 @@ def _plain_cnn():
     )
 
 
-@pytest.mark.parametrize("epochs, threshold", [(3, 0.5), (30, 0.9)])
+@pytest.mark.parametrize(
+    "epochs, threshold", [(3, 0.5), pytest.param(30, 0.9, marks=pytest.mark.slow)]
+)
 def test_defaults_train_a_plain_network(digits_images, epochs, threshold):
     # With SGD at lr 0.05 this network stayed at chance (loss 2.30) for 10 epochs.
     from sklearn.model_selection import train_test_split

@@ -14,9 +14,33 @@ import os
 import sys
 
 from .. import __version__
+from ._renamed import RENAMED
 
-COMMANDS = ("demo", "fit", "transform")
 _DEMO_SIZES = {"digits": 1257, "mnist": 3500}  # training samples after the 70/30 split
+
+
+class _Renamed(argparse.Action):
+    """A 0.1 option name, hidden from --help: warns and sets the new option."""
+
+    def __init__(self, option_strings, dest, new_option=None, **kwargs):
+        self.new_option = new_option
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is deprecated since 0.2 and will "
+              f"be removed in 0.3; use {self.new_option}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_option(group, name, **kwargs):
+    """``--name`` (its 0.1 spelling in :data:`RENAMED` stays as a hidden alias)."""
+    action = group.add_argument(f"--{name.replace('_', '-')}", dest=name, **kwargs)
+    old = next((o for o, new in RENAMED.items() if new == name), None)
+    if old is not None:
+        group.add_argument(f"--{old}", dest=name, type=action.type, nargs=action.nargs,
+                           metavar=action.metavar, action=_Renamed, new_option=action.option_strings[0],
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return action
 
 
 # -- argument types: each rejects a bad value with a message naming it -----------
@@ -70,7 +94,7 @@ def _formatter(prog):
 
 
 def default_workers():
-    """DataLoader workers when --workers is not given: min(8, CPU cores available)."""
+    """DataLoader workers when --num-workers is not given: min(8, CPU cores available)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -115,7 +139,8 @@ def _add_demo(commands):
                       help="epochs of the teacher's training")
     demo.add_argument("--student-epochs", type=_number(int, 1), default=30,
                       help="epochs of the student's training")
-    demo.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    _add_option(demo, "random_state", type=_number(int, 0), default=0, metavar="SEED",
+                help="random seed")
     demo.add_argument("--device", type=_device, default="auto",
                       help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     demo.add_argument("--verbose", type=_number(int, 0), default=0,
@@ -164,12 +189,13 @@ def _add_fit(commands):
                           help="the student's architecture (a torchvision name, "
                           "'cnn', or timm:NAME and the other prefixes of "
                           "--teacher), trained from scratch; default: the teacher's")
-    clusters.add_argument("--epochs", type=_number(int, 1), default=30,
-                          help="epochs of the student's training")
+    _add_option(clusters, "max_epochs", type=_number(int, 1), default=30, metavar="N",
+                help="epochs of the student's training")
     clusters.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
                           help="the student's peak learning rate (default: "
                           "NetClassifier's)")
-    clusters.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    _add_option(clusters, "random_state", type=_number(int, 0), default=0, metavar="SEED",
+                help="random seed")
     reading = fit.add_argument_group(
         "image preprocessing",
         "Default: the transforms of the weights when given by torchvision name "
@@ -190,8 +216,8 @@ def _add_fit(commands):
 
 
 def _add_reading_options(group):
-    group.add_argument("--resize", type=_number(int, 1), default=None,
-                       help="shorter image side after resizing")
+    _add_option(group, "size", type=_number(int, 1), default=None, metavar="PIXELS",
+                help="shorter image side after resizing (ImageReader's size)")
     group.add_argument("--crop", type=_number(int, 1), default=None,
                        help="side of the centre crop")
     group.add_argument("--mean", type=float, nargs="+", default=None,
@@ -207,9 +233,9 @@ def _add_running_options(group):
                        help="images per batch")
     group.add_argument("--device", type=_device, default="auto",
                        help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    group.add_argument("--workers", type=_number(int, 0), default=None,
-                       help="DataLoader worker processes that decode images "
-                       "(default: min(8, CPU cores))")
+    _add_option(group, "num_workers", type=_number(int, 0), default=None, metavar="N",
+                help="DataLoader worker processes that decode images "
+                "(default: min(8, CPU cores))")
     group.add_argument("--quiet", action="store_true",
                        help="no progress bars or stage messages")
 
@@ -255,8 +281,8 @@ def _check(parser, args):
             parser.error(
                 f"--mean has {len(args.mean)} values but --std has {len(args.std)}"
             )
-        if args.crop is not None and args.resize is not None and args.crop > args.resize:
-            parser.error(f"--crop {args.crop} is larger than --resize {args.resize}")
+        if args.crop is not None and args.size is not None and args.crop > args.size:
+            parser.error(f"--crop {args.crop} is larger than --size {args.size}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             parser.error(f"--out {args.out!r} exists and is not a directory")
         _check_images(parser, args.images)
@@ -340,8 +366,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    if getattr(args, "workers", 0) is None:
-        args.workers = default_workers()
+    if getattr(args, "num_workers", 0) is None:
+        args.num_workers = default_workers()
     return args
 
 

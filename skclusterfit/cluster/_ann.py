@@ -313,7 +313,7 @@ class _WalkCheck:
     def trusted(self, nearest, labels):
         """Whether the sample's ``labels`` agree with ``nearest``, its exact labels."""
         agree = int(np.count_nonzero(nearest == labels))
-        counts = self.comm.allreduce_sum(np.array([agree, len(self.local)], dtype=np.int64))
+        counts = self.comm.all_reduce(np.array([agree, len(self.local)], dtype=np.int64))
         return counts[0] >= MIN_AGREEMENT * counts[1]
 
     def _choose(self, centers, graph, labels, half_center_sq):
@@ -423,7 +423,7 @@ def lloyd_graph(
         for iteration in range(max_iter):
             graph = centroid_graph(centers, n_neighbors)
             labels, changed = check.e_step(rows, centers, graph, labels)
-            changed = int(comm.allreduce_sum(np.array([changed]))[0])
+            changed = int(comm.all_reduce(np.array([changed]))[0])
             if iteration > 0 and changed == 0:
                 strict = True  # the centres are the means of these labels already
                 break

@@ -8,8 +8,9 @@ An engine is a plain function with one signature (scikit-learn's
 
 ``rows`` serves the (preprocessed, centred) data by blocks (``_rows.py``);
 ``tol`` is already absolute (scikit-learn's ``tol`` times the mean feature
-variance); ``comm`` sums arrays across processes (``_distributed.py``; a
-one-process fit passes :class:`LocalComm`, whose reductions do nothing). The
+variance); ``comm`` is the fit's :class:`~skclusterfit.runtime.ProcessGroup`
+(``_distributed.py``; a one-process fit passes ``LOCAL``, whose reductions
+do nothing). The
 M-step below is the only place where processes exchange data during the
 iterations: per-cluster sums and counts, reduced before the new centres are
 computed, so every process computes the same centres from the same numbers.
@@ -30,28 +31,6 @@ KMeansResult = namedtuple(
 # faiss's split of an empty cluster: copy the largest one's centre and push the
 # two apart by this relative amount so they separate at the next assignment.
 SPLIT_EPS = 1.0 / 1024
-
-
-class LocalComm:
-    """The one-process communicator: every reduction is the identity."""
-
-    rank = 0
-    world_size = 1
-
-    def allreduce_sum(self, array):
-        return array
-
-    def broadcast(self, array, src=0):
-        return array
-
-    def allgather_rows(self, array):
-        return array
-
-    def allgather_sizes(self, size):
-        return [int(size)]
-
-    def exchange_rows(self, rows, groups, destination):
-        return rows, groups
 
 
 @njit(nogil=True)
@@ -103,7 +82,7 @@ def cluster_sums(rows, labels, n_clusters, comm):
             lambda first, last: _accumulate(block, order, offsets, sums, counts, first, last),
             n_clusters, split(n_clusters, 4 * n_threads()),
         )
-    return comm.allreduce_sum(sums), comm.allreduce_sum(counts)
+    return comm.all_reduce(sums), comm.all_reduce(counts)
 
 
 def split_empty_clusters(centers, counts):
@@ -178,9 +157,9 @@ def feature_moments(rows, comm):
         for sums, squares in map_chunks(work, block.shape[0], 4096):
             total += sums
             total_sq += squares
-    n_rows = comm.allreduce_sum(np.array([rows.n_rows], dtype=np.int64))[0]
-    total = comm.allreduce_sum(total)
-    total_sq = comm.allreduce_sum(total_sq)
+    n_rows = comm.all_reduce(np.array([rows.n_rows], dtype=np.int64))[0]
+    total = comm.all_reduce(total)
+    total_sq = comm.all_reduce(total_sq)
     mean = total / max(n_rows, 1)
     variance = np.maximum(total_sq / max(n_rows, 1) - mean**2, 0).mean()
     return int(n_rows), mean, float(variance)
@@ -217,7 +196,7 @@ def inertia(rows, centers, labels, comm):
     for start, block in rows.blocks():
         distances = squared_distances(block, centers, labels[start : start + len(block)])
         total += float(distances.sum(dtype=np.float64))
-    return float(comm.allreduce_sum(np.array([total]))[0])
+    return float(comm.all_reduce(np.array([total]))[0])
 
 
 def _group_means(P, groups, counts):
@@ -315,7 +294,7 @@ def fill_empty_clusters(rows, centers, labels, comm):
     Deterministic, the same on every rank. Returns the number of clusters filled.
     """
     n_clusters = centers.shape[0]
-    counts = comm.allreduce_sum(np.bincount(labels, minlength=n_clusters).astype(np.int64))
+    counts = comm.all_reduce(np.bincount(labels, minlength=n_clusters).astype(np.int64))
     empty = np.flatnonzero(counts == 0)
     if empty.size == 0:
         return 0
@@ -331,7 +310,7 @@ def fill_empty_clusters(rows, centers, labels, comm):
     candidates[: local.size, 1] = comm.rank
     candidates[: local.size, 2] = local
     candidates[local.size :, 0] = -1.0
-    everyone = comm.allgather_rows(candidates)
+    everyone = comm.all_gather_rows(candidates)
     order = np.lexsort((everyone[:, 2], everyone[:, 1], -everyone[:, 0]))[:m]
     chosen = everyone[order]
     taken = []
@@ -343,5 +322,5 @@ def fill_empty_clusters(rows, centers, labels, comm):
         else:
             taken.append(np.zeros(centers.shape[1], dtype=np.float32))
     # The owning rank's row reaches every rank: a sum where the others add zeros.
-    centers[empty] = comm.allreduce_sum(np.asarray(taken, dtype=np.float32))
+    centers[empty] = comm.all_reduce(np.asarray(taken, dtype=np.float32))
     return m

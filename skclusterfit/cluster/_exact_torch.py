@@ -153,9 +153,9 @@ def lloyd_torch(
             C = torch.from_numpy(centers).to(device)
             labels = _assign_all(device_rows, C, rows.n_rows, chunk, iteration_dtype, device)
             changed = rows.n_rows if previous is None else int((labels != previous).sum())
-            changed = int(comm.allreduce_sum(np.array([changed]))[0])
+            changed = int(comm.all_reduce(np.array([changed]))[0])
             sums, counts = _sums(device_rows, labels, n_clusters, n_features, chunk, device)
-            sums, counts = comm.allreduce_sum(sums), comm.allreduce_sum(counts)
+            sums, counts = comm.all_reduce(sums), comm.all_reduce(counts)
             new = sums / np.maximum(counts, 1)[:, None]
             new[counts == 0] = centers[counts == 0]
             n_empty += split_empty_clusters(new, counts)
@@ -176,5 +176,5 @@ def lloyd_torch(
         dtype = exact_dtype(device)
         labels = _assign_all(device_rows, C, rows.n_rows, chunk, dtype, device)
     total = _inertia(device_rows, C, labels, chunk)
-    total = float(comm.allreduce_sum(np.array([total]))[0])
+    total = float(comm.all_reduce(np.array([total]))[0])
     return KMeansResult(centers, labels.cpu().numpy(), total, iteration + 1, n_empty)

@@ -179,7 +179,7 @@ def _mesoclusters(rows, n_groups, rng, comm):
         local = np.arange(rows.n_rows)
     else:
         local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
-    sample = comm.allgather_rows(rows.take(local))
+    sample = comm.all_gather_rows(rows.take(local))
     centers = np.empty((n_groups, rows.n_features), dtype=np.float32)
     if comm.rank == 0:
         seeding = np.random.RandomState(seed)
@@ -201,7 +201,7 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
     labels = np.empty(rows.n_rows, dtype=np.int64)
     for start, block in rows.blocks():
         labels[start : start + block.shape[0]] = _exact_cpu.gemm_nearest(block, meso)
-    counts = comm.allreduce_sum(np.bincount(labels, minlength=n_groups).astype(np.int64))
+    counts = comm.all_reduce(np.bincount(labels, minlength=n_groups).astype(np.int64))
     k = allocate(counts, n_clusters)
     used = np.minimum(counts, FINE_ROWS_PER_CLUSTER * np.maximum(k, 1))
     owner = _owners(used * k, comm.world_size)
@@ -287,7 +287,7 @@ def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_it
     )
     if comm.world_size > 1:
         # Ranks own interleaved groups: gather, then put the centres in group order.
-        gathered = comm.allgather_rows(local)
+        gathered = comm.all_gather_rows(local)
         ranks_groups = [np.flatnonzero((owner == r) & (k > 0)) for r in range(comm.world_size)]
         group_of = np.concatenate([np.repeat(gs, k[gs]) for gs in ranks_groups])
         order = np.argsort(group_of, kind="stable")
@@ -329,7 +329,7 @@ def lloyd_groups(rows, centers_init, *, max_iter, tol, verbose=0, comm, groups, 
             new = groups.nearest(block, centers, chunk_size)
             changed += int(np.count_nonzero(labels[start : start + len(new)] != new))
             labels[start : start + len(new)] = new
-        return int(comm.allreduce_sum(np.array([changed]))[0])
+        return int(comm.all_reduce(np.array([changed]))[0])
 
     with progress(total=max_iter, desc="k-means (groups)", unit="iter", verbose=verbose) as bar:
         e_step(centers)

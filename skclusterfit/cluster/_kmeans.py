@@ -456,7 +456,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             raise ValueError(
                 f"whiten_dim={whiten_dim} must be <= n_features={X.shape[1]}."
             )
-        mean, covariance, n_rows = mean_and_covariance(X, comm.allreduce_sum)
+        mean, covariance, n_rows = mean_and_covariance(X, comm.all_reduce)
         if n_rows < 2:
             raise ValueError(f"whiten_dim needs at least 2 samples; got {n_rows}.")
         whitener = PCAWhitening(whiten_dim, normalize=self.normalize)
@@ -498,7 +498,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             local = np.arange(rows.n_rows)
         else:
             local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
-        sample = comm.allgather_rows(rows.take(local))
+        sample = comm.all_gather_rows(rows.take(local))
         centers = np.empty((self.n_clusters, n_features), dtype=np.float32)
         if comm.rank == 0:
             seeding_rng = np.random.RandomState(seed)
@@ -604,7 +604,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         if sampled:
             del rows  # the sample's prepared copy, before every row is assigned
             self.labels_, inertia = self._assign(X, device, return_inertia=True)
-            self.inertia_ = float(comm.allreduce_sum(np.array([inertia]))[0])
+            self.inertia_ = float(comm.all_reduce(np.array([inertia]))[0])
         else:
             labels = np.asarray(result.labels, dtype=np.int64)
             if fill_empty_clusters(rows, result.centers, labels, comm):

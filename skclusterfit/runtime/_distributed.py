@@ -240,6 +240,39 @@ class ProcessGroup:
             [part[:length].cpu().numpy() for part, length in zip(parts, lengths)]
         )
 
+    def exchange_rows(self, rows, groups, destination):
+        """Send each row, with its group number, to process ``destination[i]``.
+
+        One all-to-all (every row crosses the network once: the hierarchical
+        k-means' fine stage, where each process clusters the groups it owns).
+        Returns ``(rows, groups)`` received, in the senders' rank order and,
+        from each sender, in its row order; in one process, the input.
+        """
+        if not self.is_distributed:
+            return rows, groups
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        n_features = rows.shape[1]
+        order = np.argsort(destination, kind="stable")
+        rows, groups = rows[order], np.ascontiguousarray(groups[order], dtype=np.int64)
+        send = np.bincount(destination, minlength=self.world_size).astype(np.int64)
+        matrix = self.all_gather_rows(send[None])  # matrix[r, s]: rows r sends to s
+        receive = matrix[:, self.rank]
+        received_rows = self._all_to_all(rows.ravel(), send * n_features, receive * n_features)
+        received_groups = self._all_to_all(groups, send, receive)
+        return received_rows.reshape(-1, n_features), received_groups
+
+    def _all_to_all(self, flat, send, receive):
+        """``all_to_all_single`` of a flat array: ``send[r]`` items to process r."""
+        device = self._device()
+        output = torch.empty(int(receive.sum()), dtype=torch.from_numpy(flat[:0]).dtype,
+                             device=device)
+        dist.all_to_all_single(
+            output, torch.from_numpy(np.ascontiguousarray(flat)).to(device),
+            output_split_sizes=[int(x) for x in receive],
+            input_split_sizes=[int(x) for x in send],
+        )
+        return output.cpu().numpy()
+
     def all_gather_objects(self, obj):
         """Every process's ``obj`` (picklable), as a list in rank order."""
         if not self.is_distributed:
@@ -248,13 +281,15 @@ class ProcessGroup:
         dist.all_gather_object(gathered, obj)
         return gathered
 
-    def broadcast_object(self, obj, src=0):
-        """``obj`` of process ``src``, on every process."""
+    def broadcast(self, array, src=0):
+        """Process ``src``'s numpy array on every process (all pass the same
+        shape and dtype): what one process decides, e.g. initial centres."""
+        array = np.asarray(array)
         if not self.is_distributed:
-            return obj
-        box = [obj if self.rank == src else None]
-        dist.broadcast_object_list(box, src=src)
-        return box[0]
+            return array
+        tensor = torch.from_numpy(np.array(array, copy=True)).to(self._device())
+        dist.broadcast(tensor, src=src)
+        return tensor.cpu().numpy()
 
     def all_reduce(self, array, op="sum"):
         """Element-wise ``"sum"``, ``"max"`` or ``"min"`` of a numpy array over processes."""

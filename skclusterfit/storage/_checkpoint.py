@@ -188,7 +188,6 @@ class ClusterStage:
         )
 
 
-TEACHER_FEATURES = ArrayStage(FEATURES_FILE, "teacher features")
 CLUSTERS = ClusterStage()
 
 
@@ -221,9 +220,9 @@ class StageStore:
     Examples
     --------
     >>> import numpy as np
-    >>> from skclusterfit.storage._checkpoint import TEACHER_FEATURES
     >>> from skclusterfit.storage import StageStore
-    >>> StageStore().stage(TEACHER_FEATURES, lambda: np.zeros(2)).tolist()
+    >>> from skclusterfit.storage._checkpoint import features_stage
+    >>> StageStore().stage(features_stage(), lambda: np.zeros(2)).tolist()
     [0.0, 0.0]
     """
 
@@ -467,7 +466,6 @@ def as_epoch_checkpoint(checkpoint, estimator, X, y, group=LOCAL):
 
 __all__ = [
     "CLUSTERS",
-    "TEACHER_FEATURES",
     "ArrayStage",
     "ClusterStage",
     "EpochCheckpoint",
