@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin, run_network
+from .runtime._ddp import shared_random_state
 from .runtime._torch_utils import draw_seed, resolve_device, seeded
 from ._validation import validate_input
 from .networks._backbones import (
@@ -188,7 +189,11 @@ class FeatureExtractor(
         source = make_source(X, self.num_workers)
         sample_shape = source.sample_shape
         weights = resolve_weights(self.model, self.weights)
-        with seeded(draw_seed(self.random_state), torch.device("cpu")):
+        random_state = self.random_state
+        if weights is None and not isinstance(self.model, nn.Module):
+            # Random weights: every process of a distributed fit builds the same.
+            random_state = shared_random_state(random_state)
+        with seeded(draw_seed(random_state), torch.device("cpu")):
             module = build_module(self.model, sample_shape)
         # Input shape and channels before any weights: a wrong input must not
         # first download (or fail to download) 100 MB of weights.
