@@ -146,6 +146,17 @@ def autocast_context(device, mixed_precision):
 
 # What torch.use_deterministic_algorithms(True) needs from cuBLAS on CUDA.
 _CUBLAS_WORKSPACE_CONFIGS = (":4096:8", ":16:8")
+# Layers whose backward pass torch refuses on CUDA in deterministic mode
+# (the list in torch.use_deterministic_algorithms's documentation).
+_NO_DETERMINISTIC_CUDA_BACKWARD = (
+    torch.nn.AdaptiveAvgPool2d,
+    torch.nn.AdaptiveAvgPool3d,
+    torch.nn.AdaptiveMaxPool2d,
+    torch.nn.AvgPool3d,
+    torch.nn.MaxPool3d,
+    torch.nn.FractionalMaxPool2d,
+    torch.nn.FractionalMaxPool3d,
+)
 
 
 def check_deterministic(device, network=None):
@@ -173,17 +184,18 @@ def check_deterministic(device, network=None):
         )
     if network is None:
         return
-    pools = [
-        name for name, module in network.named_modules()
-        if isinstance(module, (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool3d))
+    refused = [
+        (name, type(module).__name__) for name, module in network.named_modules()
+        if isinstance(module, _NO_DETERMINISTIC_CUDA_BACKWARD)
     ]
-    if pools:
+    if refused:
+        name, kind = refused[0]
         raise RuntimeError(
             "torch.use_deterministic_algorithms(True) is on, but the backward pass of "
-            f"AdaptiveAvgPool2d/3d (module {pools[0]!r} of the network) has no "
-            "deterministic CUDA implementation, so training would stop at its first "
-            "step; use torch.use_deterministic_algorithms(True, warn_only=True), or "
-            "train on the CPU."
+            f"{kind} (module {name!r} of the network) has no deterministic CUDA "
+            "implementation, so training would stop at its first step; use "
+            "torch.use_deterministic_algorithms(True, warn_only=True), or train on "
+            "the CPU."
         )
 
 
