@@ -89,9 +89,14 @@ def test_channels_last_applies_to_4d_weights_only(clips, monkeypatch):
 @pytest.fixture
 def restore_precision():
     before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.fp32_precision)
+    legacy = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
     yield
     torch.backends.fp32_precision = before[1]
     torch.backends.cuda.matmul.fp32_precision = before[0]
+    # Written last through the legacy API, so that later legacy reads (other
+    # tests, user code) do not see a "mix of the legacy and new APIs".
+    torch.backends.cuda.matmul.allow_tf32 = legacy[0]
+    torch.set_float32_matmul_precision(legacy[1])
 
 
 @pytest.mark.parametrize("switch", ["matmul", "generic", "legacy"])
@@ -101,6 +106,7 @@ def test_tf32_allowed_by_any_api_gives_a_float64_final_pass(switch, restore_prec
     if switch == "matmul":
         torch.backends.cuda.matmul.fp32_precision = "tf32"
     elif switch == "generic":
+        torch.backends.cuda.matmul.fp32_precision = "none"  # inherit the generic setting
         torch.backends.fp32_precision = "tf32"
     else:
         torch.backends.cuda.matmul.allow_tf32 = True
