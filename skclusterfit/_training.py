@@ -480,6 +480,12 @@ class NetClassifier(
         # raises in train mode): such batches are refused, or skipped at an
         # epoch's end, but only for such a network.
         min_batch = 2 if _has_batch_norm(network) else 1
+        if min_batch > 1 and n_samples < min_batch * group.world_size:
+            raise ValueError(
+                f"a network with BatchNorm needs at least {min_batch} samples per "
+                f"process to train; got n_samples={n_samples} for {group.world_size} "
+                "process(es)."
+            )
         batch_size = _ddp.local_batch_size(min(self.batch_size, n_samples), group, min_batch)
         check_deterministic(device, network)
         total_steps = self.max_epochs * _ddp.steps_per_epoch(n_samples, batch_size, group)
