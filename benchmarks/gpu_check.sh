@@ -121,10 +121,16 @@ fi
 
 # 7. Several GPUs: the distributed tests and a DDP fit of ClusterFit (NCCL),
 #    against the same fit in one process.
+#    The dry run takes one of the two test files (CI runs both with -m slow).
 if [ "$GPUS" -gt 1 ]; then
-    step "tests/test_distributed*.py (gloo, CPU-pinned)" \
-        python -m pytest -q -m slow -p no:randomly tests/test_distributed.py \
-            tests/test_distributed_hardware.py
+    if [ "$DRY" = 1 ]; then
+        step "tests/test_distributed_hardware.py (dry run, gloo)" \
+            python -m pytest -q -m slow -p no:randomly tests/test_distributed_hardware.py
+    else
+        step "tests/test_distributed*.py (gloo, CPU-pinned)" \
+            python -m pytest -q -m slow -p no:randomly -n 2 tests/test_distributed.py \
+                tests/test_distributed_hardware.py
+    fi
     step "DDP ClusterFit fit on $GPUS processes" python benchmarks/_gpu_check_ddp.py "$GPUS"
 fi
 
