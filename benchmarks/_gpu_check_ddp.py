@@ -23,6 +23,7 @@ nproc = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 
 
 def run(out, n):
+    os.makedirs(out, exist_ok=True)
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
     command = [sys.executable, *(launcher if n > 1 else []), SCRIPT, out]
     subprocess.run(command, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
