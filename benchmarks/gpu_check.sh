@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run of skclusterfit, in one script (under 10 minutes on one GPU).
+# The GPU run of skclusterfit, in one script (sized for under 10 minutes on one GPU).
 #
 #   bash benchmarks/gpu_check.sh              # one GPU
 #   bash benchmarks/gpu_check.sh --gpus 2     # also a 2-GPU DDP fit (NCCL)
