@@ -19,14 +19,24 @@ copied from pinned host memory without blocking; each timed run ends with
 its results on the host (``torch.cuda.synchronize``). The warm-up (CUDA
 context, cuDNN's algorithm search) is untimed.
 
+``--libraries`` instead compares extraction through each model-library
+adapter (``FeatureExtractor("timm:...")``, ``"hf:DIR"``, ``"open_clip:..."``,
+``"hub:DIR:ENTRY"``; small random models saved to a temporary directory, and
+ViT-S/14 = ``timm:vit_small_patch14_dinov2`` at 224 px) with a bare loop over
+the same module: the same float images, the same preprocessing callable, the
+library's own call (timm ``forward_head(forward_features(x), pre_logits=True)``,
+transformers ``pooler_output``, open_clip ``encode_image``), the same batch size.
+
 Usage::
 
     python benchmarks/loops.py --n-samples 4096 --epochs 2 --repeats 3
     python benchmarks/loops.py --device cuda --n-samples 50000 --batch-size 256
+    python benchmarks/loops.py --libraries --n-samples 256 --repeats 3
 """
 
 import argparse
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +46,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _conditions import header  # noqa: E402
 from _memory import PeakMemory, peak_rss  # noqa: E402
 
 from skclusterfit import FeatureExtractor, NetClassifier  # noqa: E402
@@ -130,6 +141,108 @@ def extract_bare(model, X, batch_size):
     return torch.cat(out).cpu().numpy()
 
 
+def _library_models(folder):
+    """name -> (FeatureExtractor kwargs, bare call on the built module), each library installed."""
+    import importlib.util
+    import json
+
+    import timm
+
+    models = {}
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_vit").state_dict(), f"{folder}/test_vit.pth")
+    bare_timm = lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True)  # noqa: E731
+    models["timm:test_vit (160 px)"] = ({"model": "timm:test_vit",
+                                         "weights": f"{folder}/test_vit.pth"}, bare_timm)
+    models["timm:vit_small_patch14_dinov2 (ViT-S/14, 224 px, random)"] = (
+        {"model": "timm:vit_small_patch14_dinov2", "weights": None}, bare_timm)
+    if importlib.util.find_spec("transformers"):
+        import transformers
+
+        config = transformers.Dinov2Config(hidden_size=64, num_hidden_layers=4,
+                                           num_attention_heads=2, intermediate_size=128,
+                                           image_size=64, patch_size=8)
+        transformers.Dinov2Model(config).save_pretrained(f"{folder}/dinov2")
+        transformers.BitImageProcessor(size={"shortest_edge": 72},
+                                       crop_size={"height": 64, "width": 64}
+                                       ).save_pretrained(f"{folder}/dinov2")
+        models["hf:dinov2 (64 px, 4 blocks)"] = (
+            {"model": f"hf:{folder}/dinov2"},
+            lambda m, x: m(pixel_values=x).pooler_output)
+    if importlib.util.find_spec("open_clip"):
+        import open_clip
+        from safetensors.torch import save_file
+
+        os.makedirs(f"{folder}/clip", exist_ok=True)
+        with open(f"{folder}/clip/open_clip_config.json", "w") as f:
+            json.dump({"model_cfg": {
+                "embed_dim": 64,
+                "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 8,
+                               "head_width": 32},
+                "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16,
+                             "heads": 1, "layers": 1}}}, f)
+        clip = open_clip.create_model(f"local-dir:{folder}/clip", load_weights=False)
+        save_file(clip.state_dict(), f"{folder}/clip/open_clip_model.safetensors")
+        models["open_clip:local-dir (64 px, 4 blocks)"] = (
+            {"model": f"open_clip:local-dir:{folder}/clip"}, lambda m, x: m(x))
+    os.makedirs(f"{folder}/hub", exist_ok=True)
+    with open(f"{folder}/hub/hubconf.py", "w") as f:
+        f.write("import torchvision\ndependencies = ['torch']\n"
+                "def resnet18(pretrained=False):\n"
+                "    return torchvision.models.resnet18()\n")
+    models["hub:resnet18 (torchvision inside, 224 px)"] = (
+        {"model": f"hub:{folder}/hub:resnet18", "weights": None,
+         "preprocess": {"size": 224, "crop": 224}}, lambda m, x: m(x))
+    return models
+
+
+def library_loops(args):
+    import tempfile
+
+    rng = np.random.default_rng(0)
+    X = rng.random((args.n_samples, 3, 224, 224), dtype=np.float32)
+    print(header())
+    print(f"{args.n_samples} float images 3x224x224, extraction batch "
+          f"{args.extract_batch_size}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device cpu; the machine is shared with "
+          "other users: the load average above is the load when it started")
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (kwargs, call) in _library_models(folder).items():
+            extractor = FeatureExtractor(**kwargs, batch_size=args.extract_batch_size,
+                                         device="cpu").fit(X[:1])
+            module, prep = extractor.network_.model, extractor.preprocess_
+
+            def bare(module=module, prep=prep, call=call):
+                out = []
+                with torch.inference_mode():
+                    for start in range(0, len(X), args.extract_batch_size):
+                        x = torch.from_numpy(X[start:start + args.extract_batch_size])
+                        out.append(torch.flatten(call(module, prep(x)), 1))
+                return torch.cat(out).numpy()
+
+            np.testing.assert_allclose(extractor.transform(X[:4]), bare()[:4], rtol=1e-4,
+                                       atol=1e-4)
+            ours_rates, bare_rates = [], []
+            for _ in range(args.repeats):
+                for run, rates in ((lambda: extractor.transform(X), ours_rates),
+                                   (bare, bare_rates)):
+                    start = time.perf_counter()
+                    run()
+                    rates.append(len(X) / (time.perf_counter() - start))
+            ratios = [a / b for a, b in zip(ours_rates, bare_rates)]
+            line = (f"| {name} | {np.median(ours_rates):.1f} | {np.median(bare_rates):.1f} | "
+                    f"{np.median(ratios):.3f} (per round: "
+                    f"{', '.join(f'{r:.2f}' for r in ratios)}) |")
+            print(line, flush=True)
+            results.append(line)
+    print("\n| adapter | ours images/s | bare images/s | ours / bare |")
+    print("|---|---|---|---|")
+    print("\n".join(results))
+    print(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=4096)
@@ -140,7 +253,11 @@ def main(argv=None):
     parser.add_argument("--extract-batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--libraries", action="store_true",
+                        help="compare extraction through the model-library adapters instead")
     args = parser.parse_args(argv)
+    if args.libraries:
+        return library_loops(args)
     global DEVICE
     DEVICE = torch.device(args.device)
     gpu = f", {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""

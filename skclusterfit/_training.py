@@ -45,6 +45,7 @@ from .networks._backbones import (
     preprocess_from_spec,
     with_new_head,
 )
+from .networks._libraries import library_build_info
 from .storage._checkpoint import as_epoch_checkpoint
 from .data._sources import iter_batches, make_source
 from .runtime._distributed import process_group
@@ -150,9 +151,12 @@ class NetClassifier(
     ----------
     model : str, nn.Module or callable, default="auto"
         ``"auto"`` (a small CNN for images, an MLP for vectors), ``"cnn"``,
-        ``"mlp"``, a torchvision model name (randomly initialised), an
-        ``nn.Module`` (copied; trained from its current weights) or a callable
-        returning one.
+        ``"mlp"``, a torchvision model name or a model library's name
+        (``"timm:resnet50"``, ``"timm:vit_tiny_patch16_224"``, also ``"hf:"``,
+        ``"open_clip:"``, ``"hub:"``; randomly initialised, the library's
+        head replaced through its own API, e.g. timm ``reset_classifier``),
+        an ``nn.Module`` (copied; trained from its current weights) or a
+        callable returning one.
     max_epochs : int, default=30
         Passes over the data.
     batch_size : int, default=32
@@ -196,8 +200,9 @@ class NetClassifier(
     preprocess : "auto", str, callable or None, default="auto"
         Applied to each float batch on the device, before augmentation, in
         training and inference. A callable; a torchvision weights name (e.g.
-        ``"ResNet50_Weights.IMAGENET1K_V2"``) whose transforms to apply; None
-        for nothing. "auto": nothing, except as ClusterFit's student, which
+        ``"ResNet50_Weights.IMAGENET1K_V2"``) whose transforms to apply; a
+        dict of ``size``, ``crop``, ``mean``, ``std``, ``interpolation`` (a
+        model library's preprocessing); None for nothing. "auto": nothing, except as ClusterFit's student, which
         then takes its teacher's preprocessing (e.g. the ImageNet resize,
         crop and normalisation of a pretrained torchvision teacher).
     num_workers : int, default=0
@@ -261,7 +266,7 @@ class NetClassifier(
         "augment": [StrOptions({"auto"}), callable, None],
         "sampler": [StrOptions({"shuffle", "balanced"})],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
-        "preprocess": [callable, str, None],
+        "preprocess": [callable, str, dict, None],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "mixed_precision": ["boolean", StrOptions({"bfloat16", "float16"})],
         "device": [str, torch.device],
@@ -467,11 +472,13 @@ class NetClassifier(
     def _saved_networks(self):
         if not hasattr(self, "model_"):
             return {}
-        return {"model_": {"build_shape": build_shape_of(self.model_)}}
+        return {"model_": {"build_shape": build_shape_of(self.model_),
+                           **library_build_info(self.model, self.model_.backbone)}}
 
     def _rebuild_network(self, name, info):
         n_classes = len(self.classes_)
-        module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes)
+        module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes,
+                              library_info=info.get("library"))
         return with_new_head(module, n_classes, f"model={self.model!r}")
 
     def _train(self, network, source, y, device, rng, checkpoint, group, soft_targets=None):

@@ -223,20 +223,42 @@ def _network_of(estimator):
     )
 
 
-def layer_features(network, layers, X, *, batch_size=256):
+def _preprocess_of(estimator):
+    """What the estimator applies to each batch before its network (None: nothing)."""
+    from sklearn.frozen import FrozenEstimator
+
+    if isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    estimator = getattr(estimator, "student_", estimator)
+    try:
+        return getattr(estimator, "preprocess_", None)
+    except Exception:  # an nn.Module, or an estimator without the attribute
+        return None
+
+
+def layer_features(network, layers, X, *, batch_size=256, preprocess=None):
     """Global-average-pooled outputs of named layers for every sample of ``X``.
 
     Parameters
     ----------
     network : nn.Module
-        Traced with ``torchvision.models.feature_extraction``.
+        Traced with ``torchvision.models.feature_extraction``; a network
+        holding a model library's network (timm, transformers, open_clip,
+        torch.hub) is read by forward hooks instead.
     layers : list of str
         Node names (see ``get_graph_node_names(network)``) or module names
-        (their last node).
+        (their last node); for a library's network, module names (e.g.
+        ``"blocks.3"`` of a timm ViT, also as ``"backbone.model.blocks.3"``).
+        Token outputs (n, tokens, d) give their class token, or their mean
+        where there is none.
     X : array-like or torch Dataset
         Inputs as the network's estimator takes them.
     batch_size : int, default=256
         Samples per forward pass.
+    preprocess : callable or None, default=None
+        Applied to each float batch first (``layerwise_probe`` passes the
+        estimator's ``preprocess_``, e.g. a library teacher's resize and
+        normalisation).
 
     Returns
     -------
@@ -264,35 +286,52 @@ def layer_features(network, layers, X, *, batch_size=256):
     )
 
     from .data._sources import is_dataset, iter_batches, make_source
+    from .networks._libraries import is_library_network, library_layer_features, pool_output
 
-    _, valid = get_graph_node_names(network)
-    # A module's name (e.g. "layer4") stands for its last node, as in torchvision.
-    unknown = [
-        layer
-        for layer in layers
-        if layer not in valid and not any(v.startswith(layer + ".") for v in valid)
-    ]
-    if unknown:
-        raise ValueError(
-            f"layers {unknown} are not nodes of the network; valid names are "
-            f"{valid}."
-        )
-    extractor = create_feature_extractor(network, return_nodes=list(layers)).eval()
+    if is_library_network(network):
+        # A model library's network (timm, transformers, ...) is not traced:
+        # its modules' outputs are read by hooks, tokens pooled to the class token.
+        def extract(x):
+            return library_layer_features(network, layers, x)
+    else:
+        _, valid = get_graph_node_names(network)
+        # A module's name (e.g. "layer4") stands for its last node, as in torchvision.
+        unknown = [
+            layer
+            for layer in layers
+            if layer not in valid and not any(v.startswith(layer + ".") for v in valid)
+        ]
+        if unknown:
+            raise ValueError(
+                f"layers {unknown} are not nodes of the network; valid names are "
+                f"{valid}."
+            )
+        graph = create_feature_extractor(network, return_nodes=list(layers)).eval()
+        n_prefix = 1 if getattr(network, "class_token", None) is not None else 0
+
+        def extract(x):
+            # Spatial maps are averaged over space (the paper pools each layer
+            # before its linear probe); tokens give their class token (or their
+            # mean); vectors pass as they are.
+            outputs = graph(x)
+            return {layer: pool_output(outputs[layer], "auto", n_prefix) for layer in layers}
+
     device = next(network.parameters()).device
+    was_training = network.training
+    network.eval()
     if not is_dataset(X):
         X = np.asarray(X)
     source = make_source(X)
     out = {layer: [] for layer in layers}
-    with torch.inference_mode():
-        for x, _ in iter_batches(source, batch_size):
-            outputs = extractor(x.to(device))
-            for layer in layers:
-                value = outputs[layer].float()
-                # Spatial maps are averaged over space (the paper pools each
-                # layer before its linear probe); vectors pass as they are.
-                if value.ndim > 2:
-                    value = value.mean(dim=tuple(range(2, value.ndim)))
-                out[layer].append(value.cpu().numpy())
+    try:
+        with torch.inference_mode():
+            for x, _ in iter_batches(source, batch_size):
+                x = x.to(device)
+                outputs = extract(preprocess(x) if preprocess is not None else x)
+                for layer in layers:
+                    out[layer].append(outputs[layer].float().cpu().numpy())
+    finally:
+        network.train(was_training)
     return {layer: np.concatenate(chunks) for layer, chunks in out.items()}
 
 
@@ -341,9 +380,10 @@ def layerwise_probe(estimator, layers, X_train, y_train, X_test, y_test, **probe
     (True, True)
     """
     network = _network_of(estimator)
+    preprocess = _preprocess_of(estimator)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    train = layer_features(network, layers, X_train)
-    test = layer_features(network, layers, X_test)
+    train = layer_features(network, layers, X_train, preprocess=preprocess)
+    test = layer_features(network, layers, X_test, preprocess=preprocess)
     return {
         layer: linear_probe(None, train[layer], y_train, test[layer], y_test, **probe_kwargs)
         for layer in layers

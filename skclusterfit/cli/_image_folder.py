@@ -57,12 +57,20 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
     for a torchvision model with another weights file (or none), ImageNet's
     (resize 256, crop 224, ImageNet mean and std); for a
     fitted estimator (or a saved one's path), its training input size
-    unnormalised; for ``"cnn"``, 32x32 unnormalised.
+    unnormalised; for ``"cnn"``, 32x32 unnormalised; for a model library's
+    name (``"timm:NAME"``, ...), the library's evaluation preprocessing from
+    the model's own configuration (ImageNet's where it has none).
     """
     from ..networks._backbones import resolve_weights, torchvision_weights
+    from ..networks._libraries import parse_spec
 
-    defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None}
-    if not isinstance(teacher, str) or os.path.isfile(teacher):
+    defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None,
+                "interpolation": "bilinear"}
+    if isinstance(teacher, str) and parse_spec(teacher) is not None:
+        library = _library_settings(teacher, resolve_weights(teacher, weights))
+        defaults.update(library or {"size": 256, "crop": 224, "mean": IMAGENET_MEAN,
+                                    "std": IMAGENET_STD})
+    elif not isinstance(teacher, str) or os.path.isfile(teacher):
         estimator = _load_teacher_file(teacher) if isinstance(teacher, str) else teacher
         if isinstance(estimator, FrozenEstimator):
             estimator = estimator.estimator
@@ -90,14 +98,33 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
             )
         else:
             defaults.update(size=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    given = {"mode": mode, "size": resize, "crop": crop, "mean": mean, "std": std}
+    given = {"mode": mode, "size": resize, "crop": crop, "mean": mean, "std": std,
+             "interpolation": None}
     settings = {k: (given[k] if given[k] is not None else v) for k, v in defaults.items()}
     if resize is not None and crop is None and defaults["crop"] is not None:
-        settings["crop"] = min(defaults["crop"], resize)
+        default_crop = defaults["crop"]
+        settings["crop"] = (
+            min(default_crop, resize) if isinstance(default_crop, int)
+            else tuple(min(c, resize) for c in default_crop)
+        )
     for key in ("mean", "std"):
         if settings[key] is not None:
             settings[key] = tuple(float(v) for v in settings[key])
     return settings
+
+
+def _library_settings(teacher, weights):
+    """A model library's evaluation preprocessing, read from the model's configuration.
+
+    The architecture is built without weights (nothing is downloaded); a
+    Hugging Face image processor is read from ``weights`` when it is the
+    model's directory.
+    """
+    from ..networks._backbones import build_module
+    from ..networks._libraries import library_preprocessing
+
+    module = build_module(teacher, (), weights=None)
+    return library_preprocessing(teacher, module, weights)
 
 
 def _torchvision_weights_of_file(model, path):
@@ -258,8 +285,10 @@ def fit_folder(
     out : str or path
         Output directory (created).
     teacher : str, default="resnet50"
-        A torchvision model name, "cnn", or the path of a fitted estimator
-        saved by :func:`skclusterfit.save`.
+        A torchvision model name, "cnn", a model library's name
+        (``"timm:NAME"``, ``"hf:NAME_OR_DIR"``, ``"open_clip:NAME"``,
+        ``"hub:DIR:ENTRY"``), or the path of a fitted estimator saved by
+        :func:`skclusterfit.save`.
     weights : str, path or None, default="auto"
         The teacher's weights: a local file, a torchvision weight name,
         "auto" (torchvision's pretrained default for a torchvision model name;

@@ -139,23 +139,31 @@ def _add_fit(commands):
     fit.add_argument("--out", metavar="DIR", required=True, help="output directory")
     teacher = fit.add_argument_group("teacher")
     teacher.add_argument("--teacher", default="resnet50",
-                         help="a torchvision model name, 'cnn', or a model file "
-                         "saved by skclusterfit (a fitted FeatureExtractor, "
-                         "NetClassifier or RotNet)")
+                         help="a torchvision model name, 'cnn', a model library's "
+                         "name with its prefix: timm:NAME, hf:NAME_OR_DIR (Hugging "
+                         "Face transformers), open_clip:NAME, hub:DIR:ENTRY (a local "
+                         "torch.hub repository); or a model file saved by "
+                         "skclusterfit (a fitted FeatureExtractor, NetClassifier or "
+                         "RotNet)")
     teacher.add_argument("--weights", default="auto",
                          help="the teacher's weights: a local state-dict file "
-                         "(.pth/.pt/.safetensors) or a torchvision weight name such "
-                         "as IMAGENET1K_V2; 'auto': torchvision's default pretrained "
-                         "weights (names need network access or torch's hub cache)")
+                         "(.pth/.pt/.safetensors), a directory (timm, Hugging Face "
+                         "save_pretrained), a torchvision weight name such as "
+                         "IMAGENET1K_V2 or a library's pretrained tag; 'auto': the "
+                         "default pretrained weights of torchvision or of the "
+                         "library (downloads need network access or the cache)")
     teacher.add_argument("--layer", default=None,
                          help="feature node of the teacher (torchvision feature-"
-                         "extraction name); default: the penultimate layer")
+                         "extraction name, or a module name of a library's network "
+                         "such as blocks.6); default: the penultimate layer, or the "
+                         "library's own features")
     clusters = fit.add_argument_group("clusters and student")
     clusters.add_argument("--K", type=_number(int, 2), default=16000,
                           help="number of clusters (pseudo-labels)")
     clusters.add_argument("--student", default=None,
-                          help="the student's architecture (a torchvision name or "
-                          "'cnn'); default: the teacher's")
+                          help="the student's architecture (a torchvision name, "
+                          "'cnn', or timm:NAME and the other prefixes of "
+                          "--teacher), trained from scratch; default: the teacher's")
     clusters.add_argument("--epochs", type=_number(int, 1), default=30,
                           help="epochs of the student's training")
     clusters.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
@@ -166,7 +174,9 @@ def _add_fit(commands):
         "image preprocessing",
         "Default: the transforms of the weights when given by torchvision name "
         "or as a file named as torchvision names it (resnet50-11ad3fa6.pth: "
-        "IMAGENET1K_V2's resize 232, crop 224); ImageNet's (resize 256, crop 224, "
+        "IMAGENET1K_V2's resize 232, crop 224); a model library's own, from the "
+        "model's configuration (timm's data config, the Hugging Face image "
+        "processor, open_clip's preprocess); ImageNet's (resize 256, crop 224, "
         "ImageNet mean/std) for a torchvision teacher with another weights file; "
         "the training input size, unnormalised, for a teacher saved by skclusterfit.",
     )
@@ -268,13 +278,26 @@ def _check_images(parser, images):
         )
 
 
+def _check_library(parser, option, spec):
+    """A model library's name: its extra installed, the name known (close matches)."""
+    from ..networks._libraries import check_library_spec
+
+    try:
+        check_library_spec(spec)
+    except (ValueError, ImportError) as exc:
+        parser.error(f"argument {option}: {exc}")
+
+
 def _check_teacher(parser, args):
     import torchvision
 
     from ..networks._backbones import is_weight_file
+    from ..networks._libraries import parse_spec
 
     teacher = args.teacher
-    if os.path.isfile(teacher):
+    if parse_spec(teacher) is not None:
+        _check_library(parser, "--teacher", teacher)
+    elif os.path.isfile(teacher):
         if args.weights != "auto" or args.layer is not None:
             parser.error(
                 "--weights and --layer apply to a teacher given by name; "
@@ -286,7 +309,9 @@ def _check_teacher(parser, args):
             "nor a torchvision model name (see torchvision.models.list_models())"
         )
     student = args.student
-    if student is not None and student != "cnn" and student not in torchvision.models.list_models():
+    if student is not None and parse_spec(student) is not None:
+        _check_library(parser, "--student", student)
+    elif student is not None and student != "cnn" and student not in torchvision.models.list_models():
         parser.error(
             f"argument --student: {student!r} is neither 'cnn' nor a torchvision "
             "model name"
@@ -294,8 +319,10 @@ def _check_teacher(parser, args):
     weights = args.weights
     if weights == "auto" or os.path.isfile(teacher):
         return
-    if is_weight_file(weights) and not os.path.isfile(weights):
+    if is_weight_file(weights) and not os.path.exists(weights):
         parser.error(f"argument --weights: file {weights!r} does not exist")
+    if parse_spec(teacher) is not None:
+        return  # a library's tag: the library checks it
     if not is_weight_file(weights):
         from ..networks._backbones import torchvision_weights
 
