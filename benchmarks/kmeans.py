@@ -54,8 +54,15 @@ Jobs (``--sizes``; each is one table):
   ``assign_training_points``, not timed).
 - ``--device cuda``: ``gpu-1m`` (1M x 256, K = 20,000, 25 iterations, the
   faiss wiki's job) and ``gpu-2048`` (1M x 2048, K = 16,000, 10 iterations):
-  our torch engine against faiss-gpu and fastkmeans, each skipped with a
-  message when it is not installed or no GPU is visible.
+  our torch engine (its default iterations, bfloat16 on a GPU of compute
+  capability 8.0 or more, and float32 iterations: exact Lloyd, the inertia
+  reference) against faiss (faiss-gpu) and fastkmeans, each skipped with a
+  message when it is not installed or no GPU is visible. Every worker warms
+  up on the device (CUDA context, cuBLAS, kernels) before the timed fit and
+  reports the peak GPU memory: ``torch.cuda.max_memory_allocated`` and the
+  device's used memory above its level before the fit (sampled every 5 ms;
+  faiss allocates outside torch). ``gpu-smoke`` (20,000 x 32, K = 200) is
+  the same comparison at a size for ``--device cpu`` (a dry run).
 
 Usage (from the repository root)::
 
@@ -64,6 +71,7 @@ Usage (from the repository root)::
     python benchmarks/kmeans.py --sizes 1m --methods "ours ann"
     python benchmarks/kmeans.py --sizes 2048 --repeats 1
     python benchmarks/kmeans.py --device cuda --sizes gpu-1m,gpu-2048
+    python benchmarks/kmeans.py --device cpu --sizes gpu-smoke   # dry run
     python benchmarks/kmeans.py --sizes peers-200k --iters 1,2,3,5,10
 """
 
@@ -73,6 +81,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,15 +107,17 @@ SIZES = {
     "1m-defaults": (1_000_000, 256, 16000, 10, {"defaults": True, "normalize": True}),
     "2048": (1_000_000, 2048, 16000, 10, {"subsample_exact": 20_000}),
     "2048-f16": (1_000_000, 2048, 16000, 10, {"float16_memmap": True}),
-    "gpu-1m": (1_000_000, 256, 20000, 25, {"device": "cuda"}),
+    "gpu-1m": (1_000_000, 256, 20000, 25, {"gpu": True}),
+    "gpu-2048": (1_000_000, 2048, 16000, 10, {"gpu": True}),
+    "gpu-smoke": (20_000, 32, 200, 5, {"gpu": True}),
     "peers-smoke": (20_000, 32, 400, None, {"peers": True, "normalize": True}),
     "peers-200k": (200_000, 128, 4000, None, {"peers": True, "normalize": True}),
     "peers-200k-m4": (200_000, 128, 4000, None, {"peers": True, "normalize": True, "modes": 1000}),
     "peers-200k-m100": (200_000, 128, 4000, None, {"peers": True, "normalize": True, "modes": 40}),
     "peers-1m": (1_000_000, 256, 16000, None, {"peers": True, "normalize": True}),
     "peers-clip": (1_280_000, 512, 10000, None, {"peers": True, "normalize": True}),
-    "gpu-2048": (1_000_000, 2048, 16000, 10, {"device": "cuda"}),
 }
+GPU_METHODS = ["ours torch", "ours torch fp32", "faiss", "fastkmeans"]
 CPU_METHODS = ["ours exact", "ours ann", "sklearn KMeans", "sklearn MiniBatchKMeans",
                "faiss-cpu"]
 DEFAULT_METHODS = {
@@ -118,8 +129,9 @@ DEFAULT_METHODS = {
     "1m-defaults": ["ours defaults"],
     "2048": ["ours ann", "ours ann whiten256"],
     "2048-f16": ["ours ann", "ours ann whiten256"],
-    "gpu-1m": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
-    "gpu-2048": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
+    "gpu-1m": GPU_METHODS,
+    "gpu-2048": GPU_METHODS,
+    "gpu-smoke": GPU_METHODS,
 }
 # Peers jobs: every method at its defaults ("defaults": one run) and the
 # methods with an iteration knob once per --iters value.
@@ -128,7 +140,11 @@ PEER_METHODS = ["ours defaults", "ours exact", "ours flat", "superkmeans default
 for _name in ("peers-smoke", "peers-200k", "peers-200k-m4", "peers-200k-m100", "peers-1m",
               "peers-clip"):
     DEFAULT_METHODS[_name] = PEER_METHODS
-REFERENCE = {"e2e": "sklearn defaults", "gpu-1m": "faiss-gpu", "gpu-2048": "faiss-gpu"}
+REFERENCE = {"e2e": "sklearn defaults", "gpu-1m": "faiss", "gpu-2048": "faiss",
+             "gpu-smoke": "faiss"}
+# Exact Lloyd from the same initial centres: the inertia the others are held to.
+EXACT = {"gpu-1m": "ours torch fp32", "gpu-2048": "ours torch fp32",
+         "gpu-smoke": "ours torch fp32"}
 
 
 # -- data --------------------------------------------------------------------------
@@ -160,8 +176,18 @@ def normalize_rows(X):
     return X
 
 
-def inertia_of(X, centers, labels):
+def inertia_of(X, centers, labels, device="cpu"):
     """float64 sum of squared distances of the rows to their centres, by blocks."""
+    if device == "cuda":
+        import torch
+
+        C = torch.as_tensor(np.asarray(centers), device="cuda").double()
+        L = torch.as_tensor(np.asarray(labels).astype(np.int64).ravel(), device="cuda")
+        total = torch.zeros((), dtype=torch.float64, device="cuda")
+        for start in range(0, X.shape[0], 65536):
+            block = torch.as_tensor(np.asarray(X[start : start + 65536]), device="cuda")
+            total += ((block.double() - C[L[start : start + 65536]]) ** 2).sum()
+        return float(total)
     centers = np.asarray(centers, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64).ravel()
     total = 0.0
@@ -266,7 +292,14 @@ def run_method(method, X, init, n_iter, n_clusters, device):
             if "whiten256" in method:
                 params["whiten_dim"] = 256
                 params["init"] = "random"  # init rows live in the raw space
-            params["device"] = "cuda" if "cuda" in method else "cpu"
+            params["device"] = device if "torch" in method else "cpu"
+            if "torch" in method:
+                params["backend"] = "torch"
+                params.pop("assign", None)
+            if method == "ours torch fp32":
+                from skclusterfit.cluster import _exact_torch
+
+                _exact_torch.iteration_dtype_for = lambda device: None  # exact Lloyd
         km = KMeans(**params).fit(X)
         details.update(engine=km.engine_, n_iter=km.n_iter_, seeding_s=sum(seeding),
                        model_inertia=float(km.inertia_))
@@ -291,13 +324,13 @@ def run_method(method, X, init, n_iter, n_clusters, device):
             ).fit(X)
         details["n_iter"] = int(km.n_iter_)
         return km.cluster_centers_, km.labels_, details
-    if method in ("faiss-cpu", "faiss-gpu"):
+    if method in ("faiss-cpu", "faiss"):
         import faiss
 
         n_features = X.shape[1]
         km = faiss.Kmeans(
             n_features, n_clusters, niter=n_iter, seed=0, verbose=False,
-            gpu=method == "faiss-gpu",
+            gpu=method == "faiss" and device == "cuda",
             max_points_per_centroid=X.shape[0],  # no subsampling: same data as the others
         )
         km.train(X, init_centroids=init)
@@ -309,7 +342,7 @@ def run_method(method, X, init, n_iter, n_clusters, device):
         # fastkmeans draws its own initial centres (seeded); the others start
         # from ``init``, so compare its time, and its inertia only loosely.
         km = FastKMeans(
-            X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=True, seed=0,
+            X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=device == "cuda", seed=0,
             max_points_per_centroid=X.shape[0],  # no subsampling (its default is 256)
         )
         km.train(X)
@@ -325,11 +358,12 @@ def available(method, device):
         if method.startswith("faiss"):
             import faiss
 
-            if method == "faiss-gpu" and faiss.get_num_gpus() == 0:
-                return "faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)"
+            if method == "faiss" and device == "cuda" and faiss.get_num_gpus() == 0:
+                return ("faiss sees no GPU (install skclusterfit[bench-gpu] matching "
+                        "torch's CUDA major on a GPU machine)")
         if method == "fastkmeans":
             import fastkmeans  # noqa: F401
-        if "cuda" in method or method in ("faiss-gpu", "fastkmeans"):
+        if device == "cuda":
             import torch
 
             if not torch.cuda.is_available():
@@ -357,24 +391,16 @@ def worker(spec):
         import fastkmeans  # noqa: F401
     elif spec["method"].startswith("superkmeans"):
         import superkmeans  # noqa: F401
-    # Warm up (numba's kernels load from cache or compile: reported, not timed).
-    compile_s = 0.0
-    if spec["method"].startswith("ours"):
-        from skclusterfit.cluster import KMeans
-
-        start = time.perf_counter()
-        small = np.ascontiguousarray(X[:2000], dtype=np.float32)
-        for assign in ("exact", "ann"):
-            KMeans(8, max_iter=2, assign=assign, device="cpu", random_state=0).fit(small)
-        if spec.get("peers"):
-            # The hierarchical engine's kernels too (the groups search included).
-            for assign in ("auto", "exact"):
-                KMeans(200, max_iter=1, assign=assign, algorithm="hierarchical",
-                       random_state=0).fit(small)
-        compile_s = time.perf_counter() - start
+    # Warm up (numba's kernels load from cache or compile; on a GPU the CUDA
+    # context, cuBLAS and the kernels): reported, not timed.
+    device = spec["device"]
+    start = time.perf_counter()
+    warm_up(spec["method"], X, device, peers=spec.get("peers"))
+    compile_s = time.perf_counter() - start
+    gpu = GpuMemory(device)
     load_at_start = load()
     cpu_start = cpu_seconds()
-    with PeakMemory() as peak:
+    with PeakMemory() as peak, gpu:
         start = time.perf_counter()
         if spec.get("peers"):
             centers, labels, details = run_peer(
@@ -382,8 +408,9 @@ def worker(spec):
             )
         else:
             centers, labels, details = run_method(
-                spec["method"], X, init, spec["n_iter"], spec["n_clusters"], spec["device"]
+                spec["method"], X, init, spec["n_iter"], spec["n_clusters"], device
             )
+        gpu.synchronize()
         seconds = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_start
     if spec.get("peers"):
@@ -394,7 +421,8 @@ def worker(spec):
     elif details.get("inertia_space") == "whitened":
         inertia = float("nan")  # another space: not comparable with the others
     else:
-        inertia = inertia_of(X, centers, labels)
+        inertia = inertia_of(X, centers, labels, device)
+    details.update(gpu.report())
     record = {
         "method": spec["method"], "seconds": seconds, "cpu_seconds": cpu,
         "cores_busy": cpu / seconds, "load": load_at_start, "threads": threads(),
@@ -402,6 +430,86 @@ def worker(spec):
         "process_peak_gib": peak.peak / 2**30, "compile_s": compile_s, **details,
     }
     print("RESULT " + json.dumps(record), flush=True)
+
+
+def warm_up(method, X, device, peers=False):
+    """Run ``method`` once on a small slice, on the device it will be timed on."""
+    small = np.ascontiguousarray(X[:2000], dtype=np.float32)
+    if method.startswith("ours"):
+        from skclusterfit.cluster import KMeans
+
+        if "torch" in method:
+            KMeans(8, max_iter=2, backend="torch", device=device, random_state=0).fit(small)
+        else:
+            for assign in ("exact", "ann"):
+                KMeans(8, max_iter=2, assign=assign, device="cpu", random_state=0).fit(small)
+        if peers:
+            # The hierarchical engine's kernels too (the groups search included).
+            for assign in ("auto", "exact"):
+                KMeans(200, max_iter=1, assign=assign, algorithm="hierarchical",
+                       random_state=0).fit(small)
+    elif method.startswith("sklearn"):
+        import sklearn.cluster  # noqa: F401
+    elif method.startswith("faiss"):
+        run_method(method, small, None, 2, 8, device)
+    elif method == "fastkmeans":
+        run_method(method, small, None, 2, 8, device)
+
+
+class GpuMemory:
+    """Peak GPU memory of a block: torch's allocator peak and the device's used memory.
+
+    The device-wide figure (total minus free, above its level at entry,
+    sampled every 5 ms) also sees allocators other than torch's (faiss).
+    """
+
+    def __init__(self, device):
+        self.on_gpu = device == "cuda"
+
+    def __enter__(self):
+        if self.on_gpu:
+            import torch
+
+            self.torch = torch
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base_allocated = torch.cuda.memory_allocated()
+            self.base_used = self._used()
+            self.peak_used = self.base_used
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _used(self):
+        free, total = self.torch.cuda.mem_get_info()
+        return total - free
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak_used = max(self.peak_used, self._used())
+            time.sleep(0.005)
+
+    def synchronize(self):
+        if self.on_gpu:
+            self.torch.cuda.synchronize()
+
+    def __exit__(self, *exc):
+        if self.on_gpu:
+            self._stop.set()
+            self._thread.join()
+            self.peak_used = max(self.peak_used, self._used())
+
+    def report(self):
+        if not self.on_gpu:
+            return {}
+        torch = self.torch
+        return {
+            "gpu_max_allocated_gib": (torch.cuda.max_memory_allocated() - self.base_allocated)
+            / 2**30,
+            "gpu_used_above_base_gib": (self.peak_used - self.base_used) / 2**30,
+            "gpu": torch.cuda.get_device_name(),
+        }
 
 
 def spawn(spec, timeout):
@@ -430,6 +538,12 @@ def projected_spec(spec, slice_rows, workdir):
     return dict(spec, data=str(path), n_iter=1)
 
 
+DEVICE = {"name": "cpu"}
+
+
+def device_for(name, options):
+    """The gpu-* jobs run on ``--device`` (cuda, or cpu for a dry run); the others on the CPU."""
+    return DEVICE["name"] if options.get("gpu") else "cpu"
 def bench_peers(name, methods, iters, repeats, workdir, timeout):
     """A peers job: every method at its defaults, then the sweep of ``iters``."""
     n_samples, n_features, n_clusters, _, options = SIZES[name]
@@ -547,7 +661,7 @@ def bench_size(name, methods, repeats, workdir, timeout):
         np.save(init_path, init)
     print(f"data: {data.dtype} {'memory map' if options.get('float16_memmap') else 'in memory'}"
           f", made in {time.perf_counter() - start:.0f} s", flush=True)
-    device = options.get("device", "cpu")
+    device = device_for(name, options)
     runnable = []
     for method in methods:
         reason = available(method, device)
@@ -594,6 +708,10 @@ def format_record(record):
         text += f", seeding {record['seeding_s']:.2f} s"
     if record.get("compile_s"):
         text += f", warm-up/compile {record['compile_s']:.1f} s (not timed)"
+    if "gpu_max_allocated_gib" in record:
+        text += (f", GPU peak: torch max_memory_allocated +"
+                 f"{record['gpu_max_allocated_gib']:.2f} GiB, device used +"
+                 f"{record['gpu_used_above_base_gib']:.2f} GiB ({record['gpu']})")
     return text + f"; threads: {record['threads']}"
 
 
@@ -606,21 +724,32 @@ def print_table(name, records):
     def seconds(rs):
         return float(np.median([r.get("projected_seconds", r["seconds"]) for r in rs]))
 
+    def median(rs, key):
+        return float(np.median([r.get(key, float("nan")) for r in rs]))
+
     reference = REFERENCE.get(name, "sklearn KMeans")
     if reference not in ok:
         reference = next(iter(ok))
     ref_time = seconds(ok[reference])
-    ref_inertia = float(np.median([r["inertia"] for r in ok[reference]]))
+    ref_inertia = median(ok[reference], "inertia")
+    exact = EXACT.get(name)
+    exact_inertia = median(ok[exact], "inertia") if exact in ok else float("nan")
+    on_gpu = any("gpu_max_allocated_gib" in r for rs in ok.values() for r in rs)
+    extra = ""
+    if exact is not None:
+        extra += " inertia / exact |"
+    if on_gpu:
+        extra += " GPU max_memory_allocated | GPU used above base |"
     print(f"\n| method | seconds (median of {max(len(r) for r in ok.values())}) | "
           f"time / {reference} | inertia / {reference} | CPU s | cores busy | "
-          "peak RSS above data | seeding s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "peak RSS above data | seeding s |" + extra)
+    print("|---" * (8 + extra.count("|")) + "|")
     for method, rs in ok.items():
         t = seconds(rs)
         projected = " (projected)" if "projected_seconds" in rs[0] else ""
-        inertia = float(np.median([r["inertia"] for r in rs]))
+        inertia = median(rs, "inertia")
         ratio = inertia / ref_inertia if np.isfinite(inertia) and np.isfinite(ref_inertia) else None
-        print(
+        row = (
             f"| {method} | {t:.2f}{projected} | {t / ref_time:.3f} | "
             f"{'n/a' if ratio is None else f'{ratio:.5f}'} | "
             f"{np.median([r['cpu_seconds'] for r in rs]):.1f} | "
@@ -628,6 +757,12 @@ def print_table(name, records):
             f"{np.median([r['peak_above_base_gib'] for r in rs]):.2f} GiB | "
             f"{np.median([r.get('seeding_s', 0.0) for r in rs]):.2f} |"
         )
+        if exact is not None:
+            row += f" {inertia / exact_inertia:.5f} |" if np.isfinite(exact_inertia) else " n/a |"
+        if on_gpu:
+            row += (f" {median(rs, 'gpu_max_allocated_gib'):.2f} GiB |"
+                    f" {median(rs, 'gpu_used_above_base_gib'):.2f} GiB |")
+        print(row)
     loads = sorted({r["load"] for rs in ok.values() for r in rs})
     print(f"load averages seen by the runs: {loads}")
 
@@ -678,6 +813,7 @@ def main(argv=None):
     print(header(), flush=True)
     if args.device == "cuda" and args.sizes == "100k,200k":
         args.sizes = "gpu-1m,gpu-2048"
+    DEVICE["name"] = args.device
     # A fresh numba cache shared by the workers: the first compiles (its
     # warm-up time is printed), the others load the kernels.
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")

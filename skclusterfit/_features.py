@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin, run_network
+from .runtime._ddp import shared_random_state
 from .runtime._torch_utils import draw_seed, resolve_device, seeded
 from ._validation import validate_input
 from .networks._backbones import (
@@ -241,7 +242,11 @@ class FeatureExtractor(
         sample_shape = source.sample_shape
         weights = resolve_weights(self.model, self.weights)
         named_library = parse_spec(self.model) is not None
-        with seeded(draw_seed(self.random_state), torch.device("cpu")):
+        random_state = self.random_state
+        if weights is None and not isinstance(self.model, nn.Module):
+            # Random weights: every process of a distributed fit builds the same.
+            random_state = shared_random_state(random_state)
+        with seeded(draw_seed(random_state), torch.device("cpu")):
             # A model library's network comes with its weights, loaded by the library.
             module = build_module(self.model, sample_shape, weights=weights)
         # Input shape and channels before any weights: a wrong input must not

@@ -625,7 +625,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         rows = self._rows(X, shift=self._center_shift)
         labels = np.empty(rows.n_rows, dtype=np.int64)
         inertia = 0.0
-        chunk = _exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size)
+        chunk = _exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size, device)
+        if self.engine_ not in ("graph", "yinyang"):
+            centers_on_device = _exact_torch.to_device(centers, device)  # once, not per block
         if self.engine_ == "graph":
             # Where the walk starts; a fixed seed, so predict is deterministic.
             # Built once: grouping K centroids costs as much as many blocks' walks.
@@ -640,7 +642,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
                 block_labels = _exact_cpu.nearest_centers(block, centers)
             else:
                 block_labels = _exact_torch.assign(
-                    torch.from_numpy(block).to(device), torch.from_numpy(centers).to(device),
+                    torch.from_numpy(block).to(device), centers_on_device,
                     chunk, _exact_torch.exact_dtype(device),
                 ).cpu().numpy()
             labels[rows_slice] = block_labels

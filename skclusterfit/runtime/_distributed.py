@@ -89,13 +89,51 @@ def init_process_group(device=None, timeout=None):
     if timeout is not None:
         kwargs["timeout"] = timedelta(seconds=timeout)
     if use_cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = _local_rank()
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"this process has LOCAL_RANK={local_rank}, but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are visible to it: start at "
+                "most as many processes per node as GPUs (torchrun "
+                "--nproc_per_node), check CUDA_VISIBLE_DEVICES, or fit on the CPU "
+                "(device='cpu', the gloo backend)."
+            )
         torch.cuda.set_device(local_rank)
         kwargs["device_id"] = torch.device("cuda", local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://",
                             **kwargs)
     atexit.register(_destroy)
     return True
+
+
+def _local_rank():
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def check_device(group, device):
+    """Refuse a ``device`` that cannot work with the processes of ``group``.
+
+    Under torchrun each process owns GPU ``LOCAL_RANK``: ``device="cuda"``
+    means that one, while ``"cuda:N"`` would put every process on GPU N. The
+    NCCL backend moves only CUDA tensors, so a fit on the CPU needs gloo.
+    """
+    if not group.is_distributed:
+        return
+    device = torch.device(device)
+    local_rank = _local_rank()
+    if device.type == "cuda" and device.index is not None and device.index != local_rank:
+        raise ValueError(
+            f"device={str(device)!r} under torchrun would put every process on GPU "
+            f"{device.index}; use device='cuda', which means GPU LOCAL_RANK "
+            f"(={local_rank} here) in each process, or choose the GPUs with "
+            "CUDA_VISIBLE_DEVICES."
+        )
+    if device.type != "cuda" and dist.get_backend() == "nccl":
+        raise ValueError(
+            f"device={str(device)!r}, but torch.distributed was initialised with the "
+            "NCCL backend, which only moves CUDA tensors; fit on device='cuda', or "
+            "initialise the group with backend='gloo' for a CPU fit."
+        )
 
 
 def _wants_cuda(device):
@@ -130,11 +168,12 @@ def process_group(distributed="auto", device=None):
     """
     if distributed is False:
         return LOCAL
-    if is_initialized():
-        return ProcessGroup(dist.get_rank(), dist.get_world_size())
-    if dist.is_available() and torchrun_environment():
-        init_process_group(device)
-        return ProcessGroup(dist.get_rank(), dist.get_world_size())
+    if is_initialized() or (dist.is_available() and torchrun_environment()):
+        init_process_group(device)  # a no-op when the group exists
+        group = ProcessGroup(dist.get_rank(), dist.get_world_size())
+        if device is not None and str(device) != "auto":
+            check_device(group, device)
+        return group
     if distributed is True:
         raise ValueError(
             "distributed=True, but torch.distributed is not initialised and this "
@@ -326,6 +365,7 @@ LOCAL = ProcessGroup(0, 1)
 __all__ = [
     "LOCAL",
     "ProcessGroup",
+    "check_device",
     "init_process_group",
     "is_initialized",
     "process_group",
