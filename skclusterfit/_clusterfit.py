@@ -21,6 +21,7 @@ from .runtime._out_of_core import FeatureStorage, parse_bytes
 from .runtime._progress import log
 from ._teachers import (
     StudentFeaturesMixin,
+    check_memory_location,
     fit_teacher,
     make_student,
     student_from,
@@ -301,6 +302,7 @@ class ClusterFit(
         budget = parse_bytes(self.feature_budget)
         X = validate_input(self, X, reset=True)
         n_samples = len(X)
+        check_memory_location(self.memory)
         if self.device != "auto":
             resolve_device(self.device)
         # One process, or this one among torchrun's: every stage below is
@@ -453,6 +455,9 @@ class ClusterFit(
 
     def _clusterer_labels(self, clusterer, y, n_samples):
         """``y`` checked, for a clusterer that needs labels; else None (not used)."""
+        if y is not None and len(y) != n_samples:
+            # Refused even when unused: labels of other samples are a mistake upstream.
+            raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
         if not _needs_labels(clusterer):
             return None
         if y is None:

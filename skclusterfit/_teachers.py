@@ -102,6 +102,23 @@ def _cached_teacher_features(fingerprint, teacher, X, verbose, out=None, dtype="
     return _stages.teacher_features(teacher, X, verbose=verbose, out=out)
 
 
+def check_memory_location(memory):
+    """Refuse a ``memory`` cache folder that cannot be created (a file on its path)."""
+    location = memory if isinstance(memory, (str, os.PathLike)) else getattr(
+        memory, "location", None)
+    if location is None:
+        return
+    path = os.path.abspath(os.fspath(location))
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            f"memory={memory!r}: {existing!r} is a file, so the cache folder "
+            f"{path!r} cannot be created there; give a folder path (created if missing)."
+        )
+
+
 def teacher_features(
     teacher, X, *, memory=None, verbose=0, compute=None, out=None, dtype="float32"
 ):
@@ -113,6 +130,7 @@ def teacher_features(
     cache key is the teacher's fingerprint (class, parameters and fitted
     state), ``X`` and ``dtype``.
     """
+    check_memory_location(memory)
     if compute is None and isinstance(memory, (str, os.PathLike)):
         # A cache given as a path hands large cached features back as memory maps.
         memory = Memory(memory, mmap_mode="r", verbose=0)
