@@ -11,7 +11,11 @@ is checked by the parser before any work starts; the work itself lives in
 
 import argparse
 import os
+import shlex
+import signal
 import sys
+import threading
+import warnings
 
 from .. import __version__
 
@@ -38,6 +42,15 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def _k_value(text):
+    if text == "auto":
+        return text
+    return _number(int, 2)(text)
+
+
+_k_value.__name__ = "K"
 
 
 def _device(text):
@@ -151,8 +164,11 @@ def _add_fit(commands):
                          help="feature node of the teacher (torchvision feature-"
                          "extraction name); default: the penultimate layer")
     clusters = fit.add_argument_group("clusters and student")
-    clusters.add_argument("--K", type=_number(int, 2), default=16000,
-                          help="number of clusters (pseudo-labels)")
+    clusters.add_argument("--K", type=_k_value, default="auto",
+                          help="number of clusters (pseudo-labels); 'auto': ten times "
+                          "the teacher's classes for a teacher saved as a classifier, "
+                          "else one cluster per 20 images, at most 16000 (ClusterFit's "
+                          "K='auto')")
     clusters.add_argument("--student", default=None,
                           help="the student's architecture (a torchvision name or "
                           "'cnn'); default: the teacher's")
@@ -249,6 +265,7 @@ def _check(parser, args):
             parser.error(f"--crop {args.crop} is larger than --resize {args.resize}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             parser.error(f"--out {args.out!r} exists and is not a directory")
+        _check_writable(parser, args.out, folder=True)
         _check_images(parser, args.images)
         _check_teacher(parser, args)
     if args.command == "transform":
@@ -256,6 +273,24 @@ def _check(parser, args):
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
             parser.error(f"--out {args.out!r}: folder {folder!r} does not exist")
+        if os.path.isdir(args.out):
+            parser.error(f"--out {args.out!r} is a directory; give the .npy file to write")
+        _check_writable(parser, folder, folder=True)
+
+
+def _check_writable(parser, path, *, folder):
+    """Refuse an output place the user cannot write, before any work (not after it)."""
+    import tempfile
+
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:  # a real write: access() says yes to root on a read-only file system
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = "" if existing == os.path.abspath(path) else f" (in {existing!r})"
+        parser.error(f"argument --out: cannot write {path!r}{where}: {reason}")
 
 
 def _check_images(parser, images):
@@ -280,6 +315,9 @@ def _check_teacher(parser, args):
                 "--weights and --layer apply to a teacher given by name; "
                 f"--teacher {teacher!r} is a saved model that has its own"
             )
+    elif teacher.endswith(".skcf") or os.sep in teacher or os.path.isdir(teacher):
+        what = "is a folder, not" if os.path.isdir(teacher) else "does not exist; it is not"
+        parser.error(f"argument --teacher: {teacher!r} {what} a saved model file")
     elif teacher != "cnn" and teacher not in torchvision.models.list_models():
         parser.error(
             f"argument --teacher: {teacher!r} is neither a saved model file, 'cnn', "
@@ -292,17 +330,47 @@ def _check_teacher(parser, args):
             "model name"
         )
     weights = args.weights
-    if weights == "auto" or os.path.isfile(teacher):
+    if os.path.isfile(teacher):
         return
-    if is_weight_file(weights) and not os.path.isfile(weights):
-        parser.error(f"argument --weights: file {weights!r} does not exist")
-    if not is_weight_file(weights):
-        from ..networks._backbones import torchvision_weights
+    if is_weight_file(weights):
+        if not os.path.isfile(weights):
+            parser.error(f"argument --weights: file {weights!r} does not exist")
+        from ..networks._backbones import read_state_dict
 
         try:
-            torchvision_weights(teacher, weights)
-        except ValueError as exc:
+            read_state_dict(weights)
+        except (ValueError, OSError) as exc:
             parser.error(f"argument --weights: {exc}")
+        return
+    from ..networks._backbones import resolve_weights, torchvision_weights
+
+    try:
+        enum = torchvision_weights(teacher, resolve_weights(teacher, weights))
+    except ValueError as exc:
+        parser.error(f"argument --weights: {exc}")
+    _check_weights_available(parser, teacher, weights, enum)
+
+
+def _check_weights_available(parser, teacher, weights, enum):
+    """Torchvision weights by name: in torch's hub cache, or fetched now, before the scan."""
+    import torch
+
+    if enum is None:
+        return
+    file_name = os.path.basename(enum.url)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", file_name)
+    if os.path.isfile(cached):
+        return
+    try:
+        enum.get_state_dict(progress=True, check_hash=True)  # downloads into the cache
+    except Exception as exc:  # offline, proxy, interrupted download...
+        reason = " ".join(str(getattr(exc, "reason", exc)).split())
+        parser.error(
+            f"argument --weights: {teacher}'s weights {weights!r} "
+            f"({type(enum).__name__}.{enum.name}) are not in torch's cache "
+            f"({cached}) and could not be downloaded ({reason}); download "
+            f"{file_name} where there is network access and pass --weights PATH"
+        )
 
 
 def parse_args(argv=None):
@@ -312,6 +380,7 @@ def parse_args(argv=None):
         argv = ["demo", *argv]  # `python -m skclusterfit [--K 50 ...]`: the demonstration
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["skclusterfit", *argv])
     _check(parser, args)
     if getattr(args, "workers", 0) is None:
         args.workers = default_workers()
@@ -320,7 +389,51 @@ def parse_args(argv=None):
 
 def main(argv=None):
     """Entry point of ``skclusterfit`` and ``python -m skclusterfit``."""
+    interrupted = []
+    previous = _catch_interrupts(interrupted)
+    try:
+        return _main(argv, interrupted)
+    except KeyboardInterrupt:  # while parsing (the weights check may download)
+        print("skclusterfit: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _catch_interrupts(interrupted):
+    """Note every Ctrl-C: a DataLoader whose workers it killed first raises
+    RuntimeError ("worker exited unexpectedly") rather than KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_interrupt(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, on_interrupt)
+    except (ValueError, OSError):  # not settable here (embedded interpreters)
+        return None
+
+
+def _main(argv, interrupted):
     args = parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        return _run(args, interrupted)
+
+
+def _warning_printer(command):
+    """Warnings as one line in the command's words, not Python's two with a source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"skclusterfit {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
+def _run(args, interrupted):
     try:
         if args.command == "demo":
             from ._demo import run
@@ -334,15 +447,17 @@ def main(argv=None):
             from ._image_folder import transform_from_args
 
             transform_from_args(args)
-    except KeyboardInterrupt:
-        hint = " run the same command again to resume." if args.command == "fit" else ""
-        print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError) as exc:
-        # What the data or the environment refused (no images, K above their
-        # count, weights offline): the message names it; a traceback would not help.
-        print(f"skclusterfit {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or (interrupted and isinstance(exc, Exception)):
+            hint = " run the same command again to resume." if args.command == "fit" else ""
+            print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
+            return 130
+        if isinstance(exc, (ValueError, OSError)):
+            # What the data or the environment refused (no images, K above their
+            # count, a full disk): the message names it; a traceback would not help.
+            print(f"skclusterfit {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 
