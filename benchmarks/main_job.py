@@ -27,9 +27,9 @@ def main():
                         help="OMP_NUM_THREADS for the job (default: as in this shell)")
     parser.add_argument("args", nargs="*", help="arguments of python -m skclusterfit")
     options = parser.parse_args()
-    env = dict(os.environ)
     if options.threads is not None:
-        env["OMP_NUM_THREADS"] = str(options.threads)
+        os.environ["OMP_NUM_THREADS"] = str(options.threads)  # the job's, and the header's
+    env = dict(os.environ)
     command = [sys.executable, "-m", "skclusterfit", *options.args]
     shown = " ".join(["python", "-m", "skclusterfit", *options.args])
     if options.threads is not None:
