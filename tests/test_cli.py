@@ -571,3 +571,24 @@ def test_cluster_size_log_axis_has_plain_labels(sizes):
     for tick in shown:
         assert re.fullmatch(r"\d+(\.\d+)?", tick.get_text()), tick.get_text()
         assert float(tick.get_text()) == pytest.approx(tick.get_position()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["scan", "student"])
+def test_ctrl_c_on_the_process_group_is_one_line(fitted_run, teacher_file, tmp_path, moment):
+    """Ctrl-C in a terminal signals the whole process group, DataLoader workers too."""
+    out = str(tmp_path / "out")
+    argv = fit_argv(fitted_run["images"], out, teacher_file, epochs=30)
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "skclusterfit", *argv], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    marker = os.path.join(out, "checkpoint", "student.pt") if moment == "student" else out
+    deadline = time.monotonic() + 300
+    while not os.path.exists(marker) and process.poll() is None:
+        assert time.monotonic() < deadline, f"the {moment} never started"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr == "skclusterfit fit: interrupted; run the same command again to resume.\n"

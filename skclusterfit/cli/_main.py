@@ -389,39 +389,72 @@ def parse_args(argv=None):
 
 def main(argv=None):
     """Entry point of ``skclusterfit`` and ``python -m skclusterfit``."""
-    interrupted = []
-    previous = _catch_interrupts(interrupted)
-    try:
-        return _main(argv, interrupted)
-    except KeyboardInterrupt:  # while parsing (the weights check may download)
-        print("skclusterfit: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    with _Interrupts() as interrupts:
+        try:
+            return _main(argv, interrupts)
+        except KeyboardInterrupt:  # while parsing (the weights check may download)
+            interrupts.handled.set()
+            print("skclusterfit: interrupted", file=sys.stderr)
+            return 130
 
 
-def _catch_interrupts(interrupted):
-    """Note every Ctrl-C: a DataLoader whose workers it killed first raises
-    RuntimeError ("worker exited unexpectedly") rather than KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
+class _Interrupts:
+    """Ctrl-C on the command line: noted, never lost, answered in one line.
 
-    def on_interrupt(signum, frame):
-        interrupted.append(signum)
+    A KeyboardInterrupt raised where Python ignores exceptions (the at-fork
+    callback that runs while a DataLoader starts its workers, a ``__del__``)
+    is lost, and the run would go on: each Ctrl-C is noted and raised again
+    every second until the command has answered it (Python's "Exception
+    ignored" report of the lost one is not printed). A DataLoader whose
+    workers the same Ctrl-C killed first raises RuntimeError ("worker exited
+    unexpectedly"): noted, it counts as the interrupt.
+    """
+
+    def __init__(self):
+        self.received = False
+        self.handled = threading.Event()
+        self._pid = os.getpid()
+        self._previous = self._hook = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+            except (ValueError, OSError):  # not settable here (embedded interpreters)
+                self._previous = None
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        return self
+
+    def __exit__(self, *exc_info):
+        self.handled.set()
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        sys.unraisablehook = self._hook
+        return False
+
+    def _on_interrupt(self, signum, frame):
+        # Forked DataLoader workers inherit this handler: they just stop.
+        if os.getpid() == self._pid and not self.received:
+            self.received = True
+            threading.Thread(target=self._repeat, daemon=True).start()
         raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGINT, on_interrupt)
-    except (ValueError, OSError):  # not settable here (embedded interpreters)
-        return None
+    def _repeat(self):
+        while not self.handled.wait(1.0):
+            os.kill(self._pid, signal.SIGINT)
+
+    def _unraisable(self, unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.received:
+            return  # raised again by _repeat
+        self._hook(unraisable)
 
 
-def _main(argv, interrupted):
+def _main(argv, interrupts):
     args = parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _warning_printer(args.command)
-        return _run(args, interrupted)
+        return _run(args, interrupts)
 
 
 def _warning_printer(command):
@@ -433,7 +466,7 @@ def _warning_printer(command):
     return show
 
 
-def _run(args, interrupted):
+def _run(args, interrupts):
     try:
         if args.command == "demo":
             from ._demo import run
@@ -448,7 +481,9 @@ def _run(args, interrupted):
 
             transform_from_args(args)
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt) or (interrupted and isinstance(exc, Exception)):
+        interrupts.handled.set()
+        if isinstance(exc, KeyboardInterrupt) or (interrupts.received
+                                                  and isinstance(exc, Exception)):
             hint = " run the same command again to resume." if args.command == "fit" else ""
             print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
             return 130
