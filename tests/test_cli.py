@@ -571,6 +571,8 @@ def test_cluster_size_log_axis_has_plain_labels(sizes):
     for tick in shown:
         assert re.fullmatch(r"\d+(\.\d+)?", tick.get_text()), tick.get_text()
         assert float(tick.get_text()) == pytest.approx(tick.get_position()[1])
+    ranks = [t.get_text() for t in right.xaxis.get_ticklabels() if t.get_text()]
+    assert ranks and all(re.fullmatch(r"[−-]?\d+", r) for r in ranks), ranks  # whole ranks
 
 
 @pytest.mark.slow

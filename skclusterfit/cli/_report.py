@@ -232,6 +232,10 @@ def cluster_size_figure(labels):
     right.set_xlabel("cluster rank")
     right.set_ylabel("images")
     _plain_log_axis(right.yaxis)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (left.yaxis, right.xaxis):  # counts and ranks: whole numbers
+        axis.set_major_locator(MaxNLocator(integer=True))
     right.set_title(f"largest {sizes.max()}, smallest {sizes.min()}")
     fig.tight_layout()
     return fig
