@@ -455,9 +455,11 @@ class ClusterFit(
 
     def _clusterer_labels(self, clusterer, y, n_samples):
         """``y`` checked, for a clusterer that needs labels; else None (not used)."""
-        if y is not None and len(y) != n_samples:
+        shape = None if y is None else np.asarray(y).shape
+        n_labels = None if shape is None else shape[0] if shape else 1
+        if n_labels is not None and n_labels != n_samples:
             # Refused even when unused: labels of other samples are a mistake upstream.
-            raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
+            raise ValueError(f"y has {n_labels} labels but X has {n_samples} samples.")
         if not _needs_labels(clusterer):
             return None
         if y is None:
