@@ -36,6 +36,22 @@ Jobs (``--sizes``; each is one table):
   with and without ``whiten_dim=256``; ``2048-f16``: the same rows as a
   float16 memory map on disk (out of core). Inertia is compared with exact
   Lloyd on a 20,000-row subsample (both fitted there from the same init).
+- Peers of 2026, SuperKMeans (``pip install superkmeans``) beside ours, each
+  with its own defaults and seeding, on L2-normalised mixture rows (every
+  method sees the same rows; no shared initial centres): ``peers-200k``
+  (200,000 x 128, K = 4000, K/10 modes), ``peers-200k-m4`` and
+  ``peers-200k-m100`` (K/4 and K/100 modes), ``peers-1m`` (1,000,000 x 256,
+  K = 16,000), ``peers-clip`` (1,280,000 x 512, K = 10,000: the SuperKMeans
+  paper's ImageNet-CLIP shape, as a mixture). Quality is recomputed alike for
+  every method: the mean squared distance of a fixed sample of 50,000 rows to
+  its nearest returned centre (lower is better). ``--iters 1,2,5,10`` sweeps
+  each method's iteration knob (ours: ``max_iter``; SuperKMeans flat:
+  ``iters``; SuperKMeans hierarchical: ``iters_refinement``, 0 included) and
+  prints the time-to-quality table: the least time in which each method came
+  within 1%, 0.3% and 0.1% of the best quality any run reached. Each run
+  also reports its cluster sizes (smallest, 1st percentile, median, 99th,
+  largest, empty clusters) of the labels it returns (SuperKMeans:
+  ``assign_training_points``, not timed).
 - ``--device cuda``: ``gpu-1m`` (1M x 256, K = 20,000, 25 iterations, the
   faiss wiki's job) and ``gpu-2048`` (1M x 2048, K = 16,000, 10 iterations):
   our torch engine against faiss-gpu and fastkmeans, each skipped with a
@@ -48,6 +64,7 @@ Usage (from the repository root)::
     python benchmarks/kmeans.py --sizes 1m --methods "ours ann"
     python benchmarks/kmeans.py --sizes 2048 --repeats 1
     python benchmarks/kmeans.py --device cuda --sizes gpu-1m,gpu-2048
+    python benchmarks/kmeans.py --sizes peers-200k --iters 1,2,3,5,10
 """
 
 import argparse
@@ -82,6 +99,12 @@ SIZES = {
     "2048": (1_000_000, 2048, 16000, 10, {"subsample_exact": 20_000}),
     "2048-f16": (1_000_000, 2048, 16000, 10, {"float16_memmap": True}),
     "gpu-1m": (1_000_000, 256, 20000, 25, {"device": "cuda"}),
+    "peers-smoke": (20_000, 32, 400, None, {"peers": True, "normalize": True}),
+    "peers-200k": (200_000, 128, 4000, None, {"peers": True, "normalize": True}),
+    "peers-200k-m4": (200_000, 128, 4000, None, {"peers": True, "normalize": True, "modes": 1000}),
+    "peers-200k-m100": (200_000, 128, 4000, None, {"peers": True, "normalize": True, "modes": 40}),
+    "peers-1m": (1_000_000, 256, 16000, None, {"peers": True, "normalize": True}),
+    "peers-clip": (1_280_000, 512, 10000, None, {"peers": True, "normalize": True}),
     "gpu-2048": (1_000_000, 2048, 16000, 10, {"device": "cuda"}),
 }
 CPU_METHODS = ["ours exact", "ours ann", "sklearn KMeans", "sklearn MiniBatchKMeans",
@@ -98,6 +121,13 @@ DEFAULT_METHODS = {
     "gpu-1m": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
     "gpu-2048": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
 }
+# Peers jobs: every method at its defaults ("defaults": one run) and the
+# methods with an iteration knob once per --iters value.
+PEER_METHODS = ["ours defaults", "ours exact", "ours flat", "superkmeans defaults",
+                "superkmeans flat", "superkmeans hierarchical"]
+for _name in ("peers-smoke", "peers-200k", "peers-200k-m4", "peers-200k-m100", "peers-1m",
+              "peers-clip"):
+    DEFAULT_METHODS[_name] = PEER_METHODS
 REFERENCE = {"e2e": "sklearn defaults", "gpu-1m": "faiss-gpu", "gpu-2048": "faiss-gpu"}
 
 
@@ -143,6 +173,65 @@ def inertia_of(X, centers, labels):
 
 
 # -- methods (run inside a worker) ---------------------------------------------------
+
+
+def run_peer(method, X, n_iter, n_clusters):
+    """Fit a peers-job method at its defaults, ``n_iter`` its iteration knob (None: default).
+
+    Returns (centres, a function giving the labels, untimed, details dict).
+    """
+    details = {}
+    if method.startswith("ours"):
+        from skclusterfit.cluster import KMeans
+
+        params = {"n_clusters": n_clusters, "random_state": 0}
+        if n_iter is not None:
+            params["max_iter"] = n_iter
+        if method == "ours exact":
+            params["assign"] = "exact"
+        elif method == "ours flat":
+            params["algorithm"] = "lloyd"
+        km = KMeans(**params).fit(X)
+        details.update(algorithm=km.algorithm_, engine=km.engine_, n_iter=km.n_iter_)
+        return km.cluster_centers_, lambda: km.labels_, details
+    if method.startswith("superkmeans"):
+        import superkmeans
+
+        params = {}
+        if method == "superkmeans flat":
+            # Its flat mode on every row (its flat default samples 30% of them).
+            params = {"hierarchical": False, "sampling_fraction": 1.0}
+            if n_iter is not None:
+                params["iters"] = n_iter
+        elif method == "superkmeans hierarchical":
+            params = {"hierarchical": True}
+            if n_iter is not None:
+                params["iters_refinement"] = n_iter
+        km = superkmeans.SuperKMeans(n_clusters, X.shape[1], **params)
+        centers = km.train(X)
+        details.update(hierarchical=bool(km.hierarchical_), params=params)
+        return centers, lambda: km.assign_training_points(X, centers), details
+    raise ValueError(f"unknown method {method!r}")
+
+
+def nearest_quality(sample, centers):
+    """Mean squared distance (float64) of the sample's rows to their nearest centre."""
+    S = np.asarray(sample, dtype=np.float64)
+    C = np.asarray(centers, dtype=np.float64)
+    s_sq = np.einsum("ij,ij->i", S, S)
+    best = np.full(len(S), np.inf)
+    for start in range(0, len(C), 2048):
+        c = C[start : start + 2048]
+        d = s_sq[:, None] - 2 * (S @ c.T) + np.einsum("ij,ij->i", c, c)[None]
+        np.minimum(best, d.min(1), out=best)
+    return float(np.maximum(best, 0).mean())
+
+
+def size_summary(labels, n_clusters):
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=n_clusters)
+    p1, p50, p99 = np.percentile(counts, [1, 50, 99])
+    return {"min": int(counts.min()), "p1": float(p1), "median": float(p50), "p99": float(p99),
+            "max": int(counts.max()), "empty": int(np.count_nonzero(counts == 0))}
 
 
 def run_method(method, X, init, n_iter, n_clusters, device):
@@ -231,6 +320,8 @@ def run_method(method, X, init, n_iter, n_clusters, device):
 def available(method, device):
     """None if ``method`` can run here, else why not."""
     try:
+        if method.startswith("superkmeans"):
+            import superkmeans  # noqa: F401
         if method.startswith("faiss"):
             import faiss
 
@@ -264,6 +355,8 @@ def worker(spec):
         import faiss  # noqa: F401
     elif spec["method"] == "fastkmeans":
         import fastkmeans  # noqa: F401
+    elif spec["method"].startswith("superkmeans"):
+        import superkmeans  # noqa: F401
     # Warm up (numba's kernels load from cache or compile: reported, not timed).
     compile_s = 0.0
     if spec["method"].startswith("ours"):
@@ -273,17 +366,32 @@ def worker(spec):
         small = np.ascontiguousarray(X[:2000], dtype=np.float32)
         for assign in ("exact", "ann"):
             KMeans(8, max_iter=2, assign=assign, device="cpu", random_state=0).fit(small)
+        if spec.get("peers"):
+            # The hierarchical engine's kernels too (the groups search included).
+            for assign in ("auto", "exact"):
+                KMeans(200, max_iter=1, assign=assign, algorithm="hierarchical",
+                       random_state=0).fit(small)
         compile_s = time.perf_counter() - start
     load_at_start = load()
     cpu_start = cpu_seconds()
     with PeakMemory() as peak:
         start = time.perf_counter()
-        centers, labels, details = run_method(
-            spec["method"], X, init, spec["n_iter"], spec["n_clusters"], spec["device"]
-        )
+        if spec.get("peers"):
+            centers, labels, details = run_peer(
+                spec["method"], X, spec["n_iter"], spec["n_clusters"]
+            )
+        else:
+            centers, labels, details = run_method(
+                spec["method"], X, init, spec["n_iter"], spec["n_clusters"], spec["device"]
+            )
         seconds = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_start
-    if details.get("inertia_space") == "whitened":
+    if spec.get("peers"):
+        # Not timed: the quality on the fixed sample, the cluster sizes.
+        details["quality"] = nearest_quality(np.load(spec["sample"]), centers)
+        details["sizes"] = size_summary(labels(), spec["n_clusters"])
+        inertia = float("nan")
+    elif details.get("inertia_space") == "whitened":
         inertia = float("nan")  # another space: not comparable with the others
     else:
         inertia = inertia_of(X, centers, labels)
@@ -320,6 +428,91 @@ def projected_spec(spec, slice_rows, workdir):
     if not path.exists():
         np.save(path, np.array(data[:slice_rows]))
     return dict(spec, data=str(path), n_iter=1)
+
+
+def bench_peers(name, methods, iters, repeats, workdir, timeout):
+    """A peers job: every method at its defaults, then the sweep of ``iters``."""
+    n_samples, n_features, n_clusters, _, options = SIZES[name]
+    modes = options.get("modes", max(1, n_clusters // 10))
+    print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, {modes} modes, "
+          "L2-normalised rows; quality = mean squared distance of a fixed 50,000-row "
+          "sample to its nearest returned centre", flush=True)
+    data_path = workdir / f"{name}-data.npy"
+    X = make_data(n_samples, n_features, modes)
+    normalize_rows(X)
+    np.save(data_path, X)
+    sample = X[np.sort(np.random.default_rng(123).choice(n_samples, min(50_000, n_samples),
+                                                          replace=False))]
+    sample_path = workdir / f"{name}-sample.npy"
+    np.save(sample_path, sample)
+    del X, sample
+    runnable = []
+    for method in methods:
+        reason = available(method, "cpu")
+        if reason:
+            print(f"  {method}: skipped, {reason}", flush=True)
+        else:
+            runnable.append(method)
+    base = {"data": str(data_path), "sample": str(sample_path), "n_clusters": n_clusters,
+            "device": "cpu", "peers": True, "init": None}
+    # (method, n_iter): the defaults of every method, then each knob of the sweep.
+    runs = [(m, None) for m in runnable]
+    runs += [(m, i) for i in iters for m in runnable if m != "superkmeans defaults"
+             and not (m == "ours defaults" and i is None)]
+    runs += [("superkmeans hierarchical", 0)] if iters and "superkmeans hierarchical" in runnable \
+        else []
+    records = []
+    for round_index in range(repeats):
+        for method, n_iter in runs:
+            record = spawn(dict(base, method=method, n_iter=n_iter), timeout)
+            record["knob"] = n_iter
+            records.append(record)
+            if "error" in record:
+                print(f"  round {round_index + 1}: {method} [{n_iter}]: ERROR {record['error']}",
+                      flush=True)
+                continue
+            print(f"  round {round_index + 1}: {method} [iterations {n_iter or 'default'}]: "
+                  f"{record['seconds']:.2f} s wall, {record['cpu_seconds']:.1f} s CPU "
+                  f"({record['cores_busy']:.2f} cores busy), load {record['load']}, quality "
+                  f"{record['quality']:.6f}, peak RSS +{record['peak_above_base_gib']:.2f} GiB, "
+                  f"sizes {record['sizes']}, {record.get('algorithm', '')} "
+                  f"{record.get('engine', '')} n_iter {record.get('n_iter', '')}; "
+                  f"threads: {record['threads']}", flush=True)
+    print_peers(records)
+
+
+def print_peers(records):
+    ok = [r for r in records if "error" not in r]
+    if not ok:
+        return
+    grouped = {}
+    for r in ok:
+        grouped.setdefault((r["method"], r["knob"]), []).append(r)
+    points = {
+        key: (float(np.median([r["seconds"] for r in rs])),
+              float(np.median([r["quality"] for r in rs])))
+        for key, rs in grouped.items()
+    }
+    best = min(q for _, q in points.values())
+    print(f"\n| method | iterations | seconds (median of {max(map(len, grouped.values()))}) "
+          "| quality | quality / best |")
+    print("|---|---|---|---|---|")
+    for (method, knob), (t, q) in points.items():
+        print(f"| {method} | {'default' if knob is None else knob} | {t:.2f} | {q:.6f} | "
+              f"{q / best:.5f} |")
+    print(f"\nTime to quality (least seconds of a run within x of the best, {best:.6f}):")
+    print("\n| method | within 1% | within 0.3% | within 0.1% |")
+    print("|---|---|---|---|")
+    methods = list(dict.fromkeys(m for m, _ in points))
+    for method in methods:
+        cells = []
+        for level in (0.01, 0.003, 0.001):
+            times = [t for (m, _), (t, q) in points.items() if m == method
+                     and q <= best * (1 + level)]
+            cells.append(f"{min(times):.2f}" if times else "not reached")
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    loads = sorted({r["load"] for r in ok})
+    print(f"load averages seen by the runs: {loads}")
 
 
 def bench_size(name, methods, repeats, workdir, timeout):
@@ -473,6 +666,8 @@ def main(argv=None):
     parser.add_argument("--methods", default="",
                         help="comma-separated methods (default: the job's own list)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--iters", default="",
+                        help="peers jobs: comma-separated iteration counts to sweep")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="seconds allowed per run before it is reported as timed out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -494,7 +689,11 @@ def main(argv=None):
             if args.device == "cuda" and not name.startswith("gpu"):
                 parser.error(f"--device cuda runs the gpu-* jobs, not {name!r}")
             methods = only or DEFAULT_METHODS.get(name, CPU_METHODS)
-            bench_size(name, methods, args.repeats, Path(tmp), args.timeout)
+            if SIZES[name][4].get("peers"):
+                iters = [int(i) for i in args.iters.split(",") if i]
+                bench_peers(name, methods, iters, args.repeats, Path(tmp), args.timeout)
+            else:
+                bench_size(name, methods, args.repeats, Path(tmp), args.timeout)
     print(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

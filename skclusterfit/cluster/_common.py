@@ -50,6 +50,9 @@ class LocalComm:
     def allgather_sizes(self, size):
         return [int(size)]
 
+    def exchange_rows(self, rows, groups, destination):
+        return rows, groups
+
 
 @njit(nogil=True)
 def _counting_order(labels, n_clusters):
@@ -298,3 +301,47 @@ def balanced_groups(points, n_groups, seed, n_iter=10):
             n_total += int(part.max())
     centres = _group_means(P, groups, np.bincount(groups, minlength=n_total))
     return np.ascontiguousarray(centres), groups
+
+
+def fill_empty_clusters(rows, centers, labels, comm):
+    """Give every cluster left empty by the final labels one row (in place).
+
+    The M-step re-seeds empty clusters, but the labels computed after the last
+    M-step may leave a cluster empty again (its rows found closer centres).
+    ClusterFit trains on the clusters: an empty one is a class without an
+    example. Each such centre moves onto one of the rows farthest from their
+    own centre (over all processes), which takes that label: the row's
+    distance falls to zero and no other row's grows, so the inertia drops.
+    Deterministic, the same on every rank. Returns the number of clusters filled.
+    """
+    n_clusters = centers.shape[0]
+    counts = comm.allreduce_sum(np.bincount(labels, minlength=n_clusters).astype(np.int64))
+    empty = np.flatnonzero(counts == 0)
+    if empty.size == 0:
+        return 0
+    m = int(empty.size)
+    # Each rank's m farthest rows, then the m farthest of all (ties: rank, row).
+    distances = np.empty(rows.n_rows, dtype=np.float32)
+    for start, block in rows.blocks():
+        stop = start + block.shape[0]
+        distances[start:stop] = squared_distances(block, centers, labels[start:stop])
+    local = np.argsort(-distances, kind="stable")[:m]
+    candidates = np.zeros((m, 3), dtype=np.float64)  # distance, rank, local row
+    candidates[: local.size, 0] = distances[local]
+    candidates[: local.size, 1] = comm.rank
+    candidates[: local.size, 2] = local
+    candidates[local.size :, 0] = -1.0
+    everyone = comm.allgather_rows(candidates)
+    order = np.lexsort((everyone[:, 2], everyone[:, 1], -everyone[:, 0]))[:m]
+    chosen = everyone[order]
+    taken = []
+    for j, (_, rank, row) in zip(empty, chosen):
+        if int(rank) == comm.rank:
+            row = int(row)
+            labels[row] = j
+            taken.append(rows.take(np.array([row]))[0])
+        else:
+            taken.append(np.zeros(centers.shape[1], dtype=np.float32))
+    # The owning rank's row reaches every rank: a sum where the others add zeros.
+    centers[empty] = comm.allreduce_sum(np.asarray(taken, dtype=np.float32))
+    return m

@@ -1,14 +1,16 @@
 """k-means across processes with ``torch.distributed`` (DeepCluster-v2's recipe).
 
 Each process (rank) holds a contiguous shard of the rows, in rank order. The
-engines call four collective operations, all on small arrays:
+engines call five collective operations, all on small arrays:
 
 - ``allreduce_sum`` of the M-step's per-cluster sums and counts (and of a few
   scalars: rows, moments, labels changed, inertia), so that every rank
   computes the same centres from the same numbers;
 - ``broadcast`` of what one rank decides (the initial centres, a seed);
 - ``allgather_rows`` of the seeding sample, so the initial centres are chosen
-  on one rank from rows drawn from all ranks.
+  on one rank from rows drawn from all ranks;
+- ``exchange_rows`` (the hierarchical engine only): one all-to-all that sends
+  each mesocluster's rows to the rank that clusters it.
 
 ``LocalComm`` (``_common.py``) is the one-process version, whose operations do
 nothing. Arrays go through CPU tensors under gloo and CUDA tensors under NCCL.
@@ -66,6 +68,36 @@ class TorchComm:
         self.dist.all_gather(gathered, tensor)
         parts = [g.cpu().numpy()[:size] for g, size in zip(gathered, sizes)]
         return np.concatenate(parts).astype(array.dtype, copy=False)
+
+    def exchange_rows(self, rows, groups, destination):
+        """Send each row, with its group number, to rank ``destination[i]``.
+
+        One all-to-all (every row crosses the network once: the hierarchical
+        engine's fine stage, where each rank clusters the groups it owns).
+        Returns ``(rows, groups)`` received, in the senders' rank order and,
+        from each sender, in its row order.
+        """
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        n_features = rows.shape[1]
+        order = np.argsort(destination, kind="stable")
+        rows, groups = rows[order], np.ascontiguousarray(groups[order], dtype=np.int64)
+        send = np.bincount(destination, minlength=self.world_size).astype(np.int64)
+        matrix = self.allgather_rows(send[None])  # matrix[r, s]: rows r sends to s
+        receive = matrix[:, self.rank]
+        received_rows = self._all_to_all(rows.ravel(), send * n_features, receive * n_features)
+        received_groups = self._all_to_all(groups, send, receive)
+        return received_rows.reshape(-1, n_features), received_groups
+
+    def _all_to_all(self, flat, send, receive):
+        """``all_to_all_single`` of a flat array: ``send[r]`` items to rank r."""
+        output = torch.empty(int(receive.sum()), dtype=torch.from_numpy(flat[:0]).dtype,
+                             device=self.device)
+        self.dist.all_to_all_single(
+            output, self._tensor(flat),
+            output_split_sizes=[int(x) for x in receive],
+            input_split_sizes=[int(x) for x in send],
+        )
+        return output.cpu().numpy()
 
     def allgather_sizes(self, size):
         """Every rank's ``size`` (an int), as a list in rank order."""
