@@ -8,6 +8,7 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from torch import nn
 
+from .runtime._threads import threads_for, torch_threads
 from .runtime._torch_utils import (
     autocast_context,
     check_deterministic,
@@ -91,13 +92,21 @@ def run_network(
     check_deterministic(device)
     prepare_network(network, device)
     out = None
-    with torch.inference_mode():
+    threads = step_threads(network, source, batch_size, device, preprocess, training=False)
+    with torch.inference_mode(), torch_threads(threads):
         for x, index in iter_batches(source, batch_size, pin_memory=device.type == "cuda"):
             x = to_device(x, device)
             if preprocess is not None:
                 x = preprocess(x)
             with autocast_context(device, mixed_precision):
                 result = forward(x)
+            if result.ndim < 2:
+                raise ValueError(
+                    f"the network's output for a batch of {len(x)} samples has shape "
+                    f"{tuple(result.shape)}; features need one row per sample, shape "
+                    "(n_samples, n_features, ...). Return one feature vector per sample "
+                    "(e.g. keep the batch dimension; do not squeeze it)."
+                )
             result = torch.flatten(result.float(), 1)
             check_finite_features(result, _describe_batch(index))
             if out is None:
@@ -106,6 +115,21 @@ def run_network(
     if out is None:
         raise ValueError("cannot extract features from an empty input.")
     return out
+
+
+def step_threads(network, source, batch_size, device, preprocess=None, *, training):
+    """Torch threads for one step of ``network`` on batches of ``source`` (see
+    :mod:`skclusterfit.runtime._threads`); on a GPU, the process's count."""
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    shape = tuple(source.sample_shape)
+    if preprocess is not None:
+        try:  # e.g. a resize to the weights' resolution: the network sees that shape
+            with torch.no_grad():
+                shape = tuple(preprocess(torch.zeros((1, *shape))).shape[1:])
+        except Exception:
+            return torch.get_num_threads()
+    return threads_for(network, shape, min(batch_size, len(source)), training=training)
 
 
 def _describe_batch(index):

@@ -296,6 +296,7 @@ class ClusterFit(
         X, rng = self._start_fit(X)
         budget = parse_bytes(self.feature_budget)
         n_samples = len(X)
+        _stages.check_memory_location(self.memory)
         # One process, or this one among torchrun's: every stage below is
         # written for both (a group of one gathers nothing).
         group = process_group(self.distributed, self.device)
@@ -423,6 +424,11 @@ class ClusterFit(
 
     def _clusterer_labels(self, clusterer, y, n_samples):
         """``y`` checked, for a clusterer that needs labels; else None (not used)."""
+        shape = None if y is None else np.asarray(y).shape
+        n_labels = None if shape is None else shape[0] if shape else 1
+        if n_labels is not None and n_labels != n_samples:
+            # Refused even when unused: labels of other samples are a mistake upstream.
+            raise ValueError(f"y has {n_labels} labels but X has {n_samples} samples.")
         if not _needs_labels(clusterer):
             return None
         if y is None:

@@ -68,6 +68,23 @@ def teacher_features(teacher, X, group, storage, *, memory=None, verbose=0,
     return features
 
 
+def check_memory_location(memory):
+    """Refuse a ``memory`` cache folder that cannot be created (a file on its path)."""
+    location = memory if isinstance(memory, (str, os.PathLike)) else getattr(
+        memory, "location", None)
+    if location is None:
+        return
+    path = os.path.abspath(os.fspath(location))
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            f"memory={memory!r}: {existing!r} is a file, so the cache folder "
+            f"{path!r} cannot be created there; give a folder path (created if missing)."
+        )
+
+
 def _cached_outputs(fingerprint, compute, teacher, X, verbose, out=None, dtype="float32"):
     """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher.
 
@@ -87,6 +104,7 @@ def teacher_outputs(teacher, X, *, compute=None, memory=None, verbose=0, out=Non
     ``X`` and ``dtype``.
     """
     compute = transform_in_chunks if compute is None else compute
+    check_memory_location(memory)
     memory = check_memory(memory)
     fingerprint = estimator_fingerprint(teacher) if memory.location is not None else None
     extract = memory.cache(_cached_outputs, ignore=["teacher", "verbose", "out"])

@@ -25,9 +25,11 @@ from ._base import (
     TorchStateMixin,
     prepare_network,
     run_network,
+    step_threads,
     to_device,
 )
 from .runtime._progress import log, progress
+from .runtime._threads import torch_threads
 from .runtime._torch_utils import (
     autocast_context,
     autocast_dtype,
@@ -447,9 +449,13 @@ class NetClassifier(
             module = build_module(self.model, source.sample_shape, len(self.classes_))
             check_channels(module, source.sample_shape, "student")
             network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
-            self.history_ = self._train(
-                network, source, y_encoded, device, rng, checkpoint, group, soft_targets
-            )
+            # Small networks on small batches: the threads they can use, no more.
+            threads = step_threads(network, source, self.batch_size, device,
+                                   self.preprocess_, training=True)
+            with torch_threads(threads):
+                self.history_ = self._train(
+                    network, source, y_encoded, device, rng, checkpoint, group, soft_targets
+                )
         self.model_ = network.eval()
         self.n_features_out_ = network.head.in_features
         return self

@@ -1,6 +1,9 @@
 """Input validation shared by the estimators (scikit-learn's ``validate_data`` plus image shapes)."""
 
+import warnings
+
 import numpy as np
+import torch
 from sklearn.utils.validation import validate_data
 
 from .data._sources import ArraySource, first_input, image_layout, is_dataset
@@ -20,21 +23,31 @@ def validate_input(estimator, X, y=_NO_Y, *, reset):
     shape recorded or checked like an array's samples. Arrays keep float32, float64 or
     uint8 (other numeric dtypes become float32), must be finite, and at
     ``reset`` record their per-sample shape in ``input_shape_``; later calls
-    must match it.
+    must match it (images in another layout of the same shape, e.g.
+    channels-last for a channels-first fit, are transposed to the fitted
+    one). A torch tensor is taken as the numpy array it holds. Float images
+    far outside [0, 1] (e.g. 0..255 not divided by 255) get a warning.
     """
     # A sentinel, not None: a classifier's fit must reject y=None (scikit-learn checks).
     has_y = not (isinstance(y, str) and y == _NO_Y)
+    if isinstance(X, torch.Tensor):  # users of a torch library pass tensors
+        X = X.detach().cpu().numpy()
+    if has_y and isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
     if is_path_list(X):
         X = ImageFiles(X)  # checks every file now, naming a missing or bad one
     if is_dataset(X):
         if has_y:
             y = validate_data(estimator, X="no_validation", y=y, reset=False)
-        _check_sample_shape(estimator, tuple(first_input(X[0]).shape), reset)
+        first = first_input(X[0])
+        _check_sample_shape(estimator, tuple(first.shape), reset)
+        if first.ndim >= 2:
+            _warn_image_range(float(first.min()), float(first.max()), "the first sample of X")
         return (X, y) if has_y else X
     _check_image_dtype(X)
-    if not reset and getattr(X, "ndim", 0) > 2:
+    if not reset and getattr(X, "ndim", 0) >= 2:
         # Before scikit-learn's check, which would call an image's channels "features".
-        _check_sample_shape(estimator, tuple(X.shape[1:]), reset)
+        X = _to_fitted_layout(estimator, X)
     kwargs = dict(reset=reset, allow_nd=True, dtype=_ACCEPTED_DTYPES)
     try:
         if has_y:
@@ -42,16 +55,105 @@ def validate_input(estimator, X, y=_NO_Y, *, reset):
         else:
             X = validate_data(estimator, X, **kwargs)
     except ValueError as exc:
-        if "could not convert" not in str(exc):
-            raise
-        # numpy's message names the value but not the parameter, nor what would work.
-        raise ValueError(
-            f"X must hold numbers (an array of images or vectors) or be a list of "
-            f"image paths; {exc}."
-        ) from exc
+        if "could not convert" in str(exc):
+            # numpy's message names the value but not the parameter, nor what would work.
+            raise ValueError(
+                f"X must hold numbers (an array of images or vectors) or be a list of "
+                f"image paths; {exc}."
+            ) from exc
+        if "contains NaN" in str(exc) or "contains infinity" in str(exc):
+            _raise_not_finite(X, y if has_y else None, exc)
+        raise
     image_layout(X.shape)  # raises on unsupported ndim
     _check_sample_shape(estimator, tuple(X.shape[1:]), reset)
+    if X.ndim >= 3 and X.dtype.kind == "f":
+        rows = X[:: max(1, len(X) // 1000)]  # a spread-out sample: memory maps stay cheap
+        if rows.size:
+            _warn_image_range(float(rows.min()), float(rows.max()), "X")
     return (X, y) if has_y else X
+
+
+# Normalised images (ImageNet's mean and std) span about -2.1..2.6; 0..255 values
+# not divided by 255 go far beyond.
+_IMAGE_RANGE_WARNING = 8.0
+
+
+def _warn_image_range(low, high, what):
+    if low >= -_IMAGE_RANGE_WARNING and high <= _IMAGE_RANGE_WARNING:
+        return
+    hint = (" If they hold 0..255 pixel values, divide them by 255 (or pass uint8, "
+            "which is scaled)." if 0 <= low and high <= 255 else "")
+    warnings.warn(
+        f"{what} holds float images with values from {low:g} to {high:g}, far outside "
+        f"[0, 1]; the networks expect [0, 1] (or values normalised to about unit "
+        f"variance), and their features suffer otherwise.{hint}",
+        UserWarning, stacklevel=4,
+    )
+
+
+def _raise_not_finite(X, y, exc):
+    """scikit-learn's message, without its hints for tabular estimators."""
+    which = "y" if "Input y" in str(exc) else "X"
+    values = np.asarray(X if which == "X" else y)
+    try:
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        rows = np.flatnonzero(bad)
+        where = (f" ({len(rows)} sample(s), the first at index {rows[0]})"
+                 if len(rows) else "")
+    except (TypeError, ValueError):
+        where = ""
+    kind = "NaN" if "NaN" in str(exc) else "infinity"
+    raise ValueError(
+        f"{which} contains {kind}{where}; the networks need finite values. Drop or "
+        f"repair those samples first."
+    ) from None
+
+
+def _to_fitted_layout(estimator, X):
+    """``X`` in the layout the estimator was fitted on, or a clear error.
+
+    Images are accepted as (n, C, H, W), (n, H, W, C) or (n, H, W); one fitted
+    on one layout takes the same images in another, transposed here (a view).
+    """
+    fitted = getattr(estimator, "input_shape_", None)
+    if fitted is None or X.ndim < 2:
+        return X
+    fitted, sample_shape = tuple(fitted), tuple(X.shape[1:])
+    if sample_shape == fitted or (len(fitted) == 1 and X.ndim == 2):
+        return X  # vectors: scikit-learn's own check names the feature counts
+    seen, expected = _network_shape(sample_shape), _network_shape(fitted)
+    if len(expected) >= 3 and X.ndim == 2:
+        name = type(estimator).__name__
+        reshape = (f" If its rows are flattened images, reshape it: "
+                   f"X.reshape(-1, {', '.join(map(str, fitted))})."
+                   if int(np.prod(fitted)) == sample_shape[0] else "")
+        raise ValueError(
+            f"X is 2-D, of shape {tuple(X.shape)}, but {name} was fitted on images "
+            f"of shape {fitted}.{reshape}"
+        )
+    if seen != expected:
+        _check_sample_shape(estimator, sample_shape, reset=False)  # raises
+    if X.ndim in (3, 4) and len(fitted) in (2, 3):
+        return _from_nchw(_to_nchw(X), fitted)
+    return X
+
+
+def _to_nchw(X):
+    layout = image_layout(X.shape)
+    if layout == "nhwc":
+        return np.moveaxis(X, -1, 1)
+    if layout == "nhw":
+        return X[:, None]
+    return X
+
+
+def _from_nchw(X, fitted):
+    layout = image_layout((1, *fitted))
+    if layout == "nhwc":
+        return np.moveaxis(X, 1, -1)
+    if layout == "nhw":
+        return X[:, 0]
+    return X
 
 
 def _check_image_dtype(X):

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,13 +55,52 @@ def no_work(monkeypatch):
          "argument --num-workers: -1 must be >= 0"),
         (["fit", "."], "the following arguments are required: --out"),
         (["transform", "/no/model", "."], "argument MODEL: '/no/model' is not an existing file"),
+        # a read-only place (sysfs refuses new files even to root): refused before any work
+        (["fit", ".", "--out", "/sys/skclusterfit-out"],
+         "argument --out: cannot write '/sys/skclusterfit-out' (in '/sys')"),
+        (["transform", os.path.join(REPO, "setup.cfg"), ".", "--out", "/sys/features.npy"],
+         "argument --out: cannot write '/sys'"),
+        (["fit", ".", "--out", "x", "--teacher", "runs/teacher.skcf"],
+         "argument --teacher: 'runs/teacher.skcf' does not exist"),
+        (["fit", ".", "--out", "x", "--weights", os.path.join(REPO, "setup.cfg")],
+         "is not a state dict that torch.load can read without running code"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(argv, message, no_work, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert "weights_only=False" not in err and "Traceback" not in err
+
+
+def test_unavailable_default_weights_are_refused_before_the_scan(no_work, monkeypatch,
+                                                                  tmp_path, capsys):
+    """Offline, the default teacher's weights: one line in the CLI's words, no scan."""
+    import urllib.error
+
+    import torch
+    from torchvision.models._api import WeightsEnum
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    monkeypatch.setattr("skclusterfit.data.ImageFiles.check_decode",
+                        lambda *a, **k: pytest.fail("images scanned before the weights check"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("usage:")  # argparse's usage, then one line
+    assert "argument --weights: resnet50's weights 'auto' (ResNet50_Weights.IMAGENET1K_V2)" \
+        in err[1]
+    assert "could not be downloaded ([Errno -2] Name or service not known)" in err[1]
+    assert err[1].endswith("download resnet50-11ad3fa6.pth where there is network access "
+                           "and pass --weights PATH")
+    assert not os.path.exists(tmp_path / "out")
 
 
 def test_options_of_0_1_still_work_hidden_and_warned(tmp_path, capsys):
@@ -118,7 +158,7 @@ def test_help_shows_defaults_and_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
     text = capsys.readouterr().out
-    assert "(default: 16000)" in text and "--num-workers" in text and "--labels" in text
+    assert "(default: auto)" in text and "--num-workers" in text and "--labels" in text
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])
     assert exit_info.value.code == 0
@@ -319,3 +359,288 @@ def test_a_torchvision_weights_file_gets_its_own_versions_transforms():
     assert (other["size"], other["crop"], other["mean"]) == (256, 224, IMAGENET_MEAN)
     assert reader_settings("resnet50", "/m/x.pth", size=300)["crop"] == 224
     assert reader_settings("resnet50", "IMAGENET1K_V2", crop=200)["size"] == 232
+
+
+# -- what a new user meets: defaults, refusals in the command's words, clean stops ----------
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("small") / "images")
+    paths, labels_csv, _ = write_digit_folder(folder, range(40), bad_files=False)
+    return folder, paths, labels_csv
+
+
+def test_default_K_is_clusterfits_auto_and_a_refused_rerun_speaks_of_out(
+        small_folder, teacher_file, tmp_path, capsys):
+    folder, paths, _ = small_folder
+    out = str(tmp_path / "out")
+    argv = ["fit", folder, "--teacher", teacher_file, "--max-epochs", "1", "--num-workers", "0",
+            "--device", "cpu", "--out", out, "--quiet"]
+    assert cli.parse_args(argv).K == "auto"
+    assert cli.main(argv) == 0
+    cf = skclusterfit.load(os.path.join(out, "model")).named_steps["clusterfit"]
+    # ten times the teacher's 10 classes, capped at the 40 images
+    assert (cf.K, cf.K_) == ("auto", 40)
+    run = json.load(open(os.path.join(out, "run.json")))
+    capsys.readouterr()
+
+    argv[argv.index("--max-epochs") + 1] = "2"
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"skclusterfit fit: error: --out {out!r} holds a checkpoint of a "
+                          "fit with other parameters (")
+    assert "run with another --out, or delete that folder" in err
+    assert "checkpoint_dir" not in err
+    assert json.load(open(os.path.join(out, "run.json"))) == run  # the refusal kept it
+
+
+def test_labels_that_match_no_image_are_refused_and_partial_ones_warned(
+        small_folder, teacher_file, tmp_path, monkeypatch, capsys):
+    folder, paths, labels_csv = small_folder
+
+    def stop(self, X, y=None):
+        raise ValueError("stopped before the fit, as the test wants")
+
+    monkeypatch.setattr("skclusterfit.ClusterFit.fit", stop)
+    semicolons = str(tmp_path / "semicolons.csv")
+    rows = open(labels_csv).read().splitlines()
+    with open(semicolons, "w") as file:
+        file.write("\n".join(row.replace(",", ";") for row in rows) + "\n")
+    argv = ["fit", folder, "--teacher", teacher_file, "--K", "5", "--num-workers", "0",
+            "--out", str(tmp_path / "out"), "--quiet", "--labels", semicolons]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"skclusterfit fit: error: --labels {semicolons!r}: none of its "
+                           f"{len(rows)} lines is a path,label row (comma-separated).")
+    assert not os.path.exists(tmp_path / "out")  # a failed fit leaves no empty --out
+
+    half = str(tmp_path / "half.csv")
+    with open(half, "w") as file:
+        file.write("\n".join(rows[: 1 + len(paths) // 2]) + "\n")
+    argv[-1] = half
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"skclusterfit fit: warning: --labels {half!r} labels 20 of the 40 "
+                      "images; the report compares the clusters with the labels on those only.")
+    assert err[1] == "skclusterfit fit: error: stopped before the fit, as the test wants"
+
+
+def test_a_failed_fit_leaves_no_empty_out_folder(small_folder, teacher_file, tmp_path, capsys):
+    folder, _, _ = small_folder
+    out = tmp_path / "new" / "out"
+    assert cli.main(["fit", folder, "--teacher", teacher_file, "--K", "500", "--out",
+                     str(out), "--quiet"]) == 1
+    assert "K=500 clusters need at least as many images" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_files_are_written_with_the_users_umask(fitted_run):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    modes = {}
+    for folder, _, files in os.walk(fitted_run["out"]):
+        for name in files:
+            modes[name] = os.stat(os.path.join(folder, name)).st_mode & 0o777
+    assert {"model", "clusters.csv", "report.html", "student.pt"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~mask}, modes
+
+
+def test_ctrl_c_that_kills_dataloader_workers_first_is_one_clean_line(monkeypatch, capsys,
+                                                                      small_folder,
+                                                                      teacher_file, tmp_path):
+    """The main process may see its workers die of the Ctrl-C before its own
+    KeyboardInterrupt: the same one line and exit status 130."""
+
+    def interrupted_fit(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            pass  # as inside DataLoader's loop, which then finds its workers gone
+        raise RuntimeError("DataLoader worker (pid 12345) exited unexpectedly")
+
+    monkeypatch.setattr("skclusterfit.cli._image_folder.fit_from_args", interrupted_fit)
+    folder, _, _ = small_folder
+    code = cli.main(["fit", folder, "--teacher", teacher_file, "--out", str(tmp_path / "o")])
+    assert code == 130
+    assert capsys.readouterr().err == (
+        "skclusterfit fit: interrupted; run the same command again to resume.\n")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_ctrl_c_during_the_import_is_one_clean_line(tmp_path):
+    """SIGINT while `python -m skclusterfit` imports torch: one line, exit 130."""
+    hook = tmp_path / "sitecustomize.py"
+    hook.write_text(
+        "import os, signal, sys\n"
+        "class InterruptTorchImport:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            sys.meta_path.remove(self)\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, InterruptTorchImport())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]))
+    result = subprocess.run([sys.executable, "-m", "skclusterfit", "--help"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 130
+    assert result.stderr == "skclusterfit: interrupted while starting\n"
+
+
+# -- the report: what happened, by name ------------------------------------------------------
+class _Page:
+    """The text of report.html by section (h2 heading), and its tables' rows."""
+
+    def __init__(self, text):
+        from html.parser import HTMLParser
+
+        page = self
+        self.sections, self.tables = {}, []
+
+        class Parser(HTMLParser):
+            def __init__(self):
+                super().__init__()
+                self.heading, self.in_h2, self.cell, self.row = "top", False, None, None
+
+            def handle_starttag(self, tag, attrs):
+                if tag == "h2":
+                    self.in_h2, self.heading = True, ""
+                elif tag == "table":
+                    page.tables.append({"class": dict(attrs).get("class"),
+                                        "section": self.heading, "rows": []})
+                elif tag == "tr":
+                    self.row = []
+                    page.tables[-1]["rows"].append(self.row)
+                elif tag in ("td", "th"):
+                    self.cell = ""
+
+            def handle_endtag(self, tag):
+                if tag == "h2":
+                    self.in_h2 = False
+                elif tag in ("td", "th") and self.cell is not None:
+                    self.row.append(self.cell)
+                    self.cell = None
+
+            def handle_data(self, data):
+                if self.in_h2:
+                    self.heading += data
+                    return
+                page.sections[self.heading] = page.sections.get(self.heading, "") + data
+                if self.cell is not None:
+                    self.cell += data
+
+        Parser().feed(text)
+
+    def table(self, section, css_class=None):
+        return [t["rows"] for t in self.tables
+                if t["section"] == section and (css_class is None or t["class"] == css_class)]
+
+
+@pytest.fixture(scope="module")
+def report(fitted_run):
+    return _Page(open(os.path.join(fitted_run["out"], "report.html"), encoding="utf-8").read())
+
+
+def test_report_lists_the_skipped_files_by_name_with_reasons(report, fitted_run):
+    (rows,) = report.table("Files left out")
+    listed = dict(rows[1:])
+    assert sorted(listed) == sorted(fitted_run["bad"].values())
+    assert "truncated" in listed[fitted_run["bad"]["truncated"]]
+    assert "not an image file extension" in listed[fitted_run["bad"]["other_extension"]]
+
+
+def test_report_names_the_file_of_every_exemplar(report, fitted_run):
+    clusters = {row["path"]: int(row["cluster"]) for row in read_clusters(fitted_run["out"])}
+    grids = report.table("Exemplars", "exemplar-files")
+    assert len(grids) == 2  # under the random sample and under the most mixed clusters
+    root = fitted_run["images"]
+    for grid in grids:
+        for row_id, names in grid:
+            names = names.split(" · ")
+            assert 1 <= len(names) <= 8
+            for name in names:
+                assert clusters[os.path.join(root, name)] == int(row_id.lstrip("#"))
+
+
+def test_report_gives_the_command_settings_teacher_file_and_wall_time(report, fitted_run,
+                                                                      teacher_file):
+    settings = dict(report.table("The run")[0][1:])
+    assert settings["command"].startswith("skclusterfit fit ")
+    assert f"--out {fitted_run['out']}" in settings["command"]
+    assert settings["teacher"] == teacher_file
+    assert settings["K"] == "10" and settings["epochs"] == "2"
+    run = json.load(open(os.path.join(fitted_run["out"], "run.json")))
+    assert run["command"] == settings["command"]
+    assert run["wall_seconds"] >= sum(v for k, v in run["seconds"].items() if k != "report")
+    assert re.search(r"\d+ swall time of the run", report.sections["top"])
+
+
+def test_report_explains_a_student_that_probes_below_its_teacher(report):
+    (probes,) = [t for t in report.table("Against the labels") if t[0][0] == "network"]
+    scores = {row[0]: (float(row[1]), float(row[2])) for row in probes[1:]}
+    below = any(s < t for s, t in zip(scores["student"], scores["teacher"]))
+    text = report.sections["Against the labels"]
+    assert ("The student's features score below the teacher's" in text) == below
+
+    from skclusterfit.cli._report import _student_below_teacher
+
+    caveat = _student_below_teacher(
+        {"teacher": {"linear": 0.882, "kNN": 0.8}, "student": {"linear": 0.731, "kNN": 0.85}},
+        n_images=313, n_epochs=10, K=100)
+    assert "linear probe 0.731 against 0.882" in caveat and "kNN" not in caveat.split(")")[0]
+    for advice in ("10 epochs on 313 images", "--max-epochs", "more images", "--K", "noise_fit"):
+        assert advice in caveat
+    assert _student_below_teacher({"teacher": {"linear": 0.8}, "student": {"linear": 0.9}},
+                                  n_images=10, n_epochs=1, K=2) == ""
+
+
+def test_probe_legend_covers_no_bar():
+    from skclusterfit.cli import probe_figure
+
+    fig = probe_figure({"teacher": {"linear": 0.99, "kNN": 0.97},
+                        "student": {"linear": 0.98, "kNN": 0.99}})
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent()
+    for bar in ax.patches:
+        assert not legend.overlaps(bar.get_window_extent())
+
+
+@pytest.mark.parametrize("sizes", [[12, 15, 30, 40], [1, 3, 900, 5000], [7, 7, 8]])
+def test_cluster_size_log_axis_has_plain_labels(sizes):
+    from skclusterfit.cli import cluster_size_figure
+
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    fig = cluster_size_figure(labels)
+    fig.canvas.draw()
+    right = fig.axes[1]
+    low, high = right.get_ylim()
+    shown = [t for t in right.yaxis.get_ticklabels() if t.get_text()
+             and low <= t.get_position()[1] <= high]
+    assert len(shown) >= 2
+    for tick in shown:
+        assert re.fullmatch(r"\d+(\.\d+)?", tick.get_text()), tick.get_text()
+        assert float(tick.get_text()) == pytest.approx(tick.get_position()[1])
+    ranks = [t.get_text() for t in right.xaxis.get_ticklabels() if t.get_text()]
+    assert ranks and all(re.fullmatch(r"[−-]?\d+", r) for r in ranks), ranks  # whole ranks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["scan", "student"])
+def test_ctrl_c_on_the_process_group_is_one_line(fitted_run, teacher_file, tmp_path, moment):
+    """Ctrl-C in a terminal signals the whole process group, DataLoader workers too."""
+    out = str(tmp_path / "out")
+    argv = fit_argv(fitted_run["images"], out, teacher_file, epochs=30)
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "skclusterfit", *argv], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    marker = os.path.join(out, "checkpoint", "student.pt") if moment == "student" else out
+    deadline = time.monotonic() + 300
+    while not os.path.exists(marker) and process.poll() is None:
+        assert time.monotonic() < deadline, f"the {moment} never started"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr == "skclusterfit fit: interrupted; run the same command again to resume.\n"

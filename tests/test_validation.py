@@ -352,3 +352,114 @@ def test_kmeans_fraction_rule_is_the_same_in_clusterfit():
     cf = small_clusterfit(clusterer=kmeans, K=100).fit(vectors)
     assert cf.labels_.shape == (1000,)
 
+
+def cf(**params):
+    """A small ClusterFit on a random CNN teacher (the bad-input table's fits)."""
+    params.setdefault("teacher", FeatureExtractor("cnn", random_state=0))
+    return small_clusterfit(**params)
+
+
+# -- the bad-input table: what a new user tried, and the error each must get ----------
+# Each row: (id, what is done, the error class, a pattern naming the parameter and value).
+class _OneDimensionalOutput(nn.Module):
+    """A teacher module returning one number per sample, as a 1-D tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return (x * self.scale).mean(dim=(1, 2, 3))
+
+
+def _fitted_teacher(X, y):
+    from sklearn.frozen import FrozenEstimator
+
+    return FrozenEstimator(NetClassifier(max_epochs=1, random_state=0).fit(X, y))
+
+
+def _flattened_for_a_cnn(X, y):
+    ClusterFit(teacher=_fitted_teacher(X, y), K=5).fit(X.reshape(len(X), -1))
+
+
+def _y_of_another_length(X, y):
+    cf().fit(X, y[:-3])
+
+
+def _one_dimensional_teacher_output(X, y):
+    cf(teacher=_OneDimensionalOutput()).fit(X)
+
+
+def _memory_inside_a_file(X, y, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cf(memory=str(blocker / "cache")).fit(X)
+
+
+def _nan_in_X(X, y):
+    X = X.copy()
+    X[7, 0, 3, 3] = np.nan
+    cf().fit(X)
+
+
+def _int64_images(X, y):
+    cf().fit((X * 255).astype(np.int64))
+
+
+BAD_INPUTS = [
+    ("y of another length", _y_of_another_length, ValueError,
+     r"^y has 397 labels but X has 400 samples"),
+    ("X flattened for a CNN", _flattened_for_a_cnn, ValueError,
+     r"X is 2-D, of shape \(400, 64\), but NetClassifier was fitted on images of shape "
+     r"\(1, 8, 8\).*X\.reshape\(-1, 1, 8, 8\)"),
+    ("1-D teacher output", _one_dimensional_teacher_output, ValueError,
+     r"network's output for a batch of \d+ samples has shape \(\d+,\)"),
+    ("memory inside a file", _memory_inside_a_file, ValueError,
+     r"memory='.*a_file/cache': '.*a_file' is a file"),
+    ("NaN in X", _nan_in_X, ValueError,
+     r"^X contains NaN \(1 sample\(s\), the first at index 7\); the networks need finite"),
+    ("int64 images", _int64_images, ValueError, r"X holds int64 images"),
+]
+
+
+@pytest.mark.parametrize("case, fit, error, pattern", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_table(case, fit, error, pattern, digits_small, tmp_path):
+    X, y = digits_small
+    kwargs = {"tmp_path": tmp_path} if "tmp_path" in fit.__code__.co_varnames else {}
+    with pytest.raises(error) as info:
+        fit(X, y, **kwargs)
+    message = str(info.value)
+    assert re.search(pattern, message), message
+    assert "HistGradientBoosting" not in message and "Dimension out of range" not in message
+
+
+def test_float_images_far_outside_0_1_warn(digits_small):
+    X, _ = digits_small
+    with pytest.warns(UserWarning, match=r"X holds float images with values from 0 to 255.*"
+                      r"divide them by 255"):
+        cf(K=3).fit(X[:60] * 255)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        from skclusterfit._validation import _warn_image_range
+
+        _warn_image_range(-2.1, 2.6, "X")  # ImageNet-normalised images: no warning
+
+
+def test_torch_tensor_X_is_accepted_as_its_array(digits_small):
+    X, _ = digits_small
+    X = X[:60]
+    from_array = cf(K=3).fit(X).transform(X)
+    fitted = cf(K=3).fit(torch.from_numpy(X))
+    np.testing.assert_array_equal(fitted.transform(torch.from_numpy(X)), from_array)
+
+
+def test_channels_last_X_for_a_channels_first_fit(digits_small):
+    X, _ = digits_small
+    rgb = np.repeat(X[:60], 3, axis=1)  # (60, 3, 8, 8)
+    fitted = cf(K=3).fit(rgb)
+    np.testing.assert_allclose(fitted.transform(rgb.transpose(0, 2, 3, 1)),
+                               fitted.transform(rgb), rtol=1e-6)
+    gray = cf(K=3).fit(X[:60])
+    np.testing.assert_allclose(gray.transform(X[:60, 0]), gray.transform(X[:60]), rtol=1e-6)

@@ -56,15 +56,27 @@ def run(args, out=sys.stdout):
         file=out,
     )
     # CPU float32 kernels split their sums by thread, so the last digits of the
-    # figures depend on the thread count: print it beside them.
-    print(f"device={_device_name(args.device)}, torch threads={torch.get_num_threads()}",
-          file=out)
+    # figures could depend on the thread count: print it, and the count the
+    # networks' steps used (skclusterfit.runtime._threads picks it for the work).
+    print(f"device={_device_name(args.device)}, torch threads={torch.get_num_threads()}"
+          f"{_step_threads(teacher, X_train, args.device)}", file=out)
     print(f"{'network':<10}{'linear-probe accuracy':>24}{'train time (s)':>16}", file=out)
     print(f"{'N_pre':<10}{results['N_pre']:>24.4f}{timings['teacher']:>16.1f}", file=out)
     print(f"{'N_cf':<10}{results['N_cf']:>24.4f}{timings['clusterfit']:>16.1f}", file=out)
     gain = results["N_cf"] - results["N_pre"]
     print(f"ClusterFit gain: {gain:+.4f}", file=out)
     return results
+
+
+def _step_threads(teacher, X, device):
+    from .._base import step_threads
+    from ..data._sources import make_source
+
+    if resolve_device(device).type != "cpu":
+        return ""
+    used = step_threads(teacher.model_, make_source(X), teacher.batch_size,
+                        resolve_device(device), training=True)
+    return f" ({used} per training step of these networks)"
 
 
 def _device_name(device):

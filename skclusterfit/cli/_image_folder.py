@@ -13,6 +13,7 @@ directory::
     DIR/run.json        the settings of the run and the seconds of each stage
 """
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -25,9 +26,9 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
 from .. import ClusterFit, FeatureExtractor
-from ..runtime._atomic import atomic_write
+from ..runtime._atomic import atomic_write, remove_stale_temporaries
 from ..runtime._progress import log
-from ..storage._checkpoint import FEATURES_FILE
+from ..storage._checkpoint import FEATURES_FILE, CheckpointMismatchError
 from ..data._image_files import ImageFiles, ImageReader, list_image_files
 from ..storage._persistence import load, save
 from .._teachers import student_from
@@ -248,7 +249,7 @@ def fit_folder(
     teacher="resnet50",
     weights="auto",
     layer=None,
-    K=16000,
+    K="auto",
     student=None,
     max_epochs=30,
     lr=None,
@@ -263,6 +264,7 @@ def fit_folder(
     num_workers=0,
     labels=None,
     verbose=1,
+    command=None,
     **renamed,
 ):
     """Run ClusterFit on the images of ``images`` and write model, clusters and report.
@@ -289,8 +291,10 @@ def fit_folder(
         needs network access or torch's hub cache) or None (random).
     layer : str or None, default=None
         The teacher's feature node; None: the penultimate layer.
-    K : int, default=16000
-        Number of clusters.
+    K : int or "auto", default="auto"
+        Number of clusters; "auto" is ClusterFit's (ten times the classes of
+        a teacher saved as a classifier, else one cluster per 20 images, at
+        most 16,000).
     student : str or None, default=None
         The student's architecture; None: the teacher's.
     max_epochs : int, default=30
@@ -313,6 +317,9 @@ def fit_folder(
         A CSV of ``path,label`` rows for the report's agreement and probes.
     verbose : int, default=1
         Progress bars and stage messages.
+    command : str or None, default=None
+        The command line that started the run, shown in the report
+        (``skclusterfit fit`` passes its own).
     **renamed
         The names of 0.1, ``epochs``, ``seed``, ``resize`` and ``workers``:
         deprecated (a FutureWarning) until 0.3.
@@ -322,29 +329,55 @@ def fit_folder(
     model : Pipeline
         ``ImageReader`` then the fitted ``ClusterFit``, as saved in ``out/model``.
     """
-    from ._report import cluster_distances, read_labels, write_report
-
     given = renamed_arguments("fit_folder", renamed, max_epochs=max_epochs,
                               random_state=random_state, size=size,
                               num_workers=num_workers)
-    max_epochs, random_state = given["max_epochs"], given["random_state"]
-    size, num_workers = given["size"], given["num_workers"]
+    created = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
+    try:
+        return _fit_folder(
+            images, out, teacher=teacher, weights=weights, layer=layer, K=K,
+            student=student, lr=lr, crop=crop, mean=mean, std=std, mode=mode,
+            batch_size=batch_size, device=device, labels=labels, verbose=verbose,
+            command=command, **given,
+        )
+    except BaseException:
+        if created and not os.path.exists(os.path.join(out, "checkpoint")):
+            # Stopped before the fit started: nothing to resume, so nothing left behind.
+            for name in _BOOKKEEPING_FILES:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(out, name))
+            remove_stale_temporaries(out)
+            with contextlib.suppress(OSError):
+                os.rmdir(out)  # only if empty: never a file this run did not write
+        raise
+
+
+_BOOKKEEPING_FILES = ("scan.json", "skipped.txt", "run.json")
+
+
+def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs, lr,
+                random_state, size, crop, mean, std, mode, batch_size, device, num_workers,
+                labels, verbose, command):
+    from ._report import cluster_distances, read_labels, write_report
+
+    wall_start = time.perf_counter()
     timings = {}
     start = time.perf_counter()
     settings = reader_settings(teacher, weights, size=size, crop=crop, mean=mean,
                                std=std, mode=mode)
     dataset, left_out = read_images(images, settings, out, num_workers=num_workers,
-                                    verbose=verbose, min_images=K)
+                                    verbose=verbose, min_images=2 if K == "auto" else K)
     timings["checking images"] = time.perf_counter() - start
-    log("skclusterfit", f"{len(dataset)} images, {len(left_out)} files left out "
-        f"(listed in {os.path.join(out, 'skipped.txt')})", verbose)
-    _write_lines(os.path.join(out, "skipped.txt"), left_out)
-    if K > len(dataset):
+    if K != "auto" and K > len(dataset):
         raise ValueError(
             f"K={K} clusters need at least as many images, but {images!r} has "
             f"{len(dataset)} readable ones."
         )
+    truth = read_labels(labels, dataset.paths, check=True) if labels is not None else None
+    log("skclusterfit", f"{len(dataset)} images, {len(left_out)} files left out "
+        f"(listed in {os.path.join(out, 'skipped.txt')})", verbose)
+    _write_lines(os.path.join(out, "skipped.txt"), left_out)
 
     frozen_teacher = make_teacher(teacher, weights, layer, batch_size=batch_size,
                                   num_workers=num_workers, device=device,
@@ -356,10 +389,18 @@ def fit_folder(
         frozen_teacher, K, student=student_net, device=device, random_state=random_state,
         checkpoint_dir=os.path.join(out, "checkpoint"), verbose=verbose,
     )
-    _write_run(out, locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
-                                   lr, random_state, settings, batch_size, device,
-                                   num_workers), timings)
-    cf.fit(dataset)
+    run_settings = locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
+                                  lr, random_state, settings, batch_size, device, num_workers)
+    if not os.path.exists(os.path.join(out, "run.json")):  # kept by a refused re-run
+        _write_run(out, run_settings, timings, command)
+    try:
+        cf.fit(dataset)
+    except CheckpointMismatchError as exc:
+        # The user chose --out, not checkpoint_dir=: say it in the command's words.
+        raise ValueError(
+            f"--out {out!r} holds {exc.reason}; run with another --out, or delete "
+            "that folder to start over."
+        ) from None
     timings.update(cf.stage_seconds_)
 
     start = time.perf_counter()
@@ -383,16 +424,16 @@ def fit_folder(
     timings["writing model and clusters"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    truth = read_labels(labels, dataset.paths) if labels is not None else None
     write_report(
         os.path.join(out, "report.html"), model=cf, dataset=dataset,
         teacher_features=features, distances=distances, timings=timings,
-        labels_true=truth, n_left_out=len(left_out), seed=random_state, verbose=verbose,
+        labels_true=truth, left_out=left_out, seed=random_state, verbose=verbose,
+        run={"command": command, "settings": run_settings,
+             "wall_seconds": time.perf_counter() - wall_start},
     )
     timings["report"] = time.perf_counter() - start
-    _write_run(out, locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
-                                   lr, random_state, settings, batch_size, device,
-                                   num_workers), timings)
+    _write_run(out, run_settings, timings, command,
+               wall_seconds=time.perf_counter() - wall_start)
     log("skclusterfit", f"wrote {out}/model, clusters.csv, report.html, skipped.txt", verbose)
     return model
 
@@ -407,10 +448,11 @@ def locals_for_run(images, teacher, weights, layer, K, student, max_epochs, lr,
     }
 
 
-def _write_run(out, settings, timings):
+def _write_run(out, settings, timings, command=None, wall_seconds=None):
     from .. import __version__
 
-    document = {"skclusterfit": __version__, "settings": settings, "seconds": timings}
+    document = {"skclusterfit": __version__, "command": command, "settings": settings,
+                "seconds": timings, "wall_seconds": wall_seconds}
     atomic_write(os.path.join(out, "run.json"),
                  lambda f: f.write(json.dumps(document, indent=1).encode()))
 
@@ -441,7 +483,7 @@ def fit_from_args(args):
         lr=args.lr, random_state=args.random_state, size=args.size, crop=args.crop,
         mean=args.mean, std=args.std, mode=args.mode, batch_size=args.batch_size,
         device=args.device, num_workers=args.num_workers, labels=args.labels,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 1, command=getattr(args, "command_line", None),
     )
 
 

@@ -11,7 +11,11 @@ is checked by the parser before any work starts; the work itself lives in
 
 import argparse
 import os
+import shlex
+import signal
 import sys
+import threading
+import warnings
 
 from .. import __version__
 from ._renamed import RENAMED
@@ -62,6 +66,15 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def _k_value(text):
+    if text == "auto":
+        return text
+    return _number(int, 2)(text)
+
+
+_k_value.__name__ = "K"
 
 
 def _device(text):
@@ -183,8 +196,11 @@ def _add_fit(commands):
                          "such as blocks.6); default: the penultimate layer, or the "
                          "library's own features")
     clusters = fit.add_argument_group("clusters and student")
-    clusters.add_argument("--K", type=_number(int, 2), default=16000,
-                          help="number of clusters (pseudo-labels)")
+    clusters.add_argument("--K", type=_k_value, default="auto",
+                          help="number of clusters (pseudo-labels); 'auto': ten times "
+                          "the teacher's classes for a teacher saved as a classifier, "
+                          "else one cluster per 20 images, at most 16000 (ClusterFit's "
+                          "K='auto')")
     clusters.add_argument("--student", default=None,
                           help="the student's architecture (a torchvision name, "
                           "'cnn', or timm:NAME and the other prefixes of "
@@ -285,6 +301,7 @@ def _check(parser, args):
             parser.error(f"--crop {args.crop} is larger than --size {args.size}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             parser.error(f"--out {args.out!r} exists and is not a directory")
+        _check_writable(parser, args.out, folder=True)
         _check_images(parser, args.images)
         _check_teacher(parser, args)
     if args.command == "transform":
@@ -292,6 +309,24 @@ def _check(parser, args):
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
             parser.error(f"--out {args.out!r}: folder {folder!r} does not exist")
+        if os.path.isdir(args.out):
+            parser.error(f"--out {args.out!r} is a directory; give the .npy file to write")
+        _check_writable(parser, folder, folder=True)
+
+
+def _check_writable(parser, path, *, folder):
+    """Refuse an output place the user cannot write, before any work (not after it)."""
+    import tempfile
+
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    try:  # a real write: access() says yes to root on a read-only file system
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        where = "" if existing == os.path.abspath(path) else f" (in {existing!r})"
+        parser.error(f"argument --out: cannot write {path!r}{where}: {reason}")
 
 
 def _check_images(parser, images):
@@ -329,6 +364,9 @@ def _check_teacher(parser, args):
                 "--weights and --layer apply to a teacher given by name; "
                 f"--teacher {teacher!r} is a saved model that has its own"
             )
+    elif teacher.endswith(".skcf") or os.sep in teacher or os.path.isdir(teacher):
+        what = "is a folder, not" if os.path.isdir(teacher) else "does not exist; it is not"
+        parser.error(f"argument --teacher: {teacher!r} {what} a saved model file")
     elif teacher != "cnn" and teacher not in torchvision.models.list_models():
         parser.error(
             f"argument --teacher: {teacher!r} is neither a saved model file, 'cnn', "
@@ -343,19 +381,49 @@ def _check_teacher(parser, args):
             "model name"
         )
     weights = args.weights
-    if weights == "auto" or os.path.isfile(teacher):
+    if os.path.isfile(teacher):
         return
     if is_weight_file(weights) and not os.path.exists(weights):
         parser.error(f"argument --weights: file {weights!r} does not exist")
     if parse_spec(teacher) is not None:
-        return  # a library's tag: the library checks it
-    if not is_weight_file(weights):
-        from ..networks._backbones import torchvision_weights
+        return  # a library's file, directory or tag: the library checks it
+    if is_weight_file(weights):
+        from ..networks._heads import read_state_dict
 
         try:
-            torchvision_weights(teacher, weights)
-        except ValueError as exc:
+            read_state_dict(weights)
+        except (ValueError, OSError) as exc:
             parser.error(f"argument --weights: {exc}")
+        return
+    from ..networks._backbones import resolve_weights, torchvision_weights
+
+    try:
+        enum = torchvision_weights(teacher, resolve_weights(teacher, weights))
+    except ValueError as exc:
+        parser.error(f"argument --weights: {exc}")
+    _check_weights_available(parser, teacher, weights, enum)
+
+
+def _check_weights_available(parser, teacher, weights, enum):
+    """Torchvision weights by name: in torch's hub cache, or fetched now, before the scan."""
+    import torch
+
+    if enum is None:
+        return
+    file_name = os.path.basename(enum.url)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", file_name)
+    if os.path.isfile(cached):
+        return
+    try:
+        enum.get_state_dict(progress=True, check_hash=True)  # downloads into the cache
+    except Exception as exc:  # offline, proxy, interrupted download...
+        reason = " ".join(str(getattr(exc, "reason", exc)).split())
+        parser.error(
+            f"argument --weights: {teacher}'s weights {weights!r} "
+            f"({type(enum).__name__}.{enum.name}) are not in torch's cache "
+            f"({cached}) and could not be downloaded ({reason}); download "
+            f"{file_name} where there is network access and pass --weights PATH"
+        )
 
 
 def parse_args(argv=None):
@@ -365,6 +433,7 @@ def parse_args(argv=None):
         argv = ["demo", *argv]  # `python -m skclusterfit [--K 50 ...]`: the demonstration
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["skclusterfit", *argv])
     _check(parser, args)
     if getattr(args, "num_workers", 0) is None:
         args.num_workers = default_workers()
@@ -373,7 +442,84 @@ def parse_args(argv=None):
 
 def main(argv=None):
     """Entry point of ``skclusterfit`` and ``python -m skclusterfit``."""
+    with _Interrupts() as interrupts:
+        try:
+            return _main(argv, interrupts)
+        except KeyboardInterrupt:  # while parsing (the weights check may download)
+            interrupts.handled.set()
+            print("skclusterfit: interrupted", file=sys.stderr)
+            return 130
+
+
+class _Interrupts:
+    """Ctrl-C on the command line: noted, never lost, answered in one line.
+
+    A KeyboardInterrupt raised where Python ignores exceptions (the at-fork
+    callback that runs while a DataLoader starts its workers, a ``__del__``)
+    is lost, and the run would go on: each Ctrl-C is noted and raised again
+    every second until the command has answered it (Python's "Exception
+    ignored" report of the lost one is not printed). A DataLoader whose
+    workers the same Ctrl-C killed first raises RuntimeError ("worker exited
+    unexpectedly"): noted, it counts as the interrupt.
+    """
+
+    def __init__(self):
+        self.received = False
+        self.handled = threading.Event()
+        self._pid = os.getpid()
+        self._previous = self._hook = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
+            except (ValueError, OSError):  # not settable here (embedded interpreters)
+                self._previous = None
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        return self
+
+    def __exit__(self, *exc_info):
+        self.handled.set()
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        sys.unraisablehook = self._hook
+        return False
+
+    def _on_interrupt(self, signum, frame):
+        # Forked DataLoader workers inherit this handler: they just stop.
+        if os.getpid() == self._pid and not self.received:
+            self.received = True
+            threading.Thread(target=self._repeat, daemon=True).start()
+        raise KeyboardInterrupt
+
+    def _repeat(self):
+        while not self.handled.wait(1.0):
+            os.kill(self._pid, signal.SIGINT)
+
+    def _unraisable(self, unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.received:
+            return  # raised again by _repeat
+        self._hook(unraisable)
+
+
+def _main(argv, interrupts):
     args = parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer(args.command)
+        return _run(args, interrupts)
+
+
+def _warning_printer(command):
+    """Warnings as one line in the command's words, not Python's two with a source line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"skclusterfit {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
+def _run(args, interrupts):
     try:
         if args.command == "demo":
             from ._demo import run
@@ -387,15 +533,19 @@ def main(argv=None):
             from ._image_folder import transform_from_args
 
             transform_from_args(args)
-    except KeyboardInterrupt:
-        hint = " run the same command again to resume." if args.command == "fit" else ""
-        print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError) as exc:
-        # What the data or the environment refused (no images, K above their
-        # count, weights offline): the message names it; a traceback would not help.
-        print(f"skclusterfit {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        interrupts.handled.set()
+        if isinstance(exc, KeyboardInterrupt) or (interrupts.received
+                                                  and isinstance(exc, Exception)):
+            hint = " run the same command again to resume." if args.command == "fit" else ""
+            print(f"skclusterfit {args.command}: interrupted;{hint}", file=sys.stderr)
+            return 130
+        if isinstance(exc, (ValueError, OSError)):
+            # What the data or the environment refused (no images, K above their
+            # count, a full disk): the message names it; a traceback would not help.
+            print(f"skclusterfit {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
     return 0
 
 

@@ -110,21 +110,29 @@ def label_agreement(labels_pred, labels_true):
     }
 
 
-def read_labels(path, paths):
+def read_labels(path, paths, check=False):
     """Labels from a CSV of ``path,label`` rows, aligned with ``paths`` (None: unlabelled).
 
     A row matches an image by its absolute path, by its path relative to the
     CSV's folder, or by its file name when that is unique. A header row
     (``path,label``) is allowed.
+
+    With ``check``, a file of which no row matches an image is refused
+    (ValueError) and one that leaves some images unlabelled gets a warning:
+    the report's comparison with the labels would otherwise be missing, or
+    computed on a part of the images, without a word.
     """
     import csv
 
     folder = os.path.dirname(os.path.abspath(path))
     by_path, by_name, seen_names = {}, {}, {}
+    n_lines = n_rows = 0
     with open(path, newline="", encoding="utf-8") as file:
         for row in csv.reader(file):
+            n_lines += bool(row)
             if len(row) < 2 or row[0].strip().lower() == "path":
                 continue
+            n_rows += 1
             name, label = row[0].strip(), row[1].strip()
             absolute = name if os.path.isabs(name) else os.path.join(folder, name)
             by_path[os.path.normpath(absolute)] = label
@@ -137,7 +145,28 @@ def read_labels(path, paths):
         if label is None and seen_names.get(os.path.basename(p)) == 1:
             label = by_name[os.path.basename(p)]
         out.append(label)
-    return np.array(out, dtype=object)
+    out = np.array(out, dtype=object)
+    if check:
+        _check_label_matches(path, out, n_lines, n_rows)
+    return out
+
+
+def _check_label_matches(path, labels, n_lines, n_rows):
+    import warnings
+
+    n_matched = sum(label is not None for label in labels)
+    if n_matched == 0:
+        why = (f"none of its {n_lines} lines is a path,label row (comma-separated)"
+               if n_rows == 0 else
+               f"none of its {n_rows} path,label rows names one of the {len(labels)} "
+               "images (by absolute path, path relative to the file, or unique file name)")
+        raise ValueError(f"--labels {path!r}: {why}.")
+    if n_matched < len(labels):
+        warnings.warn(
+            f"--labels {path!r} labels {n_matched} of the {len(labels)} images; the "
+            "report compares the clusters with the labels on those only.",
+            UserWarning, stacklevel=3,
+        )
 
 
 def choose_clusters(labels, distances, labels_true=None, n=6, random_state=0):
@@ -202,10 +231,29 @@ def cluster_size_figure(labels):
     right.plot(np.arange(1, len(sizes) + 1), np.sort(sizes)[::-1], color="#3b75af")
     right.set_xlabel("cluster rank")
     right.set_ylabel("images")
-    right.set_yscale("log")
+    _plain_log_axis(right.yaxis)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (left.yaxis, right.xaxis):  # counts and ranks: whole numbers
+        axis.set_major_locator(MaxNLocator(integer=True))
     right.set_title(f"largest {sizes.max()}, smallest {sizes.min()}")
     fig.tight_layout()
     return fig
+
+
+def _plain_log_axis(axis):
+    """A log scale labelled 1, 2, 5, 10, 20, ... in plain numbers.
+
+    matplotlib's default labels only powers of ten (in math text), so an axis
+    spanning less than a decade, as cluster sizes often do, had no readable
+    label, or crowded minor labels such as 2x10^1.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.axes.set_yscale("log") if axis.axis_name == "y" else axis.axes.set_xscale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _thumbnail(path, side):
@@ -220,6 +268,12 @@ def _thumbnail(path, side):
             return np.asarray(canvas)
     except (OSError, ValueError, SyntaxError):
         return np.full((side, side, 3), 200, dtype=np.uint8)
+
+
+def _nearest_members(labels, distances, cluster, per_cluster):
+    """A cluster's members, and the ``per_cluster`` of them nearest to its centre."""
+    members = np.flatnonzero(labels == cluster)
+    return members, members[np.argsort(distances[members], kind="stable")][:per_cluster]
 
 
 def exemplar_figure(paths, labels, distances, clusters, *, per_cluster=8,
@@ -256,8 +310,7 @@ def exemplar_figure(paths, labels, distances, clusters, *, per_cluster=8,
         gridspec_kw={"wspace": 0.04, "hspace": 0.04},
     )
     for row, cluster in enumerate(clusters):
-        members = np.flatnonzero(labels == cluster)
-        nearest = members[np.argsort(distances[members], kind="stable")][:per_cluster]
+        members, nearest = _nearest_members(labels, distances, cluster, per_cluster)
         for col in range(per_cluster):
             ax = axes[row, col]
             ax.set_xticks([])
@@ -356,7 +409,8 @@ def probe_figure(probes):
     ax.set_xticks(np.arange(len(kinds)) + width * (len(probes) - 1) / 2, kinds)
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1.08)
-    ax.legend(loc="lower right")
+    # Beside the axes, not inside: inside, it covered a bar whatever the corner.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -412,6 +466,8 @@ h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 td,th{padding:.3em .8em;border-bottom:1px solid #e4e4e4;text-align:right} th{text-align:left}
 .note{color:#666;font-size:.9em}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start} .row img{max-width:48%}
+.exemplar-files{font-size:.8em;margin:.3em 0 1.2em} .exemplar-files td{text-align:left}
+.caveat{background:#fff4e5;border-left:4px solid #e69500;padding:.6em 1em;margin:1em 0}
 """
 
 
@@ -430,7 +486,8 @@ def _table(header, rows):
 
 
 def write_report(path, *, model, dataset, teacher_features, distances, timings,
-                 labels_true=None, n_left_out=0, seed=0, verbose=0):
+                 labels_true=None, n_left_out=0, seed=0, verbose=0, left_out=None,
+                 run=None):
     """Write the self-contained HTML report of a fitted ClusterFit on image files.
 
     Parameters
@@ -451,11 +508,17 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
         True labels (None for unlabelled images): adds NMI/ARI/purity and the
         probes of teacher and student.
     n_left_out : int, default=0
-        Files that could not be read.
+        Files that could not be read (when ``left_out`` is not given).
     seed : int, default=0
         Seeds the choice of clusters shown and the probes' split.
     verbose : int, default=0
         Progress messages.
+    left_out : list of (str, str) or None, default=None
+        Each file left out and why: listed by name in the report.
+    run : dict or None, default=None
+        What started the run, shown at the top: ``"command"`` (the command
+        line), ``"settings"`` (a dict of its settings) and ``"wall_seconds"``
+        (from its start to the report).
 
     Returns
     -------
@@ -469,13 +532,19 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
     paths = dataset.paths
     sizes = np.bincount(labels[labels >= 0])
     history = getattr(model.student_, "history_", [])
+    run = dict(run or {})
+    if left_out is not None:
+        n_left_out = len(left_out)
     log("skclusterfit", "writing the report", verbose)
     sections = []
+    wall = run.get("wall_seconds")
     cards = [
         ("images", f"{len(paths):,}"), ("files left out", f"{n_left_out:,}"),
-        ("K", f"{model.K:,}"), ("non-empty clusters", f"{int((sizes > 0).sum()):,}"),
+        ("K", f"{getattr(model, 'K_', model.K):,}"),
+        ("non-empty clusters", f"{int((sizes > 0).sum()):,}"),
         ("student epochs", len(history)),
-        ("seconds (this run)", f"{sum(timings.values()):.0f}"),
+        ("wall time of the run" if wall is not None else "seconds of the stages",
+         _duration(wall if wall is not None else sum(timings.values()))),
     ]
     figures = {"sizes": figure_to_data_uri(cluster_size_figure(labels))}
     sample, mixed = choose_clusters(labels, distances, labels_true, random_state=seed)
@@ -504,13 +573,19 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
             cards += [("NMI", f"{agreement['NMI']:.3f}"), ("purity", f"{agreement['purity']:.3f}")]
 
     sections.append(_cards(cards))
+    sections.append(_run_section(run, model))
     sections.append("<h2>Cluster sizes</h2>"
                     f"<img alt='cluster sizes' src='{figures['sizes']}'>")
-    sections.append("<h2>Exemplars</h2><p class='note'>Each row is one cluster (its id and "
-                    "size on the left), its images sorted by distance to the centre in the "
-                    "teacher's feature space.</p>"
-                    f"<img alt='sample of clusters' src='{figures['sample']}'>"
-                    f"<img alt='mixed clusters' src='{figures['mixed']}'>")
+    root = _common_folder(paths)
+    sections.append(
+        "<h2>Exemplars</h2><p class='note'>Each row is one cluster (its id and "
+        "size on the left), its images sorted by distance to the centre in the "
+        "teacher's feature space; the files of each row are listed under the grid"
+        + (f", relative to {html.escape(root)}" if root else "") + ".</p>"
+        f"<img alt='sample of clusters' src='{figures['sample']}'>"
+        + _exemplar_names(paths, labels, distances, sample, root)
+        + f"<img alt='mixed clusters' src='{figures['mixed']}'>"
+        + _exemplar_names(paths, labels, distances, mixed, root))
     if agreement is not None:
         sections.append(
             "<h2>Against the labels</h2>"
@@ -521,13 +596,20 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
             + "<div class='row'><div>"
             + _table(["network", "linear probe", "kNN probe"],
                      [(n, f"{s['linear']:.4f}", f"{s['kNN']:.4f}") for n, s in probes.items()])
-            + f"</div><img alt='probes' src='{figures['probes']}'></div>")
+            + f"</div><img alt='probes' src='{figures['probes']}'></div>"
+            + _student_below_teacher(probes, len(paths), len(history),
+                                     getattr(model, "K_", model.K)))
     curve = (f"<img alt='training curve' src='{figures['curve']}'>"
              if "curve" in figures else "")
     sections.append("<h2>Student training and time per stage</h2><div class='row'>"
                     f"{curve}<img alt='timings' src='{figures['timings']}'></div>"
                     "<p class='note'>A stage resumed from the checkpoint counts the time "
-                    "to read it back.</p>")
+                    "to read it back"
+                    + ("; the wall time of the run also counts writing the model and "
+                       "clusters, and starts after the program's imports" if wall is not None
+                       else "") + ".</p>")
+    if left_out:
+        sections.append(_left_out_section(left_out))
     teacher = getattr(model.teacher_, "estimator", model.teacher_)
     page = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
@@ -540,6 +622,88 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
     )
     atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path
+
+
+def _duration(seconds):
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 120:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _run_section(run, model):
+    """The command line and settings of the run (the teacher's file among them)."""
+    rows = []
+    if run.get("command"):
+        rows.append(("command", run["command"]))
+    for key, value in (run.get("settings") or {}).items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+        rows.append((key, "default" if value is None else value))
+    if not rows:
+        return ""
+    return ("<h2>The run</h2>"
+            + _table(["setting", "value"], rows).replace("<td>", "<td style='text-align:left'>")
+            + "<p class='note'>Settings as given (default: the command's own); K used: "
+            f"{getattr(model, 'K_', model.K)}.</p>")
+
+
+def _common_folder(paths):
+    try:
+        root = os.path.commonpath([os.path.abspath(p) for p in paths])
+    except ValueError:  # paths on different drives
+        return ""
+    return root if os.path.isdir(root) else os.path.dirname(root)
+
+
+def _exemplar_names(paths, labels, distances, clusters, root, per_cluster=8):
+    """The files of an exemplar grid, row by row, so that an outlier can be traced."""
+    rows = []
+    for cluster in clusters:
+        _, nearest = _nearest_members(labels, distances, cluster, per_cluster)
+        names = [os.path.relpath(os.path.abspath(paths[i]), root) if root else paths[i]
+                 for i in nearest]
+        rows.append(f"<tr><th>#{int(cluster)}</th><td class='names'>"
+                    + " &middot; ".join(html.escape(n) for n in names) + "</td></tr>")
+    return f"<table class='exemplar-files'>{''.join(rows)}</table>"
+
+
+def _left_out_section(left_out, limit=500):
+    rows = [(path, reason) for path, reason in left_out[:limit]]
+    more = (f" The first {limit} of {len(left_out)}; all are in skipped.txt."
+            if len(left_out) > limit else "")
+    return ("<h2>Files left out</h2>"
+            f"<p class='note'>{len(left_out)} files were not used, each with the reason."
+            f"{more}</p>" + _table(["file", "reason"], rows).replace(
+                "<td>", "<td style='text-align:left'>"))
+
+
+def _student_below_teacher(probes, n_images, n_epochs, K):
+    """Plain words when the student's features probe below the teacher's."""
+    teacher, student = probes.get("teacher", {}), probes.get("student", {})
+    behind = [kind for kind in ("linear", "kNN")
+              if kind in teacher and kind in student and student[kind] < teacher[kind]]
+    if not behind:
+        return ""
+    scores = "; ".join(f"{kind} probe {student[kind]:.3f} against {teacher[kind]:.3f}"
+                       for kind in behind)
+    return (
+        "<div class='caveat'><b>The student's features score below the teacher's</b> "
+        f"({scores}). ClusterFit's student helps when the teacher learned a noisy or "
+        "proxy objective whose quirks the clusters drop; a student trained briefly on "
+        "few images, or a teacher that already fits these images well, leaves it "
+        f"behind. This run trained {n_epochs} epochs on {n_images:,} images with "
+        f"K = {K:,} clusters. What to change: more epochs (<code>--max-epochs</code>; the "
+        "paper trains the student as long as the teacher), more images, or another K "
+        "(<code>--K</code>: about one cluster per 20 images or fewer on small data). "
+        "To know beforehand whether ClusterFit can help a teacher trained on labels, "
+        "<code>skclusterfit.evaluation.noise_fit(teacher, X, y, X_held_out, "
+        "y_held_out)</code> measures how much it memorised its training labels "
+        "(<code>likely_to_help</code> above 5 points).</div>"
+    )
 
 
 def _describe(estimator):

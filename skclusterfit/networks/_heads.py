@@ -16,11 +16,23 @@ def read_state_dict(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist.")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
 
-        return load_file(path, device="cpu")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(path, device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # Not torch's format, or a pickle that needs code to load. torch's own
+        # message would advise weights_only=False, which runs the file's code: never.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = (f" ({type(exc).__name__}: {first_line})"
+                  if first_line and "weights_only" not in first_line else "")
+        raise ValueError(
+            f"weights file {path!r} is not a state dict that torch.load can read "
+            f"without running code{detail}; give a .pth/.pt file of tensors "
+            "(model.state_dict()) or a .safetensors file."
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -20,7 +20,8 @@ def atomic_write(path, write):
     A reader never sees a partial file under ``path``: an interruption (even
     KeyboardInterrupt) removes the temporary file and leaves any previous
     ``path`` untouched; SIGKILL leaves a ``.<name>.*.tmp`` file beside it,
-    which :func:`remove_stale_temporaries` deletes.
+    which :func:`remove_stale_temporaries` deletes. The file's mode follows
+    the user's umask (0644 under the usual 022), as ``open`` would give it.
 
     Parameters
     ----------
@@ -42,6 +43,10 @@ def atomic_write(path, write):
     directory, name = os.path.split(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TEMPORARY_SUFFIX, dir=directory)
     try:
+        # mkstemp makes the file private (0600); the final file gets the mode any
+        # other program's would, 0666 less the user's umask.
+        with contextlib.suppress(AttributeError, OSError):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
@@ -52,6 +57,19 @@ def atomic_write(path, write):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _umask():
+    """The process's umask: from /proc on Linux, else read by setting it (POSIX has
+    no getter; setting it briefly could race with another thread creating files)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(directory):

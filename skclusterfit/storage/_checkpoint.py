@@ -82,6 +82,20 @@ def _silent(message):
     pass
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint directory holds another fit's stages.
+
+    ``reason`` says what differs in words that do not name the parameter
+    (``"other data"``, ``"other parameters (K: 10 there, 20 here)"``), so that a
+    caller which chose the directory itself (the command line's ``--out``) can
+    phrase its own message.
+    """
+
+    def __init__(self, directory, reason, advice):
+        self.directory, self.reason = directory, reason
+        super().__init__(f"checkpoint_dir={directory!r} holds {reason}; {advice}")
+
+
 class ArrayStage:
     """A stage whose result is one numpy array, stored as ``.npy``.
 
@@ -278,10 +292,11 @@ class StageStore:
         if not os.path.exists(path):
             stages = [name for name in _STAGE_FILES if os.path.exists(self.path(name))]
             if stages:  # written first, so its absence means these came from elsewhere
-                raise ValueError(
-                    f"checkpoint_dir={self.directory!r} holds {', '.join(stages)} but no "
-                    f"{FINGERPRINT_FILE}, so they cannot be matched to this fit; use an "
-                    "empty directory."
+                raise CheckpointMismatchError(
+                    self.directory,
+                    f"{', '.join(stages)} but no {FINGERPRINT_FILE}, so they cannot be "
+                    "matched to this fit",
+                    "use an empty directory.",
                 )
             if self.writer:
                 text = json.dumps(self.fingerprint, indent=1).encode()
@@ -290,10 +305,9 @@ class StageStore:
         with open(path, encoding="utf-8") as file:
             stored = json.load(file)
         if stored.get("data") != self.fingerprint["data"]:
-            raise ValueError(
-                f"checkpoint_dir={self.directory!r} holds a checkpoint of a fit on "
-                "other data; use another checkpoint_dir, or delete this one to "
-                "start over."
+            raise CheckpointMismatchError(
+                self.directory, "a checkpoint of a fit on other data",
+                "use another checkpoint_dir, or delete this one to start over.",
             )
         mine, theirs = self.fingerprint["parameters"], stored.get("parameters", {})
         differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
@@ -302,10 +316,9 @@ class StageStore:
                 f"{k}: {theirs.get(k, '<absent>')} there, {mine.get(k, '<absent>')} here"
                 for k in differing[:5]
             )
-            raise ValueError(
-                f"checkpoint_dir={self.directory!r} holds a checkpoint of a fit with "
-                f"other parameters ({details}); use another checkpoint_dir, or "
-                "delete this one to start over."
+            raise CheckpointMismatchError(
+                self.directory, f"a checkpoint of a fit with other parameters ({details})",
+                "use another checkpoint_dir, or delete this one to start over.",
             )
 
 
