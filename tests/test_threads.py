@@ -48,7 +48,7 @@ class _RecordThreads(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
 
     def forward(self, x):
         if len(x) > 1:  # a step; one sample is a shape or FLOP probe
@@ -64,6 +64,7 @@ def test_a_tiny_network_trains_on_one_thread_with_the_same_result(digits_small):
         for threads in (1, 2):
             torch.set_num_threads(threads)
             _RecordThreads.seen.clear()
+            torch.manual_seed(0)  # the same backbone weights for both thread counts
             clf = NetClassifier(_RecordThreads(), max_epochs=2, random_state=0)
             results[threads] = clf.fit(X[:200], y[:200]).transform(X[:200])
             assert _RecordThreads.seen == {1}  # every step, training and inference
