@@ -156,6 +156,23 @@ class ClusterFit(
         round has the same clusterer and student settings; with
         ``checkpoint_dir`` round ``r > 1`` keeps its stages in the
         subdirectory ``round<r>``.
+    curation : estimator or None, default=None
+        Selects the rows the student trains on, from the teacher's features:
+        fitted (a clone, seeded) on them, it sets ``sample_indices_``, and
+        each student epoch draws its rows from those (repeats count twice).
+        E.g. :class:`~skclusterfit.cluster.HierarchicalCuration` (Vo et al.,
+        2024), which keeps rare concepts and thins frequent ones. The
+        clusters are still those of every row. One process only. Read more
+        in :ref:`curation`.
+    persistent_ids : bool or array-like of shape (n_clusters, n_features), default=False
+        Renumber the clusters so that their ids persist
+        (:func:`~skclusterfit.cluster.match_cluster_ids`, Hungarian
+        matching): True matches the first round's clusters to the centres of
+        this estimator's previous fit when there is one (a refit, e.g. on
+        more data), an array to those centres (e.g. another fit's
+        ``cluster_centers_``); either way each later round's clusters are
+        matched to the round before by the rows they share. The student
+        learns the renumbered ids.
 
     Attributes
     ----------
@@ -184,10 +201,15 @@ class ClusterFit(
         counts the time to read it. Summed over rounds; in a distributed
         fit, the slowest process's (the same on every process).
     rounds_ : list of dict
-        One entry per round: ``"labels"``, its pseudo-labels, and
-        ``"student"``, its student (the last one is ``student_``, and
-        ``labels_``, ``cluster_centers_`` and ``clusterer_`` are the last
-        round's).
+        One entry per round: ``"labels"``, its pseudo-labels, ``"centers"``,
+        its cluster centres, and ``"student"``, its student (the last one is
+        ``student_``, and ``labels_``, ``cluster_centers_`` and
+        ``clusterer_`` are the last round's).
+    curation_ : estimator
+        The fitted ``curation`` (the last round's), when one is given.
+    cluster_id_map_ : ndarray of shape (n_clusters,)
+        With ``persistent_ids``: the clusterer's cluster ``i`` is ClusterFit's
+        cluster ``cluster_id_map_[i]`` (``clusterer_`` keeps its own ids).
 
     See Also
     --------
@@ -225,6 +247,8 @@ class ClusterFit(
         "feature_budget": [Interval(Integral, 0, None, closed="left"), str],
         "feature_dtype": [StrOptions({"float32", "float16"})],
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
+        "curation": [HasMethods(["fit"]), None],
+        "persistent_ids": ["boolean", "array-like"],
     }
     _component_parameters = ("teacher", "clusterer", "student")
 
@@ -244,6 +268,8 @@ class ClusterFit(
         feature_budget="2GB",
         feature_dtype="float32",
         n_rounds=1,
+        curation=None,
+        persistent_ids=False,
     ):
         self.teacher = teacher
         self.K = K
@@ -258,6 +284,8 @@ class ClusterFit(
         self.feature_budget = feature_budget
         self.feature_dtype = feature_dtype
         self.n_rounds = n_rounds
+        self.curation = curation
+        self.persistent_ids = persistent_ids
 
     def _log(self, message):
         log("ClusterFit", message, self.verbose)
@@ -323,6 +351,12 @@ class ClusterFit(
         check_fit_size = getattr(final_step(clusterer), "_check_fit_size", None)
         if check_fit_size is not None:
             check_fit_size(n_samples)
+        if self.curation is not None and group.is_distributed:
+            raise ValueError(
+                f"curation={self.curation!r} needs every row's teacher features in one "
+                "process; use ClusterFit(distributed=False) or no curation."
+            )
+        reference = self._id_reference()  # the previous fit's, before it is overwritten
         self.teacher_ = self._fit_teacher(X, teacher_seed)
         self.rounds_ = []
         self.stage_seconds_ = dict.fromkeys(("teacher features", "clustering", "student"), 0.0)
@@ -333,14 +367,20 @@ class ClusterFit(
                 clusterer_seed, student_seed = draw_seed(rng), draw_seed(rng)
                 clusterer = self._make_clusterer(clusterer_seed, group)
                 self._log(f"round {round_index + 1} of {self.n_rounds}")
+            # Drawn only when used: fits without curation keep their seeds.
+            curation_seed = None if self.curation is None else draw_seed(rng)
             store = self._open_store(X, y, teacher, group, round_index)
-            self._fit_round(X, y, teacher, clusterer, student_seed, store, group, budget)
-            self.rounds_.append({"labels": self.labels_, "student": self.student_})
+            self._fit_round(X, y, teacher, clusterer, student_seed, store, group, budget,
+                            reference, curation_seed)
+            reference = ("labels", self.labels_)
+            self.rounds_.append({"labels": self.labels_, "centers": self.cluster_centers_,
+                                 "student": self.student_})
         self.n_features_out_ = self.student_.n_features_out_
         self.stage_seconds_ = _stages.slowest(self.stage_seconds_, group)
         return self
 
-    def _fit_round(self, X, y, teacher, clusterer, student_seed, store, group, budget):
+    def _fit_round(self, X, y, teacher, clusterer, student_seed, store, group, budget,
+                   reference=None, curation_seed=None):
         """The three stages: teacher features, clusters, a student on them."""
         stage = features_stage(group.rank, group.world_size, budget)
         storage = FeatureStorage(budget, self.feature_dtype, store.directory, stage.filename)
@@ -362,6 +402,9 @@ class ClusterFit(
             )
             seconds = time.perf_counter() - start
             self.stage_seconds_["clustering"] += seconds
+            self._match_ids(reference)
+            fit_params = {} if self.curation is None else {
+                "sample_weight": self._curate(features, curation_seed)}
             features = None  # let go of them before the student trains
         self._log(f"{len(np.unique(self.labels_))} clusters in {seconds:.1f}s")
 
@@ -370,7 +413,7 @@ class ClusterFit(
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_MANY_CLASSES_WARNING)
-                self.student_.fit(X, self.labels_, checkpoint=store.epochs())
+                self.student_.fit(X, self.labels_, checkpoint=store.epochs(), **fit_params)
         except KeyboardInterrupt:
             if self.checkpoint_dir is not None:
                 self._log(f"interrupted; fit again to resume from {self.checkpoint_dir!r}")
@@ -378,6 +421,55 @@ class ClusterFit(
         seconds = time.perf_counter() - start
         self.stage_seconds_["student"] += seconds
         self._log(f"student trained in {seconds:.1f}s")
+
+    def _id_reference(self):
+        """What the first round's cluster ids are matched to (None: nothing)."""
+        if isinstance(self.persistent_ids, (bool, np.bool_)):
+            rounds = getattr(self, "rounds_", None) if self.persistent_ids else None
+            return ("centers", np.asarray(rounds[0]["centers"])) if rounds else None
+        return ("centers", np.asarray(self.persistent_ids, dtype=np.float64))
+
+    def _match_ids(self, reference):
+        """Renumber ``labels_`` and ``cluster_centers_`` to persist ``reference``'s ids."""
+        if isinstance(self.persistent_ids, (bool, np.bool_)) and not self.persistent_ids:
+            return
+        from .cluster import match_cluster_ids
+
+        k = len(self.cluster_centers_)
+        self.cluster_id_map_ = np.arange(k)
+        if reference is None:
+            return
+        on, previous = reference
+        if on == "centers" and previous.shape[-1:] != self.cluster_centers_.shape[1:]:
+            raise ValueError(
+                f"persistent_ids: the reference centres have shape {previous.shape} but "
+                f"this fit's have {self.cluster_centers_.shape}; they must live in one "
+                "feature space (same teacher and clusterer preprocessing)."
+            )
+        current = self.cluster_centers_ if on == "centers" else self.labels_
+        mapping = match_cluster_ids(previous, current, on=on)
+        # Labels may leave the last clusters empty: those keep their ids.
+        self.cluster_id_map_[: len(mapping)] = mapping
+        self.labels_ = self.cluster_id_map_[self.labels_]
+        self.cluster_centers_ = self.cluster_centers_[np.argsort(self.cluster_id_map_)]
+
+    def _curate(self, features, seed):
+        """The student's row weights: how often ``curation`` selected each row."""
+        start = time.perf_counter()
+        curation = clone(self.curation)
+        if "random_state" in curation.get_params(deep=False) and seed is not None:
+            curation.set_params(random_state=seed if self.random_state is not None else None)
+        self.curation_ = curation.fit(np.asarray(features))
+        rows = getattr(self.curation_, "sample_indices_", None)
+        if rows is None:
+            raise TypeError(
+                f"curation={self.curation!r} set no sample_indices_ in fit; ClusterFit "
+                "trains the student on the rows it lists."
+            )
+        self.stage_seconds_["curation"] = (
+            self.stage_seconds_.get("curation", 0.0) + time.perf_counter() - start)
+        self._log(f"curation kept {len(np.unique(rows))} of {len(features)} rows")
+        return np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(features))
 
     def _open_store(self, X, y, teacher, group, round_index=0):
         """Where a round's stages keep their results: ``checkpoint_dir`` (round
