@@ -402,9 +402,18 @@ class ClusterFit(
             )
             seconds = time.perf_counter() - start
             self.stage_seconds_["clustering"] += seconds
-            self._match_ids(reference)
-            fit_params = {} if self.curation is None else {
-                "sample_weight": self._curate(features, curation_seed)}
+            if not (isinstance(self.persistent_ids, (bool, np.bool_))
+                    and not self.persistent_ids):
+                self.labels_, self.cluster_centers_, self.cluster_id_map_ = (
+                    _stages.persist_ids(self.labels_, self.cluster_centers_, reference))
+            fit_params = {}
+            if self.curation is not None:
+                self.curation_, fit_params["sample_weight"], spent = _stages.curate(
+                    self.curation, features,
+                    curation_seed if self.random_state is not None else None)
+                self.stage_seconds_["curation"] = self.stage_seconds_.get("curation", 0) + spent
+                self._log(f"curation kept {np.count_nonzero(fit_params['sample_weight'])} "
+                          f"of {len(features)} rows in {spent:.1f}s")
             features = None  # let go of them before the student trains
         self._log(f"{len(np.unique(self.labels_))} clusters in {seconds:.1f}s")
 
@@ -428,48 +437,6 @@ class ClusterFit(
             rounds = getattr(self, "rounds_", None) if self.persistent_ids else None
             return ("centers", np.asarray(rounds[0]["centers"])) if rounds else None
         return ("centers", np.asarray(self.persistent_ids, dtype=np.float64))
-
-    def _match_ids(self, reference):
-        """Renumber ``labels_`` and ``cluster_centers_`` to persist ``reference``'s ids."""
-        if isinstance(self.persistent_ids, (bool, np.bool_)) and not self.persistent_ids:
-            return
-        from .cluster import match_cluster_ids
-
-        k = len(self.cluster_centers_)
-        self.cluster_id_map_ = np.arange(k)
-        if reference is None:
-            return
-        on, previous = reference
-        if on == "centers" and previous.shape[-1:] != self.cluster_centers_.shape[1:]:
-            raise ValueError(
-                f"persistent_ids: the reference centres have shape {previous.shape} but "
-                f"this fit's have {self.cluster_centers_.shape}; they must live in one "
-                "feature space (same teacher and clusterer preprocessing)."
-            )
-        current = self.cluster_centers_ if on == "centers" else self.labels_
-        mapping = match_cluster_ids(previous, current, on=on)
-        # Labels may leave the last clusters empty: those keep their ids.
-        self.cluster_id_map_[: len(mapping)] = mapping
-        self.labels_ = self.cluster_id_map_[self.labels_]
-        self.cluster_centers_ = self.cluster_centers_[np.argsort(self.cluster_id_map_)]
-
-    def _curate(self, features, seed):
-        """The student's row weights: how often ``curation`` selected each row."""
-        start = time.perf_counter()
-        curation = clone(self.curation)
-        if "random_state" in curation.get_params(deep=False) and seed is not None:
-            curation.set_params(random_state=seed if self.random_state is not None else None)
-        self.curation_ = curation.fit(np.asarray(features))
-        rows = getattr(self.curation_, "sample_indices_", None)
-        if rows is None:
-            raise TypeError(
-                f"curation={self.curation!r} set no sample_indices_ in fit; ClusterFit "
-                "trains the student on the rows it lists."
-            )
-        self.stage_seconds_["curation"] = (
-            self.stage_seconds_.get("curation", 0.0) + time.perf_counter() - start)
-        self._log(f"curation kept {len(np.unique(rows))} of {len(features)} rows")
-        return np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(features))
 
     def _open_store(self, X, y, teacher, group, round_index=0):
         """Where a round's stages keep their results: ``checkpoint_dir`` (round
