@@ -164,15 +164,18 @@ class ClusterFit(
         2024), which keeps rare concepts and thins frequent ones. The
         clusters are still those of every row. One process only. Read more
         in :ref:`curation`.
-    persistent_ids : bool or array-like of shape (n_clusters, n_features), default=False
+    persistent_ids : bool or array-like, default=False
         Renumber the clusters so that their ids persist
         (:func:`~skclusterfit.cluster.match_cluster_ids`, Hungarian
-        matching): True matches the first round's clusters to the centres of
+        matching). True matches the first round's clusters to the centres of
         this estimator's previous fit when there is one (a refit, e.g. on
-        more data), an array to those centres (e.g. another fit's
-        ``cluster_centers_``); either way each later round's clusters are
-        matched to the round before by the rows they share. The student
-        learns the renumbered ids.
+        more data); an array of shape (n_clusters, n_features) to those
+        centres (e.g. another fit's ``cluster_centers_``); an int array of
+        shape (n_samples,) to those previous cluster ids of the rows of
+        ``X`` (-1: a row without one), by the rows the clusters share.
+        Either way each later round's clusters are matched to the round
+        before by the rows they share. The student learns the renumbered
+        ids.
 
     Attributes
     ----------
@@ -436,7 +439,10 @@ class ClusterFit(
         if isinstance(self.persistent_ids, (bool, np.bool_)):
             rounds = getattr(self, "rounds_", None) if self.persistent_ids else None
             return ("centers", np.asarray(rounds[0]["centers"])) if rounds else None
-        return ("centers", np.asarray(self.persistent_ids, dtype=np.float64))
+        reference = np.asarray(self.persistent_ids)
+        if reference.ndim == 1:  # previous ids of the rows
+            return ("labels", reference.astype(np.int64))
+        return ("centers", reference.astype(np.float64))
 
     def _open_store(self, X, y, teacher, group, round_index=0):
         """Where a round's stages keep their results: ``checkpoint_dir`` (round

@@ -170,8 +170,8 @@ def persist_ids(labels, centers, reference):
     """``labels`` and ``centers`` renumbered to keep the ids of ``reference``.
 
     ``reference`` is ``("centers", array)`` (Hungarian matching of centres in
-    one feature space), ``("labels", array)`` (of the same rows: matching by
-    overlap) or None (ids kept). Returns ``(labels, centers, id_map)``: the
+    one feature space), ``("labels", array)`` (previous ids of the same rows,
+    -1 where none: matching by overlap) or None (ids kept). Returns ``(labels, centers, id_map)``: the
     clusterer's cluster ``i`` is now cluster ``id_map[i]``.
     """
     from .cluster import match_cluster_ids  # imported on use: numba kernels
@@ -180,13 +180,22 @@ def persist_ids(labels, centers, reference):
     if reference is None:
         return labels, centers, id_map
     on, previous = reference
+    current = centers
     if on == "centers" and previous.shape[-1:] != centers.shape[1:]:
         raise ValueError(
             f"persistent_ids: the reference centres have shape {previous.shape} but "
             f"this fit's have {centers.shape}; they must live in one feature space "
             "(same teacher and clusterer preprocessing)."
         )
-    mapping = match_cluster_ids(previous, centers if on == "centers" else labels, on=on)
+    if on == "labels":
+        if previous.shape != labels.shape:
+            raise ValueError(
+                f"persistent_ids: {len(previous)} previous cluster ids for "
+                f"{len(labels)} rows; give one per row of X (-1: none)."
+            )
+        known = previous >= 0  # rows of X that had a cluster before
+        previous, current = previous[known], labels[known]
+    mapping = match_cluster_ids(previous, current, on=on)
     id_map[: len(mapping)] = mapping  # empty last clusters (by labels) keep their ids
     return id_map[labels], centers[np.argsort(id_map)], id_map
 

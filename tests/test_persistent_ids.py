@@ -99,3 +99,20 @@ def test_reference_centres_of_another_space_are_refused(digits):
                     random_state=0, persistent_ids=np.zeros((5, 3)))
     with pytest.raises(ValueError, match=r"reference centres have shape \(5, 3\)"):
         cf.fit(X[:200])
+
+
+def test_previous_ids_of_the_rows_are_kept_where_rows_had_one(digits):
+    X, teacher = digits
+    cf = ClusterFit(teacher, K=10, student=NetClassifier("mlp", max_epochs=1),
+                    random_state=0).fit(X[:1500])
+    previous = np.full(len(X), -1)
+    previous[:1500] = cf.labels_
+    refit = ClusterFit(teacher, K=10, student=NetClassifier("mlp", max_epochs=1),
+                       random_state=7, persistent_ids=previous).fit(X)
+    new = refit.labels_[:1500]
+    # The renumbering that agrees most with the previous ids: matching again changes nothing.
+    np.testing.assert_array_equal(match_cluster_ids(cf.labels_, new, on="labels"),
+                                  np.arange(10))
+    assert np.mean(new == cf.labels_) > 0.6
+    with pytest.raises(ValueError, match="1500 previous cluster ids for 1797 rows"):
+        refit.set_params(persistent_ids=previous[:1500]).fit(X)

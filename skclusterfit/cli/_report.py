@@ -430,7 +430,7 @@ def _table(header, rows):
 
 
 def write_report(path, *, model, dataset, teacher_features, distances, timings,
-                 labels_true=None, n_left_out=0, seed=0, verbose=0):
+                 labels_true=None, n_left_out=0, seed=0, verbose=0, notes=()):
     """Write the self-contained HTML report of a fitted ClusterFit on image files.
 
     Parameters
@@ -456,6 +456,9 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
         Seeds the choice of clusters shown and the probes' split.
     verbose : int, default=0
         Progress messages.
+    notes : sequence of str, default=()
+        Lines shown under the summary (e.g. how many images of a refit kept
+        their cluster id).
 
     Returns
     -------
@@ -504,6 +507,7 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
             cards += [("NMI", f"{agreement['NMI']:.3f}"), ("purity", f"{agreement['purity']:.3f}")]
 
     sections.append(_cards(cards))
+    sections += [f"<p class='note'>{html.escape(note)}</p>" for note in notes]
     sections.append("<h2>Cluster sizes</h2>"
                     f"<img alt='cluster sizes' src='{figures['sizes']}'>")
     sections.append("<h2>Exemplars</h2><p class='note'>Each row is one cluster (its id and "
