@@ -80,8 +80,8 @@ def test_fit_resample_and_seeding():
 @pytest.mark.parametrize("params, message", [
     ({"n_clusters": (5, 10)}, "must not increase"),
     ({"n_clusters": (1000,)}, "need at least as many rows"),
-    ({"n_clusters": ()}, "non-empty sequence"),
-    ({"n_clusters": (4.5, 2)}, "positive ints"),
+    ({"n_clusters": ()}, "non-empty"),
+    ({"n_clusters": (4.5, 2)}, "positive int"),
     ({"n_samples": 0}, "n_samples"),
     ({"n_samples": 1.5}, "n_samples"),
     ({"n_resampling_steps": -1}, "n_resampling_steps"),

@@ -82,8 +82,9 @@ class HierarchicalCuration(PersistenceMixin, DefaultComponentsMixin, BaseEstimat
 
     Parameters
     ----------
-    n_clusters : sequence of int, default=(100, 10)
-        Clusters of each level, from the first (clusters of rows) to the top.
+    n_clusters : int or sequence of int, default=(100, 10)
+        Clusters of each level, from the first (clusters of rows) to the top
+        (an int: one level).
         Each level has at most as many clusters as the one below it; the
         first at most ``n_samples_in``. Vo et al. use four levels on web
         images (10M, 500k, 50k and 10k clusters for 743M images).
@@ -151,7 +152,7 @@ class HierarchicalCuration(PersistenceMixin, DefaultComponentsMixin, BaseEstimat
     """
 
     _parameter_constraints = {
-        "n_clusters": ["array-like"],
+        "n_clusters": [Interval(Integral, 1, None, closed="left"), "array-like"],
         "n_samples": [
             Interval(Integral, 1, None, closed="left"),
             Interval(Real, 0, 1, closed="right"),
@@ -186,7 +187,7 @@ class HierarchicalCuration(PersistenceMixin, DefaultComponentsMixin, BaseEstimat
         return KMeans()
 
     def _check_levels(self, n_rows):
-        levels = np.asarray(self.n_clusters)
+        levels = np.atleast_1d(self.n_clusters)
         if (
             levels.ndim != 1
             or len(levels) == 0
@@ -194,13 +195,14 @@ class HierarchicalCuration(PersistenceMixin, DefaultComponentsMixin, BaseEstimat
             or np.any(levels < 1)
         ):
             raise ValueError(
-                f"n_clusters={self.n_clusters!r} must be a non-empty sequence of "
-                "positive ints (clusters of each level, first level first)."
+                f"n_clusters={self.n_clusters!r} must be a positive int or a non-empty "
+                "sequence of them (clusters of each level, first level first)."
             )
         if levels[0] > n_rows:
             raise ValueError(
                 f"n_clusters={self.n_clusters!r}: the first level's {levels[0]} "
-                f"clusters need at least as many rows, but X has {n_rows}."
+                f"clusters need at least as many rows, but X has {n_rows} "
+                f"sample{'s' if n_rows != 1 else ''}."
             )
         if np.any(np.diff(levels) > 0):
             raise ValueError(
