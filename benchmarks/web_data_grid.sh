@@ -9,8 +9,11 @@ if [ "$1" = longtail ]; then
     run --plan longtail
     exit
 fi
-for p in 0.5 0.75 0.25; do run --plan structured --datasets digits8 --noise $p; done
-for p in 0.5 0.75 0.25; do run --plan structured --datasets digits16 --noise $p; done
+# First the teacher and ClusterFit (does its lead survive?), then the baselines.
+for p in 0.5 0.75 0.25; do run --plan structured --datasets digits8 --noise $p --networks N_cf; done
+run --plan structured --datasets digits8 --noise 0.5 --networks Distill "N_pre 2x"
+for p in 0.5 0.75 0.25; do run --plan structured --datasets digits16 --noise $p --networks N_cf; done
+run --plan structured --datasets digits8 --networks Distill "N_pre 2x"
 run --plan structured --datasets mnist14 --noise 0.5
 run --plan structured --datasets mnist28 --noise 0.5
 run --plan structured --datasets mnist14

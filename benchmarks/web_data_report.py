@@ -59,7 +59,7 @@ def complete(rows, networks):
 
 
 def structured_tables(rows, probe):
-    rows = complete(rows, STRUCTURED)
+    rows = complete(rows, ["N_pre", "N_cf"])  # the baselines where they ran
     lines = [["dataset", "p", "noise", "seeds"] + STRUCTURED + ["N_cf > N_pre"]]
     cells = by(rows, "dataset", "p", "kind")
     for dataset, p, kind in sorted(cells, key=lambda c: (DATASETS.index(c[0]), c[1],
@@ -69,8 +69,12 @@ def structured_tables(rows, probe):
         cf = [float(r[probe]) for r in group[("N_cf",)]]
         line = [dataset, p, kind, str(len(pre))]
         for network in STRUCTURED:
-            values = [float(r[probe]) for r in group[(network,)]]
-            line.append(cell(values, None if network == "N_pre" else pre))
+            values = [float(r[probe]) for r in group.get((network,), [])]
+            if not values:
+                line.append("-")
+                continue
+            seeds = "" if len(values) == len(pre) else f" [{len(values)} seeds]"
+            line.append(cell(values, None if network == "N_pre" else pre) + seeds)
         line.append(f"{sum(c > a for a, c in zip(pre, cf))}/{len(pre)}")
         lines.append(line)
     return rst_table(lines) if len(lines) > 1 else "(no complete cell yet)"

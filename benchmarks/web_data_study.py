@@ -147,8 +147,8 @@ def teacher_for(dataset, kind, p, seed, X_train, y_noisy, cache, epochs=None):
     return teacher
 
 
-def job(plan, dataset, kind, p, seed, out, cache):
-    """Every network of one teacher; each row written as it ends."""
+def job(plan, dataset, kind, p, seed, out, cache, only=None):
+    """Every network of one teacher (or those of ``only``); each row written as it ends."""
     import torch
 
     torch.set_num_threads(1)
@@ -160,7 +160,8 @@ def job(plan, dataset, kind, p, seed, out, cache):
     log = RunLog(out, FIELDS, KEY)
     networks = STRUCTURED_NETWORKS if plan == "structured" else LONGTAIL_NETWORKS
     key = {"plan": plan, "dataset": dataset, "kind": kind, "p": p, "seed": seed}
-    todo = [n for n in networks if not log.done(**key, network=n)]
+    todo = [n for n in networks if not log.done(**key, network=n)
+            and (only is None or n in only or n == "N_pre")]
     if not todo:
         return 0
     X_train, X_test, y_train, y_test = load_dataset(dataset, seed)
@@ -242,6 +243,9 @@ def main(argv=None):
     parser.add_argument("--noise", type=float, nargs="+")
     parser.add_argument("--kinds", nargs="+")
     parser.add_argument("--seeds", type=int, nargs="+")
+    parser.add_argument("--networks", nargs="+",
+                        choices=sorted(set(STRUCTURED_NETWORKS + LONGTAIL_NETWORKS)),
+                        help="run only these networks (N_pre always runs first)")
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--out", default=None,
                         help="CSV of runs (default benchmarks/results/webdata_<plan>.csv)")
@@ -261,7 +265,7 @@ def main(argv=None):
     jobs = plan_jobs(args.plan, args)
     print(f"{len(jobs)} jobs, plan {args.plan}, load {os.getloadavg()}", flush=True)
     for _ in Parallel(n_jobs=args.n_jobs, return_as="generator_unordered")(
-        delayed(job)(*j, out, args.cache) for j in jobs
+        delayed(job)(*j, out, args.cache, args.networks) for j in jobs
     ):
         pass
     return 0
