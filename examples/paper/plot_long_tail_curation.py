@@ -63,7 +63,12 @@ teacher = NetClassifier(max_epochs=15, random_state=0).fit(X_train, y_noisy)
 # %%
 # What the curation keeps: fitted on the teacher's features on its own (as
 # ``ClusterFit(curation=...)`` fits it), it keeps half of the images. The
-# frequent digits lose most of theirs; the rare ones keep nearly all.
+# frequent digits lose more than half of theirs, the rare ones keep most of
+# theirs, but not all: the curation sees the teacher's clusters, not the
+# digits, and a rare digit whose images the noisy teacher mixed into the
+# clusters of a frequent one is thinned with it. (One run printed
+# [350, 210, ..., 6, 4] images per digit before and [138, 102, ..., 6, 2]
+# after.)
 curation = HierarchicalCuration(n_clusters=(100, 10), n_samples=0.5, random_state=0)
 curation.fit(teacher.transform(X_train))
 kept = np.bincount(y_train[curation.sample_indices_], minlength=10)[order]
@@ -99,7 +104,11 @@ for name, cf in students.items():
 # %%
 # Linear probe per third of the digits: the probe is fitted on the
 # long-tailed training images with their clean labels and scored on the
-# balanced test images of each third.
+# balanced test images of each third. With one seed and short training the
+# differences between students are within their seed-to-seed spread; one
+# run on a shared 2-core machine printed tail accuracies of 0.45 (teacher),
+# 0.37 (ClusterFit), 0.48 (balanced sampler) and 0.37 (curation), in 4.5
+# minutes under a load average of 18.
 thirds = {"head": order[:3], "middle": order[3:7], "tail": order[7:]}
 networks = {"teacher N_pre": teacher, **students}
 scores = {}
