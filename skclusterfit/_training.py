@@ -488,7 +488,7 @@ class NetClassifier(
             )
         if not np.all(np.isfinite(weight)) or np.any(weight < 0) or weight.sum() <= 0:
             raise ValueError(
-                "sample_weight must be finite and non-negative with a positive sum; "
+                "sample_weight must be finite and non-negative, and not all zero; "
                 f"got min {weight.min()!r}, sum {weight.sum()!r}."
             )
         return weight / weight.sum()

@@ -117,7 +117,7 @@ def test_sample_weight_zero_rows_are_never_trained_on():
     (np.ones(10), "balanced", "sampler='balanced'"),
     (np.ones(9), "shuffle", r"shape \(9,\)"),
     (-np.ones(10), "shuffle", "non-negative"),
-    (np.zeros(10), "shuffle", "positive sum"),
+    (np.zeros(10), "shuffle", "not all zero"),
 ])
 def test_bad_sample_weight_is_refused(weight, sampler, message):
     X = np.random.RandomState(0).rand(10, 4).astype(np.float32)
