@@ -49,12 +49,12 @@ def by(rows, *fields):
 
 
 def complete(rows, networks):
-    """Rows of the teachers whose networks all finished (paired comparisons only)."""
+    """All rows of the teachers whose ``networks`` all finished (paired comparisons)."""
     teachers = by(rows, "dataset", "kind", "p", "seed")
     keep = []
     for group in teachers.values():
         if {r["network"] for r in group} >= set(networks):
-            keep += [r for r in group if r["network"] in networks]
+            keep += group
     return keep
 
 
