@@ -36,10 +36,33 @@ Jobs (``--sizes``; each is one table):
   with and without ``whiten_dim=256``; ``2048-f16``: the same rows as a
   float16 memory map on disk (out of core). Inertia is compared with exact
   Lloyd on a 20,000-row subsample (both fitted there from the same init).
+- Peers of 2026, SuperKMeans (``pip install superkmeans``) beside ours, each
+  with its own defaults and seeding, on L2-normalised mixture rows (every
+  method sees the same rows; no shared initial centres): ``peers-200k``
+  (200,000 x 128, K = 4000, K/10 modes), ``peers-200k-m4`` and
+  ``peers-200k-m100`` (K/4 and K/100 modes), ``peers-1m`` (1,000,000 x 256,
+  K = 16,000), ``peers-clip`` (1,280,000 x 512, K = 10,000: the SuperKMeans
+  paper's ImageNet-CLIP shape, as a mixture). Quality is recomputed alike for
+  every method: the mean squared distance of a fixed sample of 50,000 rows to
+  its nearest returned centre (lower is better). ``--iters 1,2,5,10`` sweeps
+  each method's iteration knob (ours: ``max_iter``; SuperKMeans flat:
+  ``iters``; SuperKMeans hierarchical: ``iters_refinement``, 0 included) and
+  prints the time-to-quality table: the least time in which each method came
+  within 1%, 0.3% and 0.1% of the best quality any run reached. Each run
+  also reports its cluster sizes (smallest, 1st percentile, median, 99th,
+  largest, empty clusters) of the labels it returns (SuperKMeans:
+  ``assign_training_points``, not timed).
 - ``--device cuda``: ``gpu-1m`` (1M x 256, K = 20,000, 25 iterations, the
   faiss wiki's job) and ``gpu-2048`` (1M x 2048, K = 16,000, 10 iterations):
-  our torch engine against faiss-gpu and fastkmeans, each skipped with a
-  message when it is not installed or no GPU is visible.
+  our torch engine (its default iterations, bfloat16 on a GPU of compute
+  capability 8.0 or more, and float32 iterations: exact Lloyd, the inertia
+  reference) against faiss (faiss-gpu) and fastkmeans, each skipped with a
+  message when it is not installed or no GPU is visible. Every worker warms
+  up on the device (CUDA context, cuBLAS, kernels) before the timed fit and
+  reports the peak GPU memory: ``torch.cuda.max_memory_allocated`` and the
+  device's used memory above its level before the fit (sampled every 5 ms;
+  faiss allocates outside torch). ``gpu-smoke`` (20,000 x 32, K = 200) is
+  the same comparison at a size for ``--device cpu`` (a dry run).
 
 Usage (from the repository root)::
 
@@ -48,6 +71,8 @@ Usage (from the repository root)::
     python benchmarks/kmeans.py --sizes 1m --methods "ours ann"
     python benchmarks/kmeans.py --sizes 2048 --repeats 1
     python benchmarks/kmeans.py --device cuda --sizes gpu-1m,gpu-2048
+    python benchmarks/kmeans.py --device cpu --sizes gpu-smoke   # dry run
+    python benchmarks/kmeans.py --sizes peers-200k --iters 1,2,3,5,10
 """
 
 import argparse
@@ -56,6 +81,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -81,9 +107,17 @@ SIZES = {
     "1m-defaults": (1_000_000, 256, 16000, 10, {"defaults": True, "normalize": True}),
     "2048": (1_000_000, 2048, 16000, 10, {"subsample_exact": 20_000}),
     "2048-f16": (1_000_000, 2048, 16000, 10, {"float16_memmap": True}),
-    "gpu-1m": (1_000_000, 256, 20000, 25, {"device": "cuda"}),
-    "gpu-2048": (1_000_000, 2048, 16000, 10, {"device": "cuda"}),
+    "gpu-1m": (1_000_000, 256, 20000, 25, {"gpu": True}),
+    "gpu-2048": (1_000_000, 2048, 16000, 10, {"gpu": True}),
+    "gpu-smoke": (20_000, 32, 200, 5, {"gpu": True}),
+    "peers-smoke": (20_000, 32, 400, None, {"peers": True, "normalize": True}),
+    "peers-200k": (200_000, 128, 4000, None, {"peers": True, "normalize": True}),
+    "peers-200k-m4": (200_000, 128, 4000, None, {"peers": True, "normalize": True, "modes": 1000}),
+    "peers-200k-m100": (200_000, 128, 4000, None, {"peers": True, "normalize": True, "modes": 40}),
+    "peers-1m": (1_000_000, 256, 16000, None, {"peers": True, "normalize": True}),
+    "peers-clip": (1_280_000, 512, 10000, None, {"peers": True, "normalize": True}),
 }
+GPU_METHODS = ["ours torch", "ours torch fp32", "faiss", "fastkmeans"]
 CPU_METHODS = ["ours exact", "ours ann", "sklearn KMeans", "sklearn MiniBatchKMeans",
                "faiss-cpu"]
 DEFAULT_METHODS = {
@@ -95,10 +129,22 @@ DEFAULT_METHODS = {
     "1m-defaults": ["ours defaults"],
     "2048": ["ours ann", "ours ann whiten256"],
     "2048-f16": ["ours ann", "ours ann whiten256"],
-    "gpu-1m": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
-    "gpu-2048": ["ours torch cuda", "faiss-gpu", "fastkmeans"],
+    "gpu-1m": GPU_METHODS,
+    "gpu-2048": GPU_METHODS,
+    "gpu-smoke": GPU_METHODS,
 }
-REFERENCE = {"e2e": "sklearn defaults", "gpu-1m": "faiss-gpu", "gpu-2048": "faiss-gpu"}
+# Peers jobs: every method at its defaults ("defaults": one run) and the
+# methods with an iteration knob once per --iters value.
+PEER_METHODS = ["ours defaults", "ours exact", "ours flat", "superkmeans defaults",
+                "superkmeans flat", "superkmeans hierarchical"]
+for _name in ("peers-smoke", "peers-200k", "peers-200k-m4", "peers-200k-m100", "peers-1m",
+              "peers-clip"):
+    DEFAULT_METHODS[_name] = PEER_METHODS
+REFERENCE = {"e2e": "sklearn defaults", "gpu-1m": "faiss", "gpu-2048": "faiss",
+             "gpu-smoke": "faiss"}
+# Exact Lloyd from the same initial centres: the inertia the others are held to.
+EXACT = {"gpu-1m": "ours torch fp32", "gpu-2048": "ours torch fp32",
+         "gpu-smoke": "ours torch fp32"}
 
 
 # -- data --------------------------------------------------------------------------
@@ -130,8 +176,18 @@ def normalize_rows(X):
     return X
 
 
-def inertia_of(X, centers, labels):
+def inertia_of(X, centers, labels, device="cpu"):
     """float64 sum of squared distances of the rows to their centres, by blocks."""
+    if device == "cuda":
+        import torch
+
+        C = torch.as_tensor(np.asarray(centers), device="cuda").double()
+        L = torch.as_tensor(np.asarray(labels).astype(np.int64).ravel(), device="cuda")
+        total = torch.zeros((), dtype=torch.float64, device="cuda")
+        for start in range(0, X.shape[0], 65536):
+            block = torch.as_tensor(np.asarray(X[start : start + 65536]), device="cuda")
+            total += ((block.double() - C[L[start : start + 65536]]) ** 2).sum()
+        return float(total)
     centers = np.asarray(centers, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64).ravel()
     total = 0.0
@@ -143,6 +199,65 @@ def inertia_of(X, centers, labels):
 
 
 # -- methods (run inside a worker) ---------------------------------------------------
+
+
+def run_peer(method, X, n_iter, n_clusters):
+    """Fit a peers-job method at its defaults, ``n_iter`` its iteration knob (None: default).
+
+    Returns (centres, a function giving the labels, untimed, details dict).
+    """
+    details = {}
+    if method.startswith("ours"):
+        from skclusterfit.cluster import KMeans
+
+        params = {"n_clusters": n_clusters, "random_state": 0}
+        if n_iter is not None:
+            params["max_iter"] = n_iter
+        if method == "ours exact":
+            params["assign"] = "exact"
+        elif method == "ours flat":
+            params["algorithm"] = "lloyd"
+        km = KMeans(**params).fit(X)
+        details.update(algorithm=km.algorithm_, engine=km.engine_, n_iter=km.n_iter_)
+        return km.cluster_centers_, lambda: km.labels_, details
+    if method.startswith("superkmeans"):
+        import superkmeans
+
+        params = {}
+        if method == "superkmeans flat":
+            # Its flat mode on every row (its flat default samples 30% of them).
+            params = {"hierarchical": False, "sampling_fraction": 1.0}
+            if n_iter is not None:
+                params["iters"] = n_iter
+        elif method == "superkmeans hierarchical":
+            params = {"hierarchical": True}
+            if n_iter is not None:
+                params["iters_refinement"] = n_iter
+        km = superkmeans.SuperKMeans(n_clusters, X.shape[1], **params)
+        centers = km.train(X)
+        details.update(hierarchical=bool(km.hierarchical_), params=params)
+        return centers, lambda: km.assign_training_points(X, centers), details
+    raise ValueError(f"unknown method {method!r}")
+
+
+def nearest_quality(sample, centers):
+    """Mean squared distance (float64) of the sample's rows to their nearest centre."""
+    S = np.asarray(sample, dtype=np.float64)
+    C = np.asarray(centers, dtype=np.float64)
+    s_sq = np.einsum("ij,ij->i", S, S)
+    best = np.full(len(S), np.inf)
+    for start in range(0, len(C), 2048):
+        c = C[start : start + 2048]
+        d = s_sq[:, None] - 2 * (S @ c.T) + np.einsum("ij,ij->i", c, c)[None]
+        np.minimum(best, d.min(1), out=best)
+    return float(np.maximum(best, 0).mean())
+
+
+def size_summary(labels, n_clusters):
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=n_clusters)
+    p1, p50, p99 = np.percentile(counts, [1, 50, 99])
+    return {"min": int(counts.min()), "p1": float(p1), "median": float(p50), "p99": float(p99),
+            "max": int(counts.max()), "empty": int(np.count_nonzero(counts == 0))}
 
 
 def run_method(method, X, init, n_iter, n_clusters, device):
@@ -177,7 +292,14 @@ def run_method(method, X, init, n_iter, n_clusters, device):
             if "whiten256" in method:
                 params["whiten_dim"] = 256
                 params["init"] = "random"  # init rows live in the raw space
-            params["device"] = "cuda" if "cuda" in method else "cpu"
+            params["device"] = device if "torch" in method else "cpu"
+            if "torch" in method:
+                params["backend"] = "torch"
+                params.pop("assign", None)
+            if method == "ours torch fp32":
+                from skclusterfit.cluster import _exact_torch
+
+                _exact_torch.iteration_dtype_for = lambda device: None  # exact Lloyd
         km = KMeans(**params).fit(X)
         details.update(engine=km.engine_, n_iter=km.n_iter_, seeding_s=sum(seeding),
                        model_inertia=float(km.inertia_))
@@ -202,13 +324,13 @@ def run_method(method, X, init, n_iter, n_clusters, device):
             ).fit(X)
         details["n_iter"] = int(km.n_iter_)
         return km.cluster_centers_, km.labels_, details
-    if method in ("faiss-cpu", "faiss-gpu"):
+    if method in ("faiss-cpu", "faiss"):
         import faiss
 
         n_features = X.shape[1]
         km = faiss.Kmeans(
             n_features, n_clusters, niter=n_iter, seed=0, verbose=False,
-            gpu=method == "faiss-gpu",
+            gpu=method == "faiss" and device == "cuda",
             max_points_per_centroid=X.shape[0],  # no subsampling: same data as the others
         )
         km.train(X, init_centroids=init)
@@ -220,7 +342,7 @@ def run_method(method, X, init, n_iter, n_clusters, device):
         # fastkmeans draws its own initial centres (seeded); the others start
         # from ``init``, so compare its time, and its inertia only loosely.
         km = FastKMeans(
-            X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=True, seed=0,
+            X.shape[1], n_clusters, niter=n_iter, tol=-1, gpu=device == "cuda", seed=0,
             max_points_per_centroid=X.shape[0],  # no subsampling (its default is 256)
         )
         km.train(X)
@@ -231,14 +353,17 @@ def run_method(method, X, init, n_iter, n_clusters, device):
 def available(method, device):
     """None if ``method`` can run here, else why not."""
     try:
+        if method.startswith("superkmeans"):
+            import superkmeans  # noqa: F401
         if method.startswith("faiss"):
             import faiss
 
-            if method == "faiss-gpu" and faiss.get_num_gpus() == 0:
-                return "faiss sees no GPU (install faiss-gpu-cu12 on a GPU machine)"
+            if method == "faiss" and device == "cuda" and faiss.get_num_gpus() == 0:
+                return ("faiss sees no GPU (install skclusterfit[bench-gpu] matching "
+                        "torch's CUDA major on a GPU machine)")
         if method == "fastkmeans":
             import fastkmeans  # noqa: F401
-        if "cuda" in method or method in ("faiss-gpu", "fastkmeans"):
+        if device == "cuda":
             import torch
 
             if not torch.cuda.is_available():
@@ -264,29 +389,40 @@ def worker(spec):
         import faiss  # noqa: F401
     elif spec["method"] == "fastkmeans":
         import fastkmeans  # noqa: F401
-    # Warm up (numba's kernels load from cache or compile: reported, not timed).
-    compile_s = 0.0
-    if spec["method"].startswith("ours"):
-        from skclusterfit.cluster import KMeans
-
-        start = time.perf_counter()
-        small = np.ascontiguousarray(X[:2000], dtype=np.float32)
-        for assign in ("exact", "ann"):
-            KMeans(8, max_iter=2, assign=assign, device="cpu", random_state=0).fit(small)
-        compile_s = time.perf_counter() - start
+    elif spec["method"].startswith("superkmeans"):
+        import superkmeans  # noqa: F401
+    # Warm up (numba's kernels load from cache or compile; on a GPU the CUDA
+    # context, cuBLAS and the kernels): reported, not timed.
+    device = spec["device"]
+    start = time.perf_counter()
+    warm_up(spec["method"], X, device, peers=spec.get("peers"))
+    compile_s = time.perf_counter() - start
+    gpu = GpuMemory(device)
     load_at_start = load()
     cpu_start = cpu_seconds()
-    with PeakMemory() as peak:
+    with PeakMemory() as peak, gpu:
         start = time.perf_counter()
-        centers, labels, details = run_method(
-            spec["method"], X, init, spec["n_iter"], spec["n_clusters"], spec["device"]
-        )
+        if spec.get("peers"):
+            centers, labels, details = run_peer(
+                spec["method"], X, spec["n_iter"], spec["n_clusters"]
+            )
+        else:
+            centers, labels, details = run_method(
+                spec["method"], X, init, spec["n_iter"], spec["n_clusters"], device
+            )
+        gpu.synchronize()
         seconds = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_start
-    if details.get("inertia_space") == "whitened":
+    if spec.get("peers"):
+        # Not timed: the quality on the fixed sample, the cluster sizes.
+        details["quality"] = nearest_quality(np.load(spec["sample"]), centers)
+        details["sizes"] = size_summary(labels(), spec["n_clusters"])
+        inertia = float("nan")
+    elif details.get("inertia_space") == "whitened":
         inertia = float("nan")  # another space: not comparable with the others
     else:
-        inertia = inertia_of(X, centers, labels)
+        inertia = inertia_of(X, centers, labels, device)
+    details.update(gpu.report())
     record = {
         "method": spec["method"], "seconds": seconds, "cpu_seconds": cpu,
         "cores_busy": cpu / seconds, "load": load_at_start, "threads": threads(),
@@ -294,6 +430,86 @@ def worker(spec):
         "process_peak_gib": peak.peak / 2**30, "compile_s": compile_s, **details,
     }
     print("RESULT " + json.dumps(record), flush=True)
+
+
+def warm_up(method, X, device, peers=False):
+    """Run ``method`` once on a small slice, on the device it will be timed on."""
+    small = np.ascontiguousarray(X[:2000], dtype=np.float32)
+    if method.startswith("ours"):
+        from skclusterfit.cluster import KMeans
+
+        if "torch" in method:
+            KMeans(8, max_iter=2, backend="torch", device=device, random_state=0).fit(small)
+        else:
+            for assign in ("exact", "ann"):
+                KMeans(8, max_iter=2, assign=assign, device="cpu", random_state=0).fit(small)
+        if peers:
+            # The hierarchical engine's kernels too (the groups search included).
+            for assign in ("auto", "exact"):
+                KMeans(200, max_iter=1, assign=assign, algorithm="hierarchical",
+                       random_state=0).fit(small)
+    elif method.startswith("sklearn"):
+        import sklearn.cluster  # noqa: F401
+    elif method.startswith("faiss"):
+        run_method(method, small, None, 2, 8, device)
+    elif method == "fastkmeans":
+        run_method(method, small, None, 2, 8, device)
+
+
+class GpuMemory:
+    """Peak GPU memory of a block: torch's allocator peak and the device's used memory.
+
+    The device-wide figure (total minus free, above its level at entry,
+    sampled every 5 ms) also sees allocators other than torch's (faiss).
+    """
+
+    def __init__(self, device):
+        self.on_gpu = device == "cuda"
+
+    def __enter__(self):
+        if self.on_gpu:
+            import torch
+
+            self.torch = torch
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base_allocated = torch.cuda.memory_allocated()
+            self.base_used = self._used()
+            self.peak_used = self.base_used
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _used(self):
+        free, total = self.torch.cuda.mem_get_info()
+        return total - free
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak_used = max(self.peak_used, self._used())
+            time.sleep(0.005)
+
+    def synchronize(self):
+        if self.on_gpu:
+            self.torch.cuda.synchronize()
+
+    def __exit__(self, *exc):
+        if self.on_gpu:
+            self._stop.set()
+            self._thread.join()
+            self.peak_used = max(self.peak_used, self._used())
+
+    def report(self):
+        if not self.on_gpu:
+            return {}
+        torch = self.torch
+        return {
+            "gpu_max_allocated_gib": (torch.cuda.max_memory_allocated() - self.base_allocated)
+            / 2**30,
+            "gpu_used_above_base_gib": (self.peak_used - self.base_used) / 2**30,
+            "gpu": torch.cuda.get_device_name(),
+        }
 
 
 def spawn(spec, timeout):
@@ -320,6 +536,97 @@ def projected_spec(spec, slice_rows, workdir):
     if not path.exists():
         np.save(path, np.array(data[:slice_rows]))
     return dict(spec, data=str(path), n_iter=1)
+
+
+DEVICE = {"name": "cpu"}
+
+
+def device_for(name, options):
+    """The gpu-* jobs run on ``--device`` (cuda, or cpu for a dry run); the others on the CPU."""
+    return DEVICE["name"] if options.get("gpu") else "cpu"
+def bench_peers(name, methods, iters, repeats, workdir, timeout):
+    """A peers job: every method at its defaults, then the sweep of ``iters``."""
+    n_samples, n_features, n_clusters, _, options = SIZES[name]
+    modes = options.get("modes", max(1, n_clusters // 10))
+    print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, {modes} modes, "
+          "L2-normalised rows; quality = mean squared distance of a fixed 50,000-row "
+          "sample to its nearest returned centre", flush=True)
+    data_path = workdir / f"{name}-data.npy"
+    X = make_data(n_samples, n_features, modes)
+    normalize_rows(X)
+    np.save(data_path, X)
+    sample = X[np.sort(np.random.default_rng(123).choice(n_samples, min(50_000, n_samples),
+                                                          replace=False))]
+    sample_path = workdir / f"{name}-sample.npy"
+    np.save(sample_path, sample)
+    del X, sample
+    runnable = []
+    for method in methods:
+        reason = available(method, "cpu")
+        if reason:
+            print(f"  {method}: skipped, {reason}", flush=True)
+        else:
+            runnable.append(method)
+    base = {"data": str(data_path), "sample": str(sample_path), "n_clusters": n_clusters,
+            "device": "cpu", "peers": True, "init": None}
+    # (method, n_iter): the defaults of every method, then each knob of the sweep.
+    runs = [(m, None) for m in runnable]
+    runs += [(m, i) for i in iters for m in runnable if m != "superkmeans defaults"
+             and not (m == "ours defaults" and i is None)]
+    runs += [("superkmeans hierarchical", 0)] if iters and "superkmeans hierarchical" in runnable \
+        else []
+    records = []
+    for round_index in range(repeats):
+        for method, n_iter in runs:
+            record = spawn(dict(base, method=method, n_iter=n_iter), timeout)
+            record["knob"] = n_iter
+            records.append(record)
+            if "error" in record:
+                print(f"  round {round_index + 1}: {method} [{n_iter}]: ERROR {record['error']}",
+                      flush=True)
+                continue
+            print(f"  round {round_index + 1}: {method} [iterations {n_iter or 'default'}]: "
+                  f"{record['seconds']:.2f} s wall, {record['cpu_seconds']:.1f} s CPU "
+                  f"({record['cores_busy']:.2f} cores busy), load {record['load']}, quality "
+                  f"{record['quality']:.6f}, peak RSS +{record['peak_above_base_gib']:.2f} GiB, "
+                  f"sizes {record['sizes']}, {record.get('algorithm', '')} "
+                  f"{record.get('engine', '')} n_iter {record.get('n_iter', '')}; "
+                  f"threads: {record['threads']}", flush=True)
+    print_peers(records)
+
+
+def print_peers(records):
+    ok = [r for r in records if "error" not in r]
+    if not ok:
+        return
+    grouped = {}
+    for r in ok:
+        grouped.setdefault((r["method"], r["knob"]), []).append(r)
+    points = {
+        key: (float(np.median([r["seconds"] for r in rs])),
+              float(np.median([r["quality"] for r in rs])))
+        for key, rs in grouped.items()
+    }
+    best = min(q for _, q in points.values())
+    print(f"\n| method | iterations | seconds (median of {max(map(len, grouped.values()))}) "
+          "| quality | quality / best |")
+    print("|---|---|---|---|---|")
+    for (method, knob), (t, q) in points.items():
+        print(f"| {method} | {'default' if knob is None else knob} | {t:.2f} | {q:.6f} | "
+              f"{q / best:.5f} |")
+    print(f"\nTime to quality (least seconds of a run within x of the best, {best:.6f}):")
+    print("\n| method | within 1% | within 0.3% | within 0.1% |")
+    print("|---|---|---|---|")
+    methods = list(dict.fromkeys(m for m, _ in points))
+    for method in methods:
+        cells = []
+        for level in (0.01, 0.003, 0.001):
+            times = [t for (m, _), (t, q) in points.items() if m == method
+                     and q <= best * (1 + level)]
+            cells.append(f"{min(times):.2f}" if times else "not reached")
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    loads = sorted({r["load"] for r in ok})
+    print(f"load averages seen by the runs: {loads}")
 
 
 def bench_size(name, methods, repeats, workdir, timeout):
@@ -354,7 +661,7 @@ def bench_size(name, methods, repeats, workdir, timeout):
         np.save(init_path, init)
     print(f"data: {data.dtype} {'memory map' if options.get('float16_memmap') else 'in memory'}"
           f", made in {time.perf_counter() - start:.0f} s", flush=True)
-    device = options.get("device", "cpu")
+    device = device_for(name, options)
     runnable = []
     for method in methods:
         reason = available(method, device)
@@ -401,6 +708,10 @@ def format_record(record):
         text += f", seeding {record['seeding_s']:.2f} s"
     if record.get("compile_s"):
         text += f", warm-up/compile {record['compile_s']:.1f} s (not timed)"
+    if "gpu_max_allocated_gib" in record:
+        text += (f", GPU peak: torch max_memory_allocated +"
+                 f"{record['gpu_max_allocated_gib']:.2f} GiB, device used +"
+                 f"{record['gpu_used_above_base_gib']:.2f} GiB ({record['gpu']})")
     return text + f"; threads: {record['threads']}"
 
 
@@ -413,21 +724,32 @@ def print_table(name, records):
     def seconds(rs):
         return float(np.median([r.get("projected_seconds", r["seconds"]) for r in rs]))
 
+    def median(rs, key):
+        return float(np.median([r.get(key, float("nan")) for r in rs]))
+
     reference = REFERENCE.get(name, "sklearn KMeans")
     if reference not in ok:
         reference = next(iter(ok))
     ref_time = seconds(ok[reference])
-    ref_inertia = float(np.median([r["inertia"] for r in ok[reference]]))
+    ref_inertia = median(ok[reference], "inertia")
+    exact = EXACT.get(name)
+    exact_inertia = median(ok[exact], "inertia") if exact in ok else float("nan")
+    on_gpu = any("gpu_max_allocated_gib" in r for rs in ok.values() for r in rs)
+    extra = ""
+    if exact is not None:
+        extra += " inertia / exact |"
+    if on_gpu:
+        extra += " GPU max_memory_allocated | GPU used above base |"
     print(f"\n| method | seconds (median of {max(len(r) for r in ok.values())}) | "
           f"time / {reference} | inertia / {reference} | CPU s | cores busy | "
-          "peak RSS above data | seeding s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "peak RSS above data | seeding s |" + extra)
+    print("|---" * (8 + extra.count("|")) + "|")
     for method, rs in ok.items():
         t = seconds(rs)
         projected = " (projected)" if "projected_seconds" in rs[0] else ""
-        inertia = float(np.median([r["inertia"] for r in rs]))
+        inertia = median(rs, "inertia")
         ratio = inertia / ref_inertia if np.isfinite(inertia) and np.isfinite(ref_inertia) else None
-        print(
+        row = (
             f"| {method} | {t:.2f}{projected} | {t / ref_time:.3f} | "
             f"{'n/a' if ratio is None else f'{ratio:.5f}'} | "
             f"{np.median([r['cpu_seconds'] for r in rs]):.1f} | "
@@ -435,6 +757,12 @@ def print_table(name, records):
             f"{np.median([r['peak_above_base_gib'] for r in rs]):.2f} GiB | "
             f"{np.median([r.get('seeding_s', 0.0) for r in rs]):.2f} |"
         )
+        if exact is not None:
+            row += f" {inertia / exact_inertia:.5f} |" if np.isfinite(exact_inertia) else " n/a |"
+        if on_gpu:
+            row += (f" {median(rs, 'gpu_max_allocated_gib'):.2f} GiB |"
+                    f" {median(rs, 'gpu_used_above_base_gib'):.2f} GiB |")
+        print(row)
     loads = sorted({r["load"] for rs in ok.values() for r in rs})
     print(f"load averages seen by the runs: {loads}")
 
@@ -473,6 +801,8 @@ def main(argv=None):
     parser.add_argument("--methods", default="",
                         help="comma-separated methods (default: the job's own list)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--iters", default="",
+                        help="peers jobs: comma-separated iteration counts to sweep")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="seconds allowed per run before it is reported as timed out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -483,6 +813,7 @@ def main(argv=None):
     print(header(), flush=True)
     if args.device == "cuda" and args.sizes == "100k,200k":
         args.sizes = "gpu-1m,gpu-2048"
+    DEVICE["name"] = args.device
     # A fresh numba cache shared by the workers: the first compiles (its
     # warm-up time is printed), the others load the kernels.
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")
@@ -494,7 +825,11 @@ def main(argv=None):
             if args.device == "cuda" and not name.startswith("gpu"):
                 parser.error(f"--device cuda runs the gpu-* jobs, not {name!r}")
             methods = only or DEFAULT_METHODS.get(name, CPU_METHODS)
-            bench_size(name, methods, args.repeats, Path(tmp), args.timeout)
+            if SIZES[name][4].get("peers"):
+                iters = [int(i) for i in args.iters.split(",") if i]
+                bench_peers(name, methods, iters, args.repeats, Path(tmp), args.timeout)
+            else:
+                bench_size(name, methods, args.repeats, Path(tmp), args.timeout)
     print(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

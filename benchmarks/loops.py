@@ -12,13 +12,31 @@ one uint8 tensor, a random permutation split into batches, ``x.float() / 255``
 per batch; for extraction ``torch.inference_mode`` over ``model.features``.
 Augmentation is off on both sides (NetClassifier's ``augment=None``).
 
+With ``--device cuda`` both sides run on the GPU as a PyTorch user would
+write it: mixed precision (bf16 autocast on compute capability 8.0 or more,
+fp16 with a GradScaler before), channels-last batches and network, batches
+copied from pinned host memory without blocking; each timed run ends with
+its results on the host (``torch.cuda.synchronize``). The warm-up (CUDA
+context, cuDNN's algorithm search) is untimed.
+
+``--libraries`` instead compares extraction through each model-library
+adapter (``FeatureExtractor("timm:...")``, ``"hf:DIR"``, ``"open_clip:..."``,
+``"hub:DIR:ENTRY"``; small random models saved to a temporary directory, and
+ViT-S/14 = ``timm:vit_small_patch14_dinov2`` at 224 px) with a bare loop over
+the same module: the same float images, the same preprocessing callable, the
+library's own call (timm ``forward_head(forward_features(x), pre_logits=True)``,
+transformers ``pooler_output``, open_clip ``encode_image``), the same batch size.
+
 Usage::
 
     python benchmarks/loops.py --n-samples 4096 --epochs 2 --repeats 3
+    python benchmarks/loops.py --device cuda --n-samples 50000 --batch-size 256
+    python benchmarks/loops.py --libraries --n-samples 256 --repeats 3
 """
 
 import argparse
 import copy
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +46,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _conditions import header  # noqa: E402
 from _memory import PeakMemory, peak_rss  # noqa: E402
 
 from skclusterfit import FeatureExtractor, NetClassifier  # noqa: E402
@@ -41,15 +60,41 @@ def make_images(n_samples, side, n_classes, seed=0):
     return X, y
 
 
+DEVICE = torch.device("cpu")
+
+
+def amp_dtype():
+    """The bare loop's autocast dtype: what a user picks for this GPU (None on the CPU)."""
+    if DEVICE.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.get_device_capability(DEVICE) >= (8, 0) else torch.float16
+
+
+def on_device(x):
+    x = x.to(DEVICE, non_blocking=True)
+    if DEVICE.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def synchronize():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def train_ours(model, X, y, epochs, batch_size):
     NetClassifier(
         copy.deepcopy(model), max_epochs=epochs, batch_size=batch_size, lr=0.05,
-        augment=None, lr_schedule="constant", device="cpu", random_state=0,
+        augment=None, lr_schedule="constant", device=DEVICE, random_state=0,
+        optimizer="sgd", weight_decay=5e-4,
     ).fit(X, y)
+    synchronize()
 
 
 def train_bare(model, X, y, epochs, batch_size):
-    model = copy.deepcopy(model).train()
+    model = copy.deepcopy(model).to(DEVICE).train()
+    if DEVICE.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     X_t = torch.from_numpy(X)
     y_t = torch.from_numpy(y.astype(np.int64))
     optimizer = torch.optim.SGD(
@@ -57,28 +102,145 @@ def train_bare(model, X, y, epochs, batch_size):
     )
     criterion = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(0)
+    dtype = amp_dtype()
+    scaler = torch.amp.GradScaler(DEVICE.type, enabled=dtype == torch.float16)
+    pin = DEVICE.type == "cuda"
     for _ in range(epochs):
         for index in torch.randperm(len(X_t), generator=generator).split(batch_size):
-            x = X_t[index].float().div_(255)
-            loss = criterion(model(x), y_t[index])
+            x, target = X_t[index], y_t[index]
+            if pin:
+                x, target = x.pin_memory(), target.pin_memory()
+            x = on_device(x).float().div_(255)
+            with torch.autocast(DEVICE.type, dtype=dtype, enabled=dtype is not None):
+                loss = criterion(model(x), target.to(DEVICE, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+    synchronize()
 
 
 def fitted_extractor(model, X, batch_size):
     """Built outside the timing: fit only wraps the network (one sample through it)."""
-    return FeatureExtractor(model, batch_size=batch_size, device="cpu").fit(X[:1])
+    return FeatureExtractor(model, batch_size=batch_size, device=DEVICE).fit(X[:1])
 
 
 def extract_bare(model, X, batch_size):
-    model.eval()
+    model = copy.deepcopy(model).to(DEVICE).eval()
+    if DEVICE.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     X_t = torch.from_numpy(X)
+    dtype = amp_dtype()
     out = []
     with torch.inference_mode():
         for start in range(0, len(X_t), batch_size):
-            out.append(model.features(X_t[start : start + batch_size].float().div_(255)))
-    return torch.cat(out).numpy()
+            x = X_t[start : start + batch_size]
+            x = on_device(x.pin_memory() if DEVICE.type == "cuda" else x).float().div_(255)
+            with torch.autocast(DEVICE.type, dtype=dtype, enabled=dtype is not None):
+                out.append(model.features(x).float())
+    return torch.cat(out).cpu().numpy()
+
+
+def _library_models(folder):
+    """name -> (FeatureExtractor kwargs, bare call on the built module), each library installed."""
+    import importlib.util
+    import json
+
+    import timm
+
+    models = {}
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_vit").state_dict(), f"{folder}/test_vit.pth")
+    bare_timm = lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True)  # noqa: E731
+    models["timm:test_vit (160 px)"] = ({"model": "timm:test_vit",
+                                         "weights": f"{folder}/test_vit.pth"}, bare_timm)
+    models["timm:vit_small_patch14_dinov2 (ViT-S/14, 224 px, random)"] = (
+        {"model": "timm:vit_small_patch14_dinov2", "weights": None}, bare_timm)
+    if importlib.util.find_spec("transformers"):
+        import transformers
+
+        config = transformers.Dinov2Config(hidden_size=64, num_hidden_layers=4,
+                                           num_attention_heads=2, intermediate_size=128,
+                                           image_size=64, patch_size=8)
+        transformers.Dinov2Model(config).save_pretrained(f"{folder}/dinov2")
+        transformers.BitImageProcessor(size={"shortest_edge": 72},
+                                       crop_size={"height": 64, "width": 64}
+                                       ).save_pretrained(f"{folder}/dinov2")
+        models["hf:dinov2 (64 px, 4 blocks)"] = (
+            {"model": f"hf:{folder}/dinov2"},
+            lambda m, x: m(pixel_values=x).pooler_output)
+    if importlib.util.find_spec("open_clip"):
+        import open_clip
+        from safetensors.torch import save_file
+
+        os.makedirs(f"{folder}/clip", exist_ok=True)
+        with open(f"{folder}/clip/open_clip_config.json", "w") as f:
+            json.dump({"model_cfg": {
+                "embed_dim": 64,
+                "vision_cfg": {"image_size": 64, "layers": 4, "width": 64, "patch_size": 8,
+                               "head_width": 32},
+                "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16,
+                             "heads": 1, "layers": 1}}}, f)
+        clip = open_clip.create_model(f"local-dir:{folder}/clip", load_weights=False)
+        save_file(clip.state_dict(), f"{folder}/clip/open_clip_model.safetensors")
+        models["open_clip:local-dir (64 px, 4 blocks)"] = (
+            {"model": f"open_clip:local-dir:{folder}/clip"}, lambda m, x: m(x))
+    os.makedirs(f"{folder}/hub", exist_ok=True)
+    with open(f"{folder}/hub/hubconf.py", "w") as f:
+        f.write("import torchvision\ndependencies = ['torch']\n"
+                "def resnet18(pretrained=False):\n"
+                "    return torchvision.models.resnet18()\n")
+    models["hub:resnet18 (torchvision inside, 224 px)"] = (
+        {"model": f"hub:{folder}/hub:resnet18", "weights": None,
+         "preprocess": {"size": 224, "crop": 224}}, lambda m, x: m(x))
+    return models
+
+
+def library_loops(args):
+    import tempfile
+
+    rng = np.random.default_rng(0)
+    X = rng.random((args.n_samples, 3, 224, 224), dtype=np.float32)
+    print(header())
+    print(f"{args.n_samples} float images 3x224x224, extraction batch "
+          f"{args.extract_batch_size}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device cpu; the machine is shared with "
+          "other users: the load average above is the load when it started")
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, (kwargs, call) in _library_models(folder).items():
+            extractor = FeatureExtractor(**kwargs, batch_size=args.extract_batch_size,
+                                         device="cpu").fit(X[:1])
+            module, prep = extractor.network_.model, extractor.preprocess_
+
+            def bare(module=module, prep=prep, call=call):
+                out = []
+                with torch.inference_mode():
+                    for start in range(0, len(X), args.extract_batch_size):
+                        x = torch.from_numpy(X[start:start + args.extract_batch_size])
+                        out.append(torch.flatten(call(module, prep(x)), 1))
+                return torch.cat(out).numpy()
+
+            np.testing.assert_allclose(extractor.transform(X[:4]), bare()[:4], rtol=1e-4,
+                                       atol=1e-4)
+            ours_rates, bare_rates = [], []
+            for _ in range(args.repeats):
+                for run, rates in ((lambda: extractor.transform(X), ours_rates),
+                                   (bare, bare_rates)):
+                    start = time.perf_counter()
+                    run()
+                    rates.append(len(X) / (time.perf_counter() - start))
+            ratios = [a / b for a, b in zip(ours_rates, bare_rates)]
+            line = (f"| {name} | {np.median(ours_rates):.1f} | {np.median(bare_rates):.1f} | "
+                    f"{np.median(ratios):.3f} (per round: "
+                    f"{', '.join(f'{r:.2f}' for r in ratios)}) |")
+            print(line, flush=True)
+            results.append(line)
+    print("\n| adapter | ours images/s | bare images/s | ours / bare |")
+    print("|---|---|---|---|")
+    print("\n".join(results))
+    print(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
 
 
 def main(argv=None):
@@ -90,7 +252,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--extract-batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--libraries", action="store_true",
+                        help="compare extraction through the model-library adapters instead")
     args = parser.parse_args(argv)
+    if args.libraries:
+        return library_loops(args)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    gpu = f", {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""
     torch.manual_seed(0)
     X, y = make_images(args.n_samples, args.side, args.classes)
     model = SmallCNN(in_channels=1, num_classes=args.classes)
@@ -98,7 +268,7 @@ def main(argv=None):
         f"{args.n_samples} images 1x{args.side}x{args.side} uint8, SmallCNN, "
         f"batch {args.batch_size} (extraction {args.extract_batch_size}), "
         f"{args.epochs} epochs, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, device cpu"
+        f"{torch.get_num_threads()} threads, device {DEVICE}{gpu}, autocast {amp_dtype()}"
     )
     extractor = fitted_extractor(model, X, args.extract_batch_size)
     runs = {
@@ -113,10 +283,12 @@ def main(argv=None):
         "extract ours": args.n_samples,
         "extract bare": args.n_samples,
     }
-    # Same output from both extractors (the comparison is of equal work).
+    # Same output from both extractors (the comparison is of equal work; to
+    # the autocast dtype's precision on a GPU).
+    tolerance = 1e-4 if amp_dtype() is None else 3e-2
     np.testing.assert_allclose(
-        extractor.transform(X[:64]), extract_bare(model, X[:64], 64), rtol=1e-4,
-        atol=1e-5,
+        extractor.transform(X[:64]), extract_bare(model, X[:64], 64), rtol=tolerance,
+        atol=tolerance,
     )
     # Untimed warm-up: the first forward/backward pass of a process builds
     # oneDNN kernels, which would otherwise be charged to whichever runs first.

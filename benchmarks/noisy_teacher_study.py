@@ -305,7 +305,7 @@ def job(dataset, p, seed, recipe, variants, out, cache):
     teacher, y_noisy, teacher_cpu = get_teacher(dataset, p, seed, recipe, split, cache)
     if "N_pre" in todo:
         row = {**key, "variant": "N_pre", "factor": "teacher", "network": "N_pre", "K": 0,
-               "probe": linear_probe(teacher, X_train, y_train, X_test, y_test),
+               "probe": linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
                **teacher_diagnostics(teacher, X_train, y_noisy, y_train, seed),
                "commit": code, "cpu_s": teacher_cpu,
                "wall_s": time.perf_counter() - start_wall, "load1": os.getloadavg()[0]}
@@ -321,7 +321,7 @@ def job(dataset, p, seed, recipe, variants, out, cache):
             **key, "variant": variant,
             "factor": "defaults" if variant == "defaults" else VARIANTS[variant][0],
             "network": "N_cf", "K": cf.K_,
-            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
+            "probe": linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
             "clusters": int((sizes > 0).sum()), "min_cluster": int(sizes.min()),
             "small_clusters": float(np.mean(sizes < 3)),
             "nmi_clean": normalized_mutual_info_score(y_train, cf.labels_),

@@ -128,7 +128,7 @@ def cell_job(p, seed, args, done, csv_path, rotnet_path):
             "experiment": "baselines", "network": network, "p": p,
             "K": 0 if network in ("N_pre", "N_pre 2x", "Distill") else K,
             "seed": seed,
-            "probe": linear_probe(None, train, y_train, test, y_test),
+            "probe": linear_probe(train, y_train, test, y_test),
             "knn": knn_probe(train, y_train, test, y_test, k=20, temperature=0.07),
             "fit_noisy": float(teacher.score(X_train, y_noisy)) if teacher else np.nan,
             "fit_clean": float(teacher.score(X_train, y_train)) if teacher else np.nan,

@@ -112,7 +112,7 @@ def clusterfit_rows(teacher, Ks, student_epochs, seed, split, *, experiment, p):
         ).fit(X_train)
         rows.append({
             "experiment": experiment, "network": "N_cf", "p": p, "K": K, "seed": seed,
-            "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
+            "probe": linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
             "fit_noisy": np.nan, "fit_clean": np.nan,
             "seconds": time.perf_counter() - start,
         })
@@ -134,7 +134,7 @@ def control_job(p, seed, Ks, teacher_epochs, student_epochs, resolution):
     seconds = time.perf_counter() - start
     rows = [{
         "experiment": "control", "network": "N_pre", "p": p, "K": 0, "seed": seed,
-        "probe": linear_probe(teacher, X_train, y_train, X_test, y_test),
+        "probe": linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
         # How much of the noise the teacher memorised: its accuracy on the
         # noisy labels it was trained on, and on the clean ones.
         "fit_noisy": float(teacher.score(X_train, y_noisy)),
@@ -163,7 +163,7 @@ def rotnet_job(seed, Ks, rotnet_epochs, student_epochs, resolution):
     ).fit(X_train)
     rows = [{
         "experiment": "rotnet", "network": "N_pre", "p": np.nan, "K": 0, "seed": seed,
-        "probe": linear_probe(rotnet, X_train, y_train, X_test, y_test),
+        "probe": linear_probe(X_train, y_train, X_test, y_test, transformer=rotnet),
         "fit_noisy": np.nan, "fit_clean": np.nan, "seconds": time.perf_counter() - start,
     }]
     rows += clusterfit_rows(

@@ -103,7 +103,7 @@ def run(task, config, epochs, seed):
         "final_loss": round(clf.history_[-1]["loss"], 4),
     }
     if task.endswith("p0.75"):
-        row["probe"] = round(linear_probe(clf, X_train, y_train, X_test, y_test), 4)
+        row["probe"] = round(linear_probe(X_train, y_train, X_test, y_test, transformer=clf), 4)
         row["fit_noisy"] = round(clf.score(X_train, y_fit), 4)
     row["cpu_s"] = round(cpu_seconds() - start_cpu, 1)
     row["wall_s"] = round(time.perf_counter() - start, 1)

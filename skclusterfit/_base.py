@@ -8,22 +8,30 @@ import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from torch import nn
 
-from .runtime._torch_utils import autocast_context, check_finite_features, uses_channels_last
+from .runtime._torch_utils import (
+    autocast_context,
+    check_deterministic,
+    check_finite_features,
+    to_channels_last,
+    uses_channels_last,
+)
 from .data._sources import iter_batches
 
 
 class TorchStateMixin:
-    """Pickle fitted networks on the CPU so a GPU-fitted model loads anywhere.
+    """Pickle networks on the CPU so a model fitted or built on a GPU loads anywhere.
 
-    Pickling never changes the object itself: a network that lives on a GPU
-    is copied to the CPU for the pickle and stays where it is.
+    Every network the estimator holds is concerned: fitted attributes and
+    parameters alike (``FeatureExtractor(model=net.cuda())``). Pickling never
+    changes the object itself: a network that lives on a GPU is copied to the
+    CPU for the pickle and stays where it is.
     """
 
     def __getstate__(self):
         # A copy: object.__getstate__ returns the instance's own __dict__.
         state = dict(super().__getstate__())
         for key, value in state.items():
-            if key.endswith("_") and isinstance(value, nn.Module) and _off_cpu(value):
+            if isinstance(value, nn.Module) and _off_cpu(value):
                 state[key] = copy.deepcopy(value).to("cpu")
         return state
 
@@ -51,10 +59,14 @@ class NetworkFeaturesMixin(ClassNamePrefixFeaturesOutMixin):
 
 
 def prepare_network(network, device):
-    """Move ``network`` to ``device`` in eval mode (channels-last where it pays)."""
+    """Move ``network`` to ``device`` in eval mode (channels-last where it pays).
+
+    Channels-last applies to the 4-D (Conv2d) weights only, so video
+    networks with Conv3d layers run too.
+    """
     network.to(device).eval()
     if uses_channels_last(device):
-        network.to(memory_format=torch.channels_last)
+        to_channels_last(network)
     return network
 
 
@@ -76,6 +88,7 @@ def run_network(
     from pinned memory when it is a GPU.
     """
     forward = forward or network
+    check_deterministic(device)
     prepare_network(network, device)
     out = None
     with torch.inference_mode():

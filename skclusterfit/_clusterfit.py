@@ -7,28 +7,21 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import column_or_1d
 from torch import nn
 
 from . import _stages
 from ._base import NetworkFeaturesMixin
-from .runtime._estimators import DefaultComponentsMixin, final_step, unfrozen
+from ._components import push_settings
+from .runtime._estimators import final_step, unfrozen
 from .runtime._out_of_core import FeatureStorage, parse_bytes
 from .runtime._progress import log
-from ._teachers import (
-    StudentFeaturesMixin,
-    fit_teacher,
-    make_student,
-    student_from,
-    teacher_features,
-    teacher_from,
-)
-from .runtime._torch_utils import draw_seed, resolve_device
-from ._validation import validate_input
+from ._teachers import TeacherStudentMixin, teacher_from
+from .runtime._torch_utils import draw_seed
 from .storage._checkpoint import CLUSTERS, StageStore, features_stage
 from .runtime._distributed import process_group
 from .storage._fingerprint import data_fingerprint, estimator_fingerprint, parameter_fingerprint
@@ -44,9 +37,8 @@ _MANY_CLASSES_WARNING = "The number of unique classes is greater than 50%"
 
 
 class ClusterFit(
-    StudentFeaturesMixin,
+    TeacherStudentMixin,
     PersistenceMixin,
-    DefaultComponentsMixin,
     NetworkFeaturesMixin,
     TransformerMixin,
     BaseEstimator,
@@ -103,17 +95,21 @@ class ClusterFit(
         ``preprocess`` is "auto" (the default) takes the teacher's input
         preprocessing. Nested parameters work with every default, e.g.
         ``set_params(student__max_epochs=90, clusterer__max_samples=0.5)``:
-        the default component is built first, then changed.
+        they are kept (``get_params(deep=True)`` lists them) and applied to
+        the component ``fit`` builds, from the parameters of that moment.
     memory : str, joblib.Memory or None, default=None
         Caches the teacher features, so that a grid search over ``K`` extracts
         them once per fold.
     device : str, default="auto"
         Unless "auto", pushed onto the teacher (a frozen teacher runs on a
-        copy), the clusterer and the student.
+        copy), the clusterer and the student. Like ``random_state``,
+        ``verbose`` and ``distributed``, it goes only onto a component that
+        left that parameter at its default: a setting given to the component
+        itself wins.
     random_state : int, RandomState instance or None, default=None
-        Seeds everything ClusterFit builds: a teacher built from a name or
-        module, the clusterer and the student (seeds pushed onto their
-        clones). With an int, two fits on the CPU give identical
+        Seeds everything ClusterFit builds: the teacher, the clusterer and
+        the student (seeds drawn from it, pushed onto their clones unless
+        they have their own). With an int, two fits on the CPU give identical
         pseudo-labels and student features.
     checkpoint_dir : str, path or None, default=None
         Directory where each completed stage (teacher features, cluster
@@ -293,7 +289,7 @@ class ClusterFit(
     def _log(self, message):
         log("ClusterFit", message, self.verbose)
 
-    # -- the default components (one rule for fit and for nested set_params) --
+    # -- what the specifications stand for (skclusterfit._components) --
     def _default_component(self, name):
         if name == "teacher":
             return teacher_from(self._teacher_spec())
@@ -301,7 +297,7 @@ class ClusterFit(
             from .cluster import KMeans  # imported on use: numba kernels
 
             return KMeans()
-        return student_from(self.student, self._teacher_spec())
+        return self._default_student()
 
     def _teacher_spec(self):
         """The teacher parameter, a list of teachers made one ConcatTeachers."""
@@ -328,18 +324,14 @@ class ClusterFit(
         -------
         self : ClusterFit
         """
-        self._validate_params()
+        X, rng = self._start_fit(X)
         budget = parse_bytes(self.feature_budget)
-        X = validate_input(self, X, reset=True)
         n_samples = len(X)
-        if self.device != "auto":
-            resolve_device(self.device)
         # One process, or this one among torchrun's: every stage below is
         # written for both (a group of one gathers nothing).
         group = process_group(self.distributed, self.device)
         if group.is_distributed:
             self._log(f"process {group.rank} of {group.world_size}")
-        rng = check_random_state(self.random_state)
         clusterer_seed, student_seed, teacher_seed = (draw_seed(rng) for _ in range(3))
         self.K_ = self._resolve_K(n_samples)
         clusterer = self._make_clusterer(clusterer_seed, group)
@@ -360,7 +352,7 @@ class ClusterFit(
                 "process; use ClusterFit(distributed=False) or no curation."
             )
         reference = self._id_reference()  # the previous fit's, before it is overwritten
-        self.teacher_ = self._fit_teacher(X, teacher_seed)
+        self.teacher_ = self._fit_teacher(self._component("teacher"), X, teacher_seed)
         self.rounds_ = []
         self.stage_seconds_ = dict.fromkeys(("teacher features", "clustering", "student"), 0.0)
         teacher = self.teacher_
@@ -389,9 +381,10 @@ class ClusterFit(
         storage = FeatureStorage(budget, self.feature_dtype, store.directory, stage.filename)
         with storage:  # a temporary disk map of the features lives until clustered
             start = time.perf_counter()
-            features = store.stage(
-                stage, lambda: self._teacher_features(X, teacher, group, storage)
-            )
+            features = store.stage(stage, lambda: _stages.teacher_features(
+                teacher, X, group, storage, memory=self.memory, verbose=self.verbose,
+                dtype=self.feature_dtype,
+            ))
             seconds = time.perf_counter() - start
             self.stage_seconds_["teacher features"] += seconds
             self._log(
@@ -462,21 +455,6 @@ class ClusterFit(
             directory = os.path.join(directory, f"round{round_index + 1}")
         return StageStore(directory, fingerprint, log=self._log, group=group)
 
-    def _fit_teacher(self, X, seed):
-        seed = seed if self.random_state is not None else None
-        return fit_teacher(self._teacher_spec(), X, device=self.device, seed=seed)
-
-    def _teacher_features(self, X, teacher, group, storage):
-        """This process's rows' teacher features (all rows in one process)."""
-        rows = _stages.feature_rows(teacher, X, group)
-        features = teacher_features(
-            teacher, rows, memory=self.memory, verbose=self.verbose,
-            out=storage.allocate, dtype=self.feature_dtype,
-        )
-        if isinstance(features, np.memmap) and storage.fits_in_memory(*features.shape):
-            features = np.array(features)  # from the cache: small enough to hold
-        return features
-
     def _resolve_K(self, n_samples):
         """``K``, or the number of clusters "auto" stands for with this teacher."""
         if self.K != "auto":
@@ -487,32 +465,24 @@ class ClusterFit(
         return max(2, min(16000, n_samples // 20, n_samples))
 
     def _make_clusterer(self, seed, group):
-        if isinstance(self.clusterer, str):
-            clusterer = self._default_component("clusterer")
-        else:
-            clusterer = clone(self.clusterer)
-        target = final_step(clusterer)
-        params = target.get_params(deep=False)
+        clusterer = self._component("clusterer")
         k_name = _k_parameter(clusterer)
-        updates = {}
         if k_name is not None:
-            updates[k_name] = self.K_
+            final_step(clusterer).set_params(**{k_name: self.K_})
         elif not _needs_labels(clusterer):
             # A clusterer defined by the labels (one cluster per class) takes no K.
             raise ValueError(
                 f"clusterer={self.clusterer!r} has no n_clusters or n_components "
                 f"parameter to receive K={self.K_}."
             )
-        if "random_state" in params and self.random_state is not None:
-            updates["random_state"] = seed
-        if "device" in params and self.device != "auto":
-            updates["device"] = self.device
-        if "verbose" in params:
-            updates["verbose"] = self.verbose
-        if "distributed" in params:
+        push_settings(
+            clusterer,
+            verbose=self.verbose,
+            device=None if self.device == "auto" else self.device,
+            random_state=self._seed(seed),
             # It fits on this process's rows, together with the others, or alone.
-            updates["distributed"] = "auto" if group.is_distributed else False
-        target.set_params(**updates)
+            distributed="auto" if group.is_distributed else False,
+        )
         _stages.check_distributable(clusterer, group)
         return clusterer
 
@@ -529,16 +499,6 @@ class ClusterFit(
         if len(y) != n_samples:
             raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
         return y
-
-    def _make_student(self, seed, group):
-        return make_student(
-            self.student,
-            self.teacher_,
-            seed=seed if self.random_state is not None else None,
-            device=self.device,
-            verbose=self.verbose,
-            group=group,
-        )
 
 
 def _k_parameter(clusterer):

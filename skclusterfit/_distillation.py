@@ -9,25 +9,24 @@ noisy.
 """
 
 import time
+import warnings
 from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import column_or_1d
 from torch import nn
 
 from . import _stages
 from ._base import NetworkFeaturesMixin
-from .runtime._estimators import DefaultComponentsMixin, unfrozen
+from .runtime._estimators import unfrozen
 from .runtime._progress import log
 from ._soft_targets import SoftTargets
-from ._teachers import StudentFeaturesMixin, fit_teacher, make_student, student_from, teacher_features, teacher_from
-from .runtime._torch_utils import draw_seed, resolve_device
-from ._validation import validate_input
+from ._teachers import TeacherStudentMixin, teacher_from
+from .runtime._torch_utils import draw_seed
 from .networks._backbones import build_module, find_head
 from .data._sources import make_source
 from ._features import FeatureExtractor
@@ -37,10 +36,11 @@ from ._training import NetClassifier
 __all__ = ["Distillation"]
 
 
-def _cached_teacher_scores(fingerprint, teacher, X, verbose):
+def teacher_scores(teacher, X, *, verbose=0, out=None):
     """The teacher's class scores (logits or log-probabilities) for every sample.
 
-    Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher.
+    Module-level so that joblib.Memory can cache it by name
+    (:func:`skclusterfit._stages.teacher_outputs`).
     """
     inner = unfrozen(teacher)
     if hasattr(inner, "predict_proba"):
@@ -53,7 +53,7 @@ def _cached_teacher_scores(fingerprint, teacher, X, verbose):
             scores = np.stack([-scores / 2, scores / 2], axis=1)
         return scores
     # A FeatureExtractor whose layer is the classification head: its logits.
-    return _stages.teacher_features(teacher, X, verbose=verbose)
+    return _stages.transform_in_chunks(teacher, X, verbose=verbose, out=out)
 
 
 def _teacher_classes(teacher, n_classes):
@@ -78,9 +78,8 @@ def head_layer(model, sample_shape):
 
 
 class Distillation(
-    StudentFeaturesMixin,
+    TeacherStudentMixin,
     PersistenceMixin,
-    DefaultComponentsMixin,
     NetworkFeaturesMixin,
     TransformerMixin,
     BaseEstimator,
@@ -110,10 +109,12 @@ class Distillation(
         replaced by the head's node name). Never trained.
     temperature : float, default=4.0
         ``T`` of the softmax of the teacher's and the student's scores.
-    alpha : float in [0, 1], default=0.5
+    alpha : float in [0, 1] or "auto", default="auto"
         Weight of the soft-target loss (scaled by ``T**2``); ``1 - alpha``
-        weighs the cross-entropy with ``y``. Without ``y`` (``fit(X)``) the
-        student learns the soft targets alone.
+        weighs the cross-entropy with ``y``. "auto": 0.5 with ``y``, 1.0
+        without (``fit(X)``: the student learns the soft targets alone). An
+        ``alpha`` below 1 given for a fit without ``y`` cannot apply: fit
+        warns and uses 1.0.
     student : NetClassifier, str, nn.Module or None, default=None
         The network trained, from scratch; None: the teacher's architecture
         re-initialised (as ClusterFit's student), with the teacher's input
@@ -169,7 +170,7 @@ class Distillation(
     _parameter_constraints = {
         "teacher": [str, nn.Module, HasMethods(["fit"])],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "alpha": [Interval(Real, 0, 1, closed="both")],
+        "alpha": [Interval(Real, 0, 1, closed="both"), StrOptions({"auto"})],
         "student": [NetClassifier, str, nn.Module, callable, None],
         "memory": [None, str, HasMethods(["cache"])],
         "device": [str, torch.device],
@@ -183,7 +184,7 @@ class Distillation(
         teacher="resnet50",
         *,
         temperature=4.0,
-        alpha=0.5,
+        alpha="auto",
         student=None,
         memory=None,
         device="auto",
@@ -205,7 +206,7 @@ class Distillation(
     def _default_component(self, name):
         if name == "teacher":
             return teacher_from(self.teacher)
-        return student_from(self.student, self.teacher)
+        return self._default_student()
 
     def fit(self, X, y=None):
         """Train the student on the teacher's soft targets (and ``y``, if given).
@@ -224,42 +225,40 @@ class Distillation(
         -------
         self : Distillation
         """
-        self._validate_params()
-        X = validate_input(self, X, reset=True)
-        if self.device != "auto":
-            resolve_device(self.device)
-        rng = check_random_state(self.random_state)
+        X, rng = self._start_fit(X)
         student_seed, teacher_seed = draw_seed(rng), draw_seed(rng)
-        seeded = self.random_state is not None
-        self.teacher_ = fit_teacher(
-            self._scoring_teacher(X), X, device=self.device,
-            seed=teacher_seed if seeded else None, owner="Distillation",
-        )
+        self.teacher_ = self._fit_teacher(self._scoring_teacher(X), X, teacher_seed)
         start = time.perf_counter()
-        scores = teacher_features(
-            self.teacher_, X, memory=self.memory, verbose=self.verbose,
-            compute=_cached_teacher_scores,
+        scores = _stages.teacher_outputs(
+            self.teacher_, X, compute=teacher_scores, memory=self.memory,
+            verbose=self.verbose,
         )
         self.classes_ = _teacher_classes(self.teacher_, scores.shape[1])
         self._log(f"teacher scores {scores.shape} in {time.perf_counter() - start:.1f}s")
         if y is None:
+            if self.alpha not in ("auto", 1.0):
+                warnings.warn(
+                    f"alpha={self.alpha!r} weighs the labels y against the soft "
+                    "targets, but fit got no y: the student learns the soft targets "
+                    "alone (alpha=1.0). Pass y, or leave alpha='auto'.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             alpha, y = 1.0, self.classes_[np.argmax(scores, axis=1)]
         else:
-            alpha, y = float(self.alpha), column_or_1d(y, warn=True)
+            alpha = 0.5 if self.alpha == "auto" else float(self.alpha)
+            y = column_or_1d(y, warn=True)
         soft = SoftTargets(scores, self.classes_, temperature=self.temperature, alpha=alpha)
         start = time.perf_counter()
-        self.student_ = make_student(
-            self.student, self.teacher_, seed=student_seed if seeded else None,
-            device=self.device, verbose=self.verbose,
-        )
+        self.student_ = self._make_student(student_seed)
         self.student_.fit(X, y, soft_targets=soft)
         self.n_features_out_ = self.student_.n_features_out_
         self._log(f"student trained in {time.perf_counter() - start:.1f}s")
         return self
 
     def _scoring_teacher(self, X):
-        """The teacher specification, set to output class scores."""
-        teacher = self.teacher
+        """The teacher, set to output class scores."""
+        teacher = self._component("teacher")
         if isinstance(teacher, FrozenEstimator):
             inner = unfrozen(teacher)
             if isinstance(inner, FeatureExtractor):
@@ -277,9 +276,7 @@ class Distillation(
                     "with a classification head."
                 )
             return teacher
-        if isinstance(teacher, (str, nn.Module)):
-            teacher = FeatureExtractor(teacher)
         if isinstance(teacher, FeatureExtractor) and teacher.layer is None:
             sample_shape = make_source(X).sample_shape
-            teacher = clone(teacher).set_params(layer=head_layer(teacher.model, sample_shape))
+            teacher.set_params(layer=head_layer(teacher.model, sample_shape))
         return teacher

@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin, run_network
+from .runtime._ddp import shared_random_state
 from .runtime._torch_utils import draw_seed, resolve_device, seeded
 from ._validation import validate_input
 from .networks._backbones import (
@@ -25,25 +26,37 @@ from .networks._backbones import (
     weights_name,
     weights_transforms,
 )
+from .networks._libraries import (
+    POOLINGS,
+    LayerFeatures,
+    LibraryFeatures,
+    library_build_info,
+    library_of,
+    library_preprocessing,
+    parse_spec,
+    pool_output,
+)
+from .networks._preprocessing import ImagePreprocessing
 from .data._sources import make_source
 from .storage._persistence import PersistenceMixin
 
 
 class NodeFeatures(nn.Module):
-    """The output of one named node of a network, global-average pooled if spatial."""
+    """The output of one named node of a network: maps averaged over space, tokens pooled."""
 
-    def __init__(self, module, layer):
+    def __init__(self, module, layer, pooling="auto"):
         super().__init__()
         from torchvision.models.feature_extraction import create_feature_extractor
 
         self.layer = layer
+        self.pooling = pooling
+        # torchvision's ViT puts its class token first; other token sequences
+        # are averaged ("auto").
+        self.n_prefix = 1 if getattr(module, "class_token", None) is not None else 0
         self.graph = create_feature_extractor(module, return_nodes={layer: "out"})
 
     def forward(self, x):
-        out = self.graph(x)["out"]
-        if out.ndim > 2:
-            out = out.mean(dim=tuple(range(2, out.ndim)))
-        return out
+        return pool_output(self.graph(x)["out"], self.pooling, self.n_prefix)
 
 
 class FeatureExtractor(
@@ -66,9 +79,14 @@ class FeatureExtractor(
     ----------
     model : str, nn.Module or callable, default="resnet50"
         A torchvision model name (built with ``torchvision.models.get_model``),
-        a built-in name (``"auto"``, ``"cnn"``, ``"mlp"``), an ``nn.Module``
-        (copied, used with its current weights unless ``weights`` is given),
-        or a callable returning a module.
+        a built-in name (``"auto"``, ``"cnn"``, ``"mlp"``), a model library's
+        name: ``"timm:NAME"``, ``"hf:NAME_OR_DIR"`` (Hugging Face
+        transformers), ``"open_clip:NAME"`` or ``"hub:DIR:ENTRY"`` (a local
+        torch.hub repository), built by that library (see
+        :ref:`model_libraries`); an ``nn.Module`` (copied, used with its
+        current weights unless ``weights`` is given; a timm, transformers or
+        open_clip module keeps its library's way of giving features), or a
+        callable returning a module.
     weights : "auto", str, path or None, default="auto"
         "auto": a torchvision model name gets its default pretrained weights
         (``"DEFAULT"``, as ``ClusterFit(teacher="resnet50")``); a built-in
@@ -78,16 +96,39 @@ class FeatureExtractor(
         ``"ResNet50_Weights.IMAGENET1K_V2"``; needs network access or torch's
         hub cache), a local state-dict file (``.pth``/``.pt`` loaded with
         ``weights_only=True``, or ``.safetensors``), or None (nothing loaded:
-        random initialisation for a name).
+        random initialisation for a name). For a model library's name,
+        loaded by the library's own code: "auto" is its pretrained default;
+        also a local file or directory, or one of its pretrained tags.
     layer : str, default=None
         A node name as in ``torchvision.models.feature_extraction``
-        (e.g. ``"layer3"``); spatial outputs are global-average pooled. None
-        means the penultimate layer.
+        (e.g. ``"layer3"``), or for a model library's network a module name
+        (e.g. ``"blocks.6"`` of a timm ViT, ``"encoder.layer.6"`` of a
+        Hugging Face one); spatial outputs are global-average pooled, token
+        outputs pooled by ``pooling``. None means the penultimate layer: the
+        input of the final ``nn.Linear`` when it is the network's last
+        module, the library's own features for a model library's network
+        (timm ``forward_head(forward_features(x), pre_logits=True)``,
+        transformers ``pooler_output``, open_clip ``encode_image``).
+    pooling : {"auto", "cls", "mean", "cls+mean"}, default="auto"
+        How tokens become features. "auto": the library's own features
+        (above), or for a ``layer`` of tokens its class token (the token mean
+        where there is none). "cls": the class token; "mean": the mean of the
+        patch tokens; "cls+mean": both, concatenated (DINO's linear
+        evaluation).
+    n_last_blocks : int, default=1
+        With a model library's transformer and ``pooling`` other than
+        "auto" (or "auto" meaning "cls" here): the class tokens (and patch
+        means) of the last ``n_last_blocks`` blocks, each normalised as the
+        last one is, concatenated (DINO uses 4).
     preprocess : callable, "auto" or None, default="auto"
         Applied to each float batch on the device before the network. "auto"
         uses the transforms of the torchvision ``weights`` when given by name
-        (resize, crop, normalise), nothing otherwise. uint8 input is scaled to
-        [0, 1] before this.
+        (resize, crop, normalise), for a model library's name the library's
+        evaluation preprocessing from the model's own configuration (timm
+        ``resolve_model_data_config``, the Hugging Face image processor,
+        open_clip's preprocess), nothing otherwise. A dict of settings
+        (``size``, ``crop``, ``mean``, ``std``, ``interpolation``) is applied
+        the same way. uint8 input is scaled to [0, 1] before this.
     batch_size : int, default=256
         Samples per forward pass.
     num_workers : int, default=0
@@ -111,7 +152,13 @@ class FeatureExtractor(
     preprocess_ : callable or None
         What runs on each float batch before the network: ``preprocess``
         itself, or for ``preprocess="auto"`` the transforms of the torchvision
-        ``weights`` given by name (None when there are none).
+        ``weights`` given by name, or the model library's preprocessing
+        (None when there are none).
+    preprocess_settings_ : dict or None
+        For a model library's name: its evaluation preprocessing read from
+        the model's configuration (``size``, ``crop``, ``mean``, ``std``,
+        ``interpolation``, ``mode``), as :class:`~skclusterfit.data.ImageFiles`
+        takes them; None otherwise.
     input_shape_ : tuple
         Shape of one sample seen in fit.
     n_features_in_ : int
@@ -137,7 +184,9 @@ class FeatureExtractor(
         "model": [str, nn.Module, callable],
         "weights": [str, os.PathLike, None],
         "layer": [str, None],
-        "preprocess": [callable, StrOptions({"auto"}), None],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "n_last_blocks": [Interval(Integral, 1, None, closed="left")],
+        "preprocess": [callable, StrOptions({"auto"}), dict, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "mixed_precision": ["boolean", StrOptions({"bfloat16", "float16"})],
@@ -151,6 +200,8 @@ class FeatureExtractor(
         *,
         weights="auto",
         layer=None,
+        pooling="auto",
+        n_last_blocks=1,
         preprocess="auto",
         batch_size=256,
         num_workers=0,
@@ -161,6 +212,8 @@ class FeatureExtractor(
         self.model = model
         self.weights = weights
         self.layer = layer
+        self.pooling = pooling
+        self.n_last_blocks = n_last_blocks
         self.preprocess = preprocess
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -188,30 +241,56 @@ class FeatureExtractor(
         source = make_source(X, self.num_workers)
         sample_shape = source.sample_shape
         weights = resolve_weights(self.model, self.weights)
-        with seeded(draw_seed(self.random_state), torch.device("cpu")):
-            module = build_module(self.model, sample_shape)
+        named_library = parse_spec(self.model) is not None
+        random_state = self.random_state
+        if weights is None and not isinstance(self.model, nn.Module):
+            # Random weights: every process of a distributed fit builds the same.
+            random_state = shared_random_state(random_state)
+        with seeded(draw_seed(random_state), torch.device("cpu")):
+            # A model library's network comes with its weights, loaded by the library.
+            module = build_module(self.model, sample_shape, weights=weights)
         # Input shape and channels before any weights: a wrong input must not
         # first download (or fail to download) 100 MB of weights.
         check_channels(module, sample_shape, "feature")
-        load_weights(module, self.model, weights)
+        if not named_library:
+            load_weights(module, self.model, weights)
         self.random_init_ = weights is None and not isinstance(self.model, nn.Module)
+        self.preprocess_settings_ = (
+            library_preprocessing(self.model, module, weights) if named_library else None
+        )
         self.network_ = self._feature_network(module)
         # One sample through the network: output width, and shape errors now, not mid-fit.
         self.n_features_out_ = self._transform_source(source.subset([0])).shape[1]
         return self
 
     def _feature_network(self, module):
-        if self.layer is None:
-            network, _ = split_head(module)
+        if parse_spec(self.model) is not None or library_of(module) is not None:
+            if self.layer is None:
+                network = LibraryFeatures(module, self.pooling, self.n_last_blocks)
+            else:
+                network = LayerFeatures(module, self.layer, self.pooling)
+        elif self.n_last_blocks != 1 or (self.layer is None and self.pooling != "auto"):
+            raise ValueError(
+                f"pooling={self.pooling!r} with n_last_blocks={self.n_last_blocks} "
+                "takes the tokens of a model library's transformer (e.g. "
+                f"'timm:...'); model={self.model!r} is not one. Choose a layer= to "
+                "pool its tokens."
+            )
+        elif self.layer is None:
+            network, _ = split_head(module, f"model={self.model!r}")
         else:
-            network = NodeFeatures(module, self.layer)
+            network = NodeFeatures(module, self.layer, self.pooling)
         return network.eval().requires_grad_(False)
 
     @property
     def preprocess_(self):
         check_is_fitted(self)
+        if isinstance(self.preprocess, dict):
+            return ImagePreprocessing(**self.preprocess)
         if self.preprocess != "auto":
             return self.preprocess
+        if getattr(self, "preprocess_settings_", None) is not None:
+            return ImagePreprocessing(**self.preprocess_settings_)
         enum = torchvision_weights(self.model, resolve_weights(self.model, self.weights))
         return weights_transforms(enum) if enum is not None else None
 
@@ -225,6 +304,8 @@ class FeatureExtractor(
         """
         if self.preprocess != "auto":
             return self.preprocess
+        if getattr(self, "preprocess_settings_", None) is not None:
+            return dict(self.preprocess_settings_)  # settings, so that the student stores them
         return weights_name(self.model, resolve_weights(self.model, self.weights))
 
     def _student_template(self):
@@ -240,10 +321,14 @@ class FeatureExtractor(
     def _saved_networks(self):
         if not hasattr(self, "network_"):
             return {}
-        return {"network_": {"build_shape": build_shape_of(self.network_)}}
+        # A library's own build information, e.g. a Hugging Face config: the
+        # network is rebuilt on load with no download or model directory.
+        return {"network_": {"build_shape": build_shape_of(self.network_),
+                             **library_build_info(self.model, self.network_)}}
 
     def _rebuild_network(self, name, info):
-        module = build_module(self.model, tuple(info["build_shape"] or ()))
+        module = build_module(self.model, tuple(info["build_shape"] or ()),
+                              library_info=info.get("library"))
         return self._feature_network(module)
 
     def _transform_source(self, source):

@@ -141,7 +141,7 @@ class ConcatTeachers(PersistenceMixin, NetworkFeaturesMixin, TransformerMixin, B
             self.pcas_ = []
             for teacher in self.teachers_:
                 features = l2_normalize(
-                    _stages.teacher_features(teacher, X, verbose=self.verbose)
+                    _stages.transform_in_chunks(teacher, X, verbose=self.verbose)
                 )
                 if self.n_components > min(features.shape):
                     raise ValueError(

@@ -9,11 +9,16 @@ clusterer fits on those shards together; the pseudo-labels (small) are then
 gathered so that every process holds all of them.
 """
 
+import os
+
 import numpy as np
+from joblib import Memory
+from sklearn.utils.validation import check_memory
 
 from .runtime._estimators import final_step, unfrozen
 from .runtime._progress import progress
 from .data._sources import take_rows
+from .storage._fingerprint import estimator_fingerprint
 
 # Samples per call of the teacher's transform: large enough to keep a GPU
 # busy, a power of two so that it is a whole number of the teacher's batches
@@ -45,8 +50,51 @@ def feature_rows(teacher, X, group):
     return take_rows(X, start, stop) if group.is_distributed else X
 
 
-def teacher_features(teacher, X, *, verbose=0, out=None):
-    """The teacher's features of every sample of ``X``, chunk by chunk.
+def teacher_features(teacher, X, group, storage, *, memory=None, verbose=0,
+                     dtype="float32"):
+    """The teacher-features stage: the features of this process's rows (all
+    rows in one process), cached by ``memory``, kept where ``storage`` says
+    (:class:`~skclusterfit.runtime._out_of_core.FeatureStorage`: memory, or a
+    file when above its budget), in ``dtype``."""
+    if isinstance(memory, (str, os.PathLike)):
+        # A cache given as a path hands large cached features back as memory maps.
+        memory = Memory(memory, mmap_mode="r", verbose=0)
+    features = teacher_outputs(
+        teacher, feature_rows(teacher, X, group), memory=memory, verbose=verbose,
+        out=storage.allocate, dtype=dtype,
+    )
+    if isinstance(features, np.memmap) and storage.fits_in_memory(*features.shape):
+        features = np.array(features)  # from the cache: small enough to hold
+    return features
+
+
+def _cached_outputs(fingerprint, compute, teacher, X, verbose, out=None, dtype="float32"):
+    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher.
+
+    ``dtype`` is part of the cache key (float16 features are other features);
+    ``out`` (where they are written) is not.
+    """
+    return compute(teacher, X, verbose=verbose, out=out)
+
+
+def teacher_outputs(teacher, X, *, compute=None, memory=None, verbose=0, out=None,
+                    dtype="float32"):
+    """``compute(teacher, X, verbose=, out=)`` for the fitted teacher, cached by ``memory``.
+
+    ``compute`` defaults to :func:`transform_in_chunks` (the teacher's
+    features); Distillation passes its class scores. joblib's cache key is the
+    teacher's fingerprint (class, parameters and fitted state), ``compute``,
+    ``X`` and ``dtype``.
+    """
+    compute = transform_in_chunks if compute is None else compute
+    memory = check_memory(memory)
+    fingerprint = estimator_fingerprint(teacher) if memory.location is not None else None
+    extract = memory.cache(_cached_outputs, ignore=["teacher", "verbose", "out"])
+    return extract(fingerprint, compute, teacher, X, verbose, out, dtype)
+
+
+def transform_in_chunks(teacher, X, *, verbose=0, out=None):
+    """The teacher's outputs for every sample of ``X``, chunk by chunk.
 
     Parameters
     ----------

@@ -1,24 +1,23 @@
 """The teacher and student handling shared by the estimators that learn from a
 frozen teacher (ClusterFit, Distillation): what a teacher or student
-specification stands for, fitting the teacher without training it, and its
-outputs cached by ``memory``.
+specification stands for, fitting the teacher without training it, the fit
+prologue, and the student with its owner's settings.
 """
 
 import copy
-import os
 import warnings
 
-from joblib import Memory
 from sklearn.base import TransformerMixin, clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils.validation import check_is_fitted, check_memory
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from . import _stages
+from ._components import ComponentsMixin, push_settings, settings_to_push
 from .runtime._estimators import unfrozen
+from .runtime._torch_utils import resolve_device
 from ._validation import validate_input
 from ._features import FeatureExtractor
-from .storage._fingerprint import estimator_fingerprint
 from ._training import NetClassifier
 
 
@@ -35,22 +34,27 @@ def fit_teacher(teacher, X, *, device="auto", seed=None, owner="ClusterFit", sta
     Parameters
     ----------
     teacher : FeatureExtractor, str, nn.Module or FrozenEstimator
-        The specification (the user's object is never changed: it is cloned,
-        or, frozen, copied when it must move to another device).
+        The teacher (the user's object is never changed: it is cloned, or,
+        frozen, copied when it must move to another device).
     X : validated input
     device : str, default="auto"
-        Unless "auto", set on the teacher.
+        Unless "auto", pushed onto the teacher (:func:`push_settings`).
     seed : int or None, default=None
-        Unless None, the ``random_state`` of a teacher built here.
+        Unless None, pushed onto the teacher as its ``random_state``.
     owner : str, default="ClusterFit"
         The estimator named in the warning about a random teacher.
     stacklevel : int, default=4
         Of that warning, so that it points at the user's ``fit`` call.
     """
-    spec = teacher
+    settings = {"device": None if device == "auto" else device, "random_state": seed}
     if isinstance(teacher, FrozenEstimator):
         check_is_fitted(teacher)
-        return frozen_on_device(teacher, device)
+        # A copy, when it must change: the user's fitted teacher keeps its settings.
+        updates = settings_to_push(teacher.estimator, device=settings["device"])
+        if updates:
+            teacher = FrozenEstimator(copy.deepcopy(teacher.estimator).set_params(**updates))
+        return teacher
+    spec = teacher
     if isinstance(teacher, (str, nn.Module)):
         teacher = teacher_from(teacher)
     elif isinstance(teacher, FeatureExtractor) or getattr(teacher, "_never_trains", False):
@@ -63,12 +67,7 @@ def fit_teacher(teacher, X, *, device="auto", seed=None, owner="ClusterFit", sta
             "name, an nn.Module, or a fitted transformer wrapped in "
             "sklearn.frozen.FrozenEstimator."
         )
-    updates = {}
-    if device != "auto":
-        updates["device"] = device
-    if seed is not None:
-        updates["random_state"] = seed
-    teacher = teacher.set_params(**updates).fit(X)
+    teacher = push_settings(teacher, **settings).fit(X)
     if getattr(teacher, "random_init_", False):
         warnings.warn(
             f"teacher={spec!r} has randomly initialised weights (a "
@@ -82,57 +81,17 @@ def fit_teacher(teacher, X, *, device="auto", seed=None, owner="ClusterFit", sta
     return teacher
 
 
-def frozen_on_device(teacher, device):
-    """The frozen teacher, on a copy set to ``device`` when it must move."""
-    inner = teacher.estimator
-    if device == "auto" or "device" not in inner.get_params(deep=False):
-        return teacher
-    if inner.get_params(deep=False)["device"] == device:
-        return teacher
-    # A copy: the user's fitted teacher keeps its own device setting.
-    return FrozenEstimator(copy.deepcopy(inner).set_params(device=device))
-
-
-def _cached_teacher_features(fingerprint, teacher, X, verbose, out=None, dtype="float32"):
-    """Module-level so joblib.Memory can cache it; ``fingerprint`` names the teacher.
-
-    ``dtype`` is part of the cache key (float16 features are other features);
-    ``out`` (where they are written) is not.
-    """
-    return _stages.teacher_features(teacher, X, verbose=verbose, out=out)
-
-
-def teacher_features(
-    teacher, X, *, memory=None, verbose=0, compute=None, out=None, dtype="float32"
-):
-    """The fitted teacher's outputs for every sample of ``X``, cached by ``memory``.
-
-    ``compute(teacher, X, verbose)`` computes them (default: the teacher's
-    ``transform`` chunk by chunk, into the array ``out(n, d)`` gives, see
-    :func:`skclusterfit._stages.teacher_features`, in ``dtype``); joblib's
-    cache key is the teacher's fingerprint (class, parameters and fitted
-    state), ``X`` and ``dtype``.
-    """
-    if compute is None and isinstance(memory, (str, os.PathLike)):
-        # A cache given as a path hands large cached features back as memory maps.
-        memory = Memory(memory, mmap_mode="r", verbose=0)
-    memory = check_memory(memory)
-    fingerprint = estimator_fingerprint(teacher) if memory.location is not None else None
-    if compute is None:
-        extract = memory.cache(_cached_teacher_features, ignore=["teacher", "verbose", "out"])
-        return extract(fingerprint, teacher, X, verbose, out, dtype)
-    extract = memory.cache(compute, ignore=["teacher", "verbose"])
-    return extract(fingerprint, teacher, X, verbose)
-
-
 def student_from(student, teacher):
-    """The student ``student`` stands for (a new NetClassifier), given ``teacher``."""
+    """The student ``student`` stands for (a new NetClassifier), given ``teacher``.
+
+    The one "student = the teacher's architecture" rule: ``student=None``
+    asks the teacher (``_student_template()``) for a network like it,
+    re-initialised (the paper's N_cf).
+    """
     if isinstance(student, NetClassifier):
         return clone(student)
     if student is not None:
         return NetClassifier(model=student)
-    # The teacher's architecture, re-initialised (the paper's N_cf): each
-    # teacher class says what a student like it is.
     inner = unfrozen(teacher_from(teacher))
     template = getattr(inner, "_student_template", None)
     if template is None:
@@ -145,36 +104,61 @@ def student_from(student, teacher):
     return template()
 
 
-def make_student(student, teacher, *, seed=None, device="auto", verbose=0, group=None):
-    """The unfitted student for the fitted ``teacher``, with the owner's settings.
+class TeacherStudentMixin(ComponentsMixin, TransformerMixin):
+    """What the estimators that learn from a frozen teacher (ClusterFit,
+    Distillation) share: components ``teacher`` and ``student``, the fit
+    prologue, the student with the owner's settings, and ``transform``, the
+    trained ``student_``'s features.
 
-    ``seed`` (unless None) and ``device`` (unless "auto") are pushed onto it;
-    a student whose ``preprocess`` is "auto" takes the teacher's; with the
-    fit's process ``group``, a student that can train across processes does
-    so exactly when the group is distributed.
+    The estimator has the parameters ``teacher``, ``student``, ``device``,
+    ``random_state`` and ``verbose``. A TransformerMixin itself:
+    scikit-learn wraps ``transform`` for ``set_output`` only in the class
+    that defines it.
     """
-    student = student_from(student, teacher)
-    updates = {"verbose": verbose}
-    if group is not None and "distributed" in student.get_params(deep=False):
-        # It trains on this process's share of each epoch, with the others, or alone.
-        updates["distributed"] = "auto" if group.is_distributed else False
-    if seed is not None:
-        updates["random_state"] = seed
-    if device != "auto":
-        updates["device"] = device
-    if student.preprocess == "auto":
-        spec = getattr(unfrozen(teacher), "_preprocess_spec", None)
-        updates["preprocess"] = spec() if spec is not None else None
-    return student.set_params(**updates)
 
+    def _start_fit(self, X):
+        """The fit prologue: parameters and ``X`` validated, the device
+        checked; returns ``(X, rng)``, rng the source of the fit's seeds."""
+        self._validate_params()
+        X = validate_input(self, X, reset=True)
+        if self.device != "auto":
+            resolve_device(self.device)
+        return X, check_random_state(self.random_state)
 
-class StudentFeaturesMixin(TransformerMixin):
-    """``transform`` of an estimator whose output is its trained ``student_``'s
-    features (ClusterFit, Distillation).
+    def _seed(self, seed):
+        """A seed drawn from the fit's rng is pushed only when the user seeded."""
+        return seed if self.random_state is not None else None
 
-    A TransformerMixin itself: scikit-learn wraps ``transform`` for
-    ``set_output`` only in the class that defines it.
-    """
+    def _fit_teacher(self, teacher, X, seed):
+        return fit_teacher(
+            teacher, X, device=self.device, seed=self._seed(seed),
+            owner=type(self).__name__,
+        )
+
+    def _default_student(self):
+        return student_from(self.student, self._component("teacher"))
+
+    def _make_student(self, seed, group=None):
+        """The unfitted student for the fitted ``teacher_``, with the owner's settings.
+
+        Settings go through :func:`push_settings`; with the fit's process
+        ``group``, a student that can train across processes does so exactly
+        when the group is distributed. A student whose ``preprocess`` is
+        "auto" takes the teacher's.
+        """
+        student = self._component("student")
+        push_settings(
+            student,
+            verbose=self.verbose,
+            device=None if self.device == "auto" else self.device,
+            random_state=self._seed(seed),
+            # It trains on this process's share of each epoch, with the others, or alone.
+            distributed=None if group is None else ("auto" if group.is_distributed else False),
+        )
+        if student.preprocess == "auto":
+            spec = getattr(unfrozen(self.teacher_), "_preprocess_spec", None)
+            student.set_params(preprocess=spec() if spec is not None else None)
+        return student
 
     def transform(self, X):
         """Student penultimate features of ``X``.

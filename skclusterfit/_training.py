@@ -28,7 +28,14 @@ from ._base import (
     to_device,
 )
 from .runtime._progress import log, progress
-from .runtime._torch_utils import autocast_context, autocast_dtype, draw_seed, resolve_device, seeded
+from .runtime._torch_utils import (
+    autocast_context,
+    autocast_dtype,
+    check_deterministic,
+    draw_seed,
+    resolve_device,
+    seeded,
+)
 from ._validation import validate_input
 from .data._augment import random_shift
 from .networks._backbones import (
@@ -38,10 +45,15 @@ from .networks._backbones import (
     preprocess_from_spec,
     with_new_head,
 )
+from .networks._libraries import library_build_info
 from .storage._checkpoint import as_epoch_checkpoint
 from .data._sources import iter_batches, make_source
 from .runtime._distributed import process_group
 from .storage._persistence import PersistenceMixin
+
+
+def _has_batch_norm(network):
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
 
 
 def balanced_order(y, rng):
@@ -139,15 +151,20 @@ class NetClassifier(
     ----------
     model : str, nn.Module or callable, default="auto"
         ``"auto"`` (a small CNN for images, an MLP for vectors), ``"cnn"``,
-        ``"mlp"``, a torchvision model name (randomly initialised), an
-        ``nn.Module`` (copied; trained from its current weights) or a callable
-        returning one.
+        ``"mlp"``, a torchvision model name or a model library's name
+        (``"timm:resnet50"``, ``"timm:vit_tiny_patch16_224"``, also ``"hf:"``,
+        ``"open_clip:"``, ``"hub:"``; randomly initialised, the library's
+        head replaced through its own API, e.g. timm ``reset_classifier``),
+        an ``nn.Module`` (copied; trained from its current weights) or a
+        callable returning one.
     max_epochs : int, default=30
         Passes over the data.
     batch_size : int, default=32
-        Samples per step (and per inference batch in ``predict``/``transform``);
-        per process when distributed: the global batch is
-        ``batch_size * world_size``.
+        Samples per step (and per inference batch in ``predict``/``transform``).
+        Distributed, it is still the global batch: each of the ``W``
+        processes trains on ``batch_size // W`` samples per step, so a fit
+        takes the same steps at the same learning rate with 1 process or many
+        (to fill more GPUs, raise ``batch_size`` and ``lr`` together).
     optimizer : {"adamw", "sgd"} or torch.optim.Optimizer subclass, default="adamw"
         "adamw": ``torch.optim.AdamW``; "sgd": ``torch.optim.SGD`` with
         ``momentum`` (Nesterov when > 0); a class is called as
@@ -159,10 +176,9 @@ class NetClassifier(
         ``weight_decay`` and ``momentum``.
     lr : float or "auto", default="auto"
         Peak learning rate. "auto": 5e-3 for "adamw", 0.05 for "sgd", the
-        class's own default for a class. Distributed with the same
-        ``batch_size``, the global batch grows with the number of processes:
-        scale ``lr`` with it (linear scaling rule) to keep the one-process
-        recipe.
+        class's own default for a class. It needs no change with the number
+        of processes (``batch_size`` is the global batch); when raising
+        ``batch_size``, scale ``lr`` with it (the linear scaling rule).
     weight_decay : float or "auto", default="auto"
         Weight decay. "auto": 0.05 for "adamw" (decoupled, as AdamW applies
         it), 5e-4 for "sgd" (an L2 penalty), the class's own default for a
@@ -184,8 +200,9 @@ class NetClassifier(
     preprocess : "auto", str, callable or None, default="auto"
         Applied to each float batch on the device, before augmentation, in
         training and inference. A callable; a torchvision weights name (e.g.
-        ``"ResNet50_Weights.IMAGENET1K_V2"``) whose transforms to apply; None
-        for nothing. "auto": nothing, except as ClusterFit's student, which
+        ``"ResNet50_Weights.IMAGENET1K_V2"``) whose transforms to apply; a
+        dict of ``size``, ``crop``, ``mean``, ``std``, ``interpolation`` (a
+        model library's preprocessing); None for nothing. "auto": nothing, except as ClusterFit's student, which
         then takes its teacher's preprocessing (e.g. the ImageNet resize,
         crop and normalisation of a pretrained torchvision teacher).
     num_workers : int, default=0
@@ -249,7 +266,7 @@ class NetClassifier(
         "augment": [StrOptions({"auto"}), callable, None],
         "sampler": [StrOptions({"shuffle", "balanced"})],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
-        "preprocess": [callable, str, None],
+        "preprocess": [callable, str, dict, None],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "mixed_precision": ["boolean", StrOptions({"bfloat16", "float16"})],
         "device": [str, torch.device],
@@ -434,7 +451,7 @@ class NetClassifier(
         device = resolve_device(self.device)
         group = process_group(self.distributed, device)
         checkpoint = as_epoch_checkpoint(checkpoint, self, X, targets, group)
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(_ddp.shared_random_state(self.random_state, group))
         with seeded(draw_seed(rng), device):
             module = build_module(self.model, source.sample_shape, len(self.classes_))
             check_channels(module, source.sample_shape, "student")
@@ -465,11 +482,13 @@ class NetClassifier(
     def _saved_networks(self):
         if not hasattr(self, "model_"):
             return {}
-        return {"model_": {"build_shape": build_shape_of(self.model_)}}
+        return {"model_": {"build_shape": build_shape_of(self.model_),
+                           **library_build_info(self.model, self.model_.backbone)}}
 
     def _rebuild_network(self, name, info):
         n_classes = len(self.classes_)
-        module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes)
+        module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes,
+                              library_info=info.get("library"))
         return with_new_head(module, n_classes, f"model={self.model!r}")
 
     def _draw_probabilities(self, sample_weight, n_samples):
@@ -496,7 +515,18 @@ class NetClassifier(
     def _train(self, network, source, y, device, rng, checkpoint, group, soft_targets=None,
                draw=None):
         n_samples = len(source)
-        batch_size = min(self.batch_size, n_samples)
+        # A batch of one sample trains a network with BatchNorm on nothing (and
+        # raises in train mode): such batches are refused, or skipped at an
+        # epoch's end, but only for such a network.
+        min_batch = 2 if _has_batch_norm(network) else 1
+        if min_batch > 1 and n_samples < min_batch * group.world_size:
+            raise ValueError(
+                f"a network with BatchNorm needs at least {min_batch} samples per "
+                f"process to train; got n_samples={n_samples} for {group.world_size} "
+                "process(es)."
+            )
+        batch_size = _ddp.local_batch_size(min(self.batch_size, n_samples), group, min_batch)
+        check_deterministic(device, network)
         total_steps = self.max_epochs * _ddp.steps_per_epoch(n_samples, batch_size, group)
         prepare_network(network, device).train()
         model = _ddp.wrap(network, device, group)  # the network itself in one process
@@ -541,7 +571,7 @@ class NetClassifier(
             seen = 0
             batches = iter_batches(source, batch_size, order, pin_memory=device.type == "cuda")
             for x, index in batches:
-                if len(x) < 2:
+                if len(x) < min_batch:
                     continue  # BatchNorm cannot train on a batch of one
                 x = to_device(x, device)
                 target = labels[index].to(device, non_blocking=True)

@@ -1,5 +1,7 @@
 """Judging frozen features: a linear probe (the paper's) and a kNN probe (DINO's)."""
 
+import warnings
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -7,19 +9,23 @@ from sklearn.preprocessing import StandardScaler
 
 
 def linear_probe(
-    transformer, X_train, y_train, X_test, y_test, *, C=1.0, max_iter=2000
+    X_train, y_train, X_test, y_test, *args, transformer=None, C=1.0, max_iter=2000
 ):
     """Held-out accuracy of a logistic regression on frozen, standardised features.
 
     Parameters
     ----------
-    transformer : fitted transformer or None
-        Its ``transform`` gives the features (it is not refitted). None means
-        ``X_train`` and ``X_test`` already are features.
     X_train, X_test : array-like
         Inputs (or features) for fitting and scoring the probe.
     y_train, y_test : array-like of shape (n_samples,)
         Clean labels of the downstream task.
+    transformer : fitted transformer or None, default=None
+        Its ``transform`` gives the features (it is not refitted). None means
+        ``X_train`` and ``X_test`` already are features.
+
+        .. deprecated:: 0.2
+           The order of 0.1, ``linear_probe(transformer, X_train, y_train,
+           X_test, y_test)``, works with a FutureWarning until 0.3.
     C : float, default=1.0
         Inverse regularisation strength of the logistic regression.
     max_iter : int, default=2000
@@ -34,9 +40,24 @@ def linear_probe(
     >>> from sklearn.datasets import load_digits
     >>> from skclusterfit.evaluation import linear_probe
     >>> X, y = load_digits(return_X_y=True)
-    >>> round(linear_probe(None, X[:1000], y[:1000], X[1000:], y[1000:]), 2) > 0.85
+    >>> round(linear_probe(X[:1000], y[:1000], X[1000:], y[1000:]), 2) > 0.85
     True
     """
+    if args:
+        if len(args) != 1:
+            raise TypeError(
+                f"linear_probe() takes 4 positional arguments (X_train, y_train, "
+                f"X_test, y_test) but {4 + len(args)} were given."
+            )
+        warnings.warn(
+            "skclusterfit.evaluation.linear_probe(transformer, X_train, y_train, X_test, "
+            "y_test) is deprecated since 0.2 and will be removed in 0.3: call "
+            "linear_probe(X_train, y_train, X_test, y_test, transformer=transformer), "
+            "the order of knn_probe.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        transformer, X_train, y_train, X_test, y_test = X_train, y_train, X_test, y_test, args[0]
     if transformer is not None:
         X_train = transformer.transform(X_train)
         X_test = transformer.transform(X_test)
@@ -50,6 +71,10 @@ def linear_probe(
 _BRUTE_FORCE_PAIRS = 2_500_000_000
 
 
+# knn_probe's random_state default until 0.3 changes it to None (scikit-learn's).
+_WARN = "warn"
+
+
 def knn_probe(
     X_train,
     y_train,
@@ -58,8 +83,9 @@ def knn_probe(
     k=20,
     temperature=0.07,
     *,
+    transformer=None,
     algorithm="auto",
-    random_state=0,
+    random_state=_WARN,
 ):
     """Held-out top-1 accuracy of a weighted k-nearest-neighbour vote on features.
 
@@ -79,6 +105,10 @@ def knn_probe(
         Features of the samples to classify.
     y_test : array-like of shape (n_test,)
         Their true labels.
+    transformer : fitted transformer or None, default=None
+        Its ``transform`` gives the features (it is not refitted), as in
+        :func:`linear_probe`. None means ``X_train`` and ``X_test`` already
+        are features.
     k : int, default=20
         Neighbours per test sample (DINO uses 20); at most ``n_train``.
     temperature : float, default=0.07
@@ -89,8 +119,12 @@ def knn_probe(
         differ from the exact ones for a small fraction of samples). "auto":
         exact up to 2.5e9 train x test pairs (about 50,000 x 50,000), graph
         search above.
-    random_state : int, default=0
+    random_state : int, RandomState instance or None, default=0
         Seed of the graph construction (``algorithm="nndescent"`` only).
+
+        .. versionchanged:: 0.2
+           The default changes from 0 to None (scikit-learn's) in 0.3; until
+           then a graph search without ``random_state`` warns and uses 0.
 
     Returns
     -------
@@ -112,6 +146,8 @@ def knn_probe(
     """
     from numbers import Integral, Real
 
+    if transformer is not None:
+        X_train, X_test = transformer.transform(X_train), transformer.transform(X_test)
     X_train, X_test = _as_features(X_train, "X_train"), _as_features(X_test, "X_test")
     if X_train.shape[1] != X_test.shape[1]:
         raise ValueError(
@@ -137,6 +173,15 @@ def knn_probe(
     if algorithm == "auto":
         pairs = len(X_train) * len(X_test)
         algorithm = "brute" if pairs <= _BRUTE_FORCE_PAIRS else "nndescent"
+    if algorithm == "nndescent" and isinstance(random_state, str) and random_state == _WARN:
+        warnings.warn(
+            "knn_probe's default random_state changes from 0 to None (scikit-learn's) "
+            "in 0.3; pass random_state=0 to keep this graph search's result, or None.",
+            FutureWarning,
+            stacklevel=2,
+        )
+    if isinstance(random_state, str) and random_state == _WARN:
+        random_state = 0
 
     train, test = _l2_normalize(X_train), _l2_normalize(X_test)
     if algorithm == "brute":
@@ -223,20 +268,42 @@ def _network_of(estimator):
     )
 
 
-def layer_features(network, layers, X, *, batch_size=256):
+def _preprocess_of(estimator):
+    """What the estimator applies to each batch before its network (None: nothing)."""
+    from sklearn.frozen import FrozenEstimator
+
+    if isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    estimator = getattr(estimator, "student_", estimator)
+    try:
+        return getattr(estimator, "preprocess_", None)
+    except Exception:  # an nn.Module, or an estimator without the attribute
+        return None
+
+
+def layer_features(network, layers, X, *, batch_size=256, preprocess=None):
     """Global-average-pooled outputs of named layers for every sample of ``X``.
 
     Parameters
     ----------
     network : nn.Module
-        Traced with ``torchvision.models.feature_extraction``.
+        Traced with ``torchvision.models.feature_extraction``; a network
+        holding a model library's network (timm, transformers, open_clip,
+        torch.hub) is read by forward hooks instead.
     layers : list of str
         Node names (see ``get_graph_node_names(network)``) or module names
-        (their last node).
+        (their last node); for a library's network, module names (e.g.
+        ``"blocks.3"`` of a timm ViT, also as ``"backbone.model.blocks.3"``).
+        Token outputs (n, tokens, d) give their class token, or their mean
+        where there is none.
     X : array-like or torch Dataset
         Inputs as the network's estimator takes them.
     batch_size : int, default=256
         Samples per forward pass.
+    preprocess : callable or None, default=None
+        Applied to each float batch first (``layerwise_probe`` passes the
+        estimator's ``preprocess_``, e.g. a library teacher's resize and
+        normalisation).
 
     Returns
     -------
@@ -264,35 +331,52 @@ def layer_features(network, layers, X, *, batch_size=256):
     )
 
     from .data._sources import is_dataset, iter_batches, make_source
+    from .networks._libraries import is_library_network, library_layer_features, pool_output
 
-    _, valid = get_graph_node_names(network)
-    # A module's name (e.g. "layer4") stands for its last node, as in torchvision.
-    unknown = [
-        layer
-        for layer in layers
-        if layer not in valid and not any(v.startswith(layer + ".") for v in valid)
-    ]
-    if unknown:
-        raise ValueError(
-            f"layers {unknown} are not nodes of the network; valid names are "
-            f"{valid}."
-        )
-    extractor = create_feature_extractor(network, return_nodes=list(layers)).eval()
+    if is_library_network(network):
+        # A model library's network (timm, transformers, ...) is not traced:
+        # its modules' outputs are read by hooks, tokens pooled to the class token.
+        def extract(x):
+            return library_layer_features(network, layers, x)
+    else:
+        _, valid = get_graph_node_names(network)
+        # A module's name (e.g. "layer4") stands for its last node, as in torchvision.
+        unknown = [
+            layer
+            for layer in layers
+            if layer not in valid and not any(v.startswith(layer + ".") for v in valid)
+        ]
+        if unknown:
+            raise ValueError(
+                f"layers {unknown} are not nodes of the network; valid names are "
+                f"{valid}."
+            )
+        graph = create_feature_extractor(network, return_nodes=list(layers)).eval()
+        n_prefix = 1 if getattr(network, "class_token", None) is not None else 0
+
+        def extract(x):
+            # Spatial maps are averaged over space (the paper pools each layer
+            # before its linear probe); tokens give their class token (or their
+            # mean); vectors pass as they are.
+            outputs = graph(x)
+            return {layer: pool_output(outputs[layer], "auto", n_prefix) for layer in layers}
+
     device = next(network.parameters()).device
+    was_training = network.training
+    network.eval()
     if not is_dataset(X):
         X = np.asarray(X)
     source = make_source(X)
     out = {layer: [] for layer in layers}
-    with torch.inference_mode():
-        for x, _ in iter_batches(source, batch_size):
-            outputs = extractor(x.to(device))
-            for layer in layers:
-                value = outputs[layer].float()
-                # Spatial maps are averaged over space (the paper pools each
-                # layer before its linear probe); vectors pass as they are.
-                if value.ndim > 2:
-                    value = value.mean(dim=tuple(range(2, value.ndim)))
-                out[layer].append(value.cpu().numpy())
+    try:
+        with torch.inference_mode():
+            for x, _ in iter_batches(source, batch_size):
+                x = x.to(device)
+                outputs = extract(preprocess(x) if preprocess is not None else x)
+                for layer in layers:
+                    out[layer].append(outputs[layer].float().cpu().numpy())
+    finally:
+        network.train(was_training)
     return {layer: np.concatenate(chunks) for layer, chunks in out.items()}
 
 
@@ -341,11 +425,12 @@ def layerwise_probe(estimator, layers, X_train, y_train, X_test, y_test, **probe
     (True, True)
     """
     network = _network_of(estimator)
+    preprocess = _preprocess_of(estimator)
     layers = [layers] if isinstance(layers, str) else list(layers)
-    train = layer_features(network, layers, X_train)
-    test = layer_features(network, layers, X_test)
+    train = layer_features(network, layers, X_train, preprocess=preprocess)
+    test = layer_features(network, layers, X_test, preprocess=preprocess)
     return {
-        layer: linear_probe(None, train[layer], y_train, test[layer], y_test, **probe_kwargs)
+        layer: linear_probe(train[layer], y_train, test[layer], y_test, **probe_kwargs)
         for layer in layers
     }
 

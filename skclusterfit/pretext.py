@@ -4,21 +4,37 @@ A pretext teacher is fitted on unlabelled images and then used like any other
 teacher: ``ClusterFit(teacher=FrozenEstimator(RotNet().fit(X)), K=...)``.
 """
 
+import warnings
+
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import Dataset
 
 from ._base import NetworkFeaturesMixin, TorchStateMixin
-from .runtime._estimators import DefaultComponentsMixin
+from ._components import ComponentsMixin
 from ._validation import validate_input
 from .data._sources import DatasetSource, first_input, make_source
-from .data._datasets import add_label_noise
 from .storage._persistence import PersistenceMixin
 from ._training import NetClassifier
 
-__all__ = ["RotNet", "RotatedImages", "add_label_noise"]
+__all__ = ["RotNet", "RotatedImages"]
+
+
+def __getattr__(name):
+    # 0.1 re-exported add_label_noise here; its home is skclusterfit.data.
+    if name == "add_label_noise":
+        from .data._datasets import add_label_noise
+
+        warnings.warn(
+            "skclusterfit.pretext.add_label_noise is deprecated since 0.2 and will be "
+            "removed in 0.3: import add_label_noise from skclusterfit.data instead.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return add_label_noise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 N_ROTATIONS = 4
 
@@ -92,7 +108,7 @@ class RotatedImages(Dataset):
 
 class RotNet(
     PersistenceMixin,
-    DefaultComponentsMixin,
+    ComponentsMixin,
     TorchStateMixin,
     NetworkFeaturesMixin,
     TransformerMixin,
@@ -186,7 +202,7 @@ class RotNet(
                 f"keep their shape; got samples of shape {tuple(shape)}."
             )
         rotated = RotatedImages(source)
-        classifier = clone(self._classifier())
+        classifier = self._component("classifier")
         if self.random_state is not None:
             classifier.set_params(random_state=self.random_state)
         self.classifier_ = classifier.fit(rotated, rotated.labels())
@@ -195,15 +211,10 @@ class RotNet(
 
     def _student_template(self):
         """ClusterFit's default student: the rotation classifier's recipe, unfitted."""
-        return clone(self._classifier())
+        return self._component("classifier")
 
     def _preprocess_spec(self):
-        return self._classifier()._preprocess_spec()
-
-    def _classifier(self):
-        if self.classifier is None:
-            return self._default_component("classifier")
-        return self.classifier
+        return self._component("classifier")._preprocess_spec()
 
     @property
     def model_(self):

@@ -24,7 +24,7 @@ from skclusterfit.data import random_shift
 from skclusterfit.data import load_digits_images
 from skclusterfit.storage import estimator_fingerprint
 
-# The global batch of both runs: one process of 64, or two of 32.
+# The global batch of both runs (batch_size is global: two processes take 32 each).
 GLOBAL_BATCH = 64
 
 
@@ -42,12 +42,12 @@ def data():
     return train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
 
 
-def make_clusterfit(world_size, checkpoint_dir=None):
+def make_clusterfit(checkpoint_dir=None):
     return ClusterFit(
         teacher=FeatureExtractor("cnn", batch_size=128, random_state=0),
         K=50,
         student=NetClassifier(
-            max_epochs=8, batch_size=GLOBAL_BATCH // world_size, augment=SlowableShift()
+            max_epochs=8, batch_size=GLOBAL_BATCH, augment=SlowableShift()
         ),
         random_state=0,
         checkpoint_dir=checkpoint_dir,
@@ -66,10 +66,9 @@ def fitted_fingerprint(cf):
 
 
 def main(out_dir, checkpoint_dir=None):
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     X_train, X_test, y_train, y_test = data()
-    cf = make_clusterfit(world_size, checkpoint_dir).fit(X_train)
+    cf = make_clusterfit(checkpoint_dir).fit(X_train)
     cf.save(os.path.join(out_dir, "model.skcf"))
     np.savez(
         os.path.join(out_dir, f"rank{rank}.npz"),

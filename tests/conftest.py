@@ -12,6 +12,44 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+def selects_gpu_tests(markexpr):
+    """Whether the ``-m`` expression asks for ``gpu``-marked tests (``pytest -m gpu``).
+
+    The ordinary run (``-m "not slow"`` from setup.cfg) does not: it would
+    select the gpu tests only by not excluding them.
+    """
+    from _pytest.mark.expression import Expression
+
+    if not markexpr or "gpu" not in markexpr:
+        return False
+    expression = Expression.compile(markexpr)
+    return any(
+        expression.evaluate(lambda name, marks=marks, **_: name in marks)
+        for marks in ({"gpu"}, {"gpu", "slow"})
+    )
+
+
+def pytest_configure(config):
+    # The suite is pinned to the CPU: its tests assert bitwise CPU results and
+    # start 2-process gloo groups, where device="auto" would pick a GPU. Only
+    # a run that asks for gpu-marked tests (pytest -m gpu) sees CUDA; any
+    # other test it selects is pinned by cpu_only below.
+    if not selects_gpu_tests(config.getoption("markexpr")):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+
+@pytest.fixture(autouse=True)
+def cpu_only(request, monkeypatch):
+    """Outside gpu-marked tests, CUDA is invisible (in this process and its children)."""
+    if "gpu" in request.keywords or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        yield
+        return
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    yield
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -217,14 +217,15 @@ def test_no_private_scikit_learn_imports():
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names = [node.module]
+                # "from sklearn.utils import _x" imports a private name too.
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             for imported in names:
                 parts = imported.split(".")
-                if parts[0] == "sklearn" and any(p.startswith("_") for p in parts):
-                    if imported != "sklearn.utils._param_validation":
-                        offending.append(f"{path.name}: {imported}")
+                if parts[0] == "sklearn" and any(p.startswith("_") for p in parts[1:]):
+                    if not imported.startswith("sklearn.utils._param_validation"):
+                        offending.append(f"{path.relative_to(PACKAGE_DIR)}: {imported}")
     assert not offending, offending
 
 

@@ -49,8 +49,9 @@ def no_work(monkeypatch):
         (["fit", ".", "--out", "x", "--weights", "/no/w.pth"], "file '/no/w.pth' does not exist"),
         (["fit", ".", "--out", "x", "--weights", "IMAGENET9K"], "argument --weights"),
         (["fit", ".", "--out", "x", "--mean", "0.5"], "--mean and --std go together"),
-        (["fit", ".", "--out", "x", "--resize", "100", "--crop", "224"], "--crop 224 is larger"),
-        (["fit", ".", "--out", "x", "--workers", "-1"], "argument --workers: -1 must be >= 0"),
+        (["fit", ".", "--out", "x", "--size", "100", "--crop", "224"], "--crop 224 is larger"),
+        (["fit", ".", "--out", "x", "--num-workers", "-1"],
+         "argument --num-workers: -1 must be >= 0"),
         (["fit", "."], "the following arguments are required: --out"),
         (["transform", "/no/model", "."], "argument MODEL: '/no/model' is not an existing file"),
     ],
@@ -62,6 +63,53 @@ def test_bad_options_are_refused_before_any_work(argv, message, no_work, capsys)
     assert message in capsys.readouterr().err
 
 
+def test_options_of_0_1_still_work_hidden_and_warned(tmp_path, capsys):
+    """--epochs, --seed, --workers, --resize: the estimators' names now, the old
+    spellings as hidden aliases that warn."""
+    old = cli.parse_args(["fit", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher",
+                          "cnn", "--epochs", "3", "--seed", "4", "--workers", "1",
+                          "--resize", "64"])
+    err = capsys.readouterr().err
+    for before, after in (("--epochs", "--max-epochs"), ("--seed", "--random-state"),
+                          ("--workers", "--num-workers"), ("--resize", "--size")):
+        assert f"warning: {before} is deprecated since 0.2" in err and f"use {after}." in err
+    new = cli.parse_args(["fit", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher",
+                          "cnn", "--max-epochs", "3", "--random-state", "4",
+                          "--num-workers", "1", "--size", "64"])
+    assert capsys.readouterr().err == ""
+    assert vars(old) == vars(new)
+    assert (new.max_epochs, new.random_state, new.num_workers, new.size) == (3, 4, 1, 64)
+    demo = cli.parse_args(["demo", "--seed", "5"])
+    assert demo.random_state == 5 and "--seed is deprecated" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert "--max-epochs" in text and "--epochs" not in text.replace("--max-epochs", "")
+
+
+def test_fit_folder_arguments_of_0_1_warn(monkeypatch, tmp_path):
+    from skclusterfit.cli import _image_folder
+
+    seen = {}
+
+    def stop(images, settings, out=None, *, num_workers=0, verbose=0, min_images=1):
+        seen.update(settings, num_workers=num_workers)
+        raise RuntimeError("stop before any work")
+
+    monkeypatch.setattr(_image_folder, "read_images", stop)
+    with pytest.warns(FutureWarning, match=r"fit_folder\((workers|resize)=...\) is "
+                                           r"deprecated.*use (num_workers|size)="):
+        with pytest.raises(RuntimeError, match="stop before"):
+            cli.fit_folder(str(tmp_path), str(tmp_path / "o"), teacher="cnn", workers=3,
+                           resize=40)
+    assert seen["num_workers"] == 3 and seen["size"] == 40
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'epoch'"):
+        cli.fit_folder(str(tmp_path), str(tmp_path / "o"), epoch=3)
+    with pytest.warns(FutureWarning, match=r"transform_folder\(workers=...\)"):
+        with pytest.raises(Exception):
+            cli.transform_folder(str(tmp_path / "no_model"), str(tmp_path), workers=0)
+
+
 def test_help_shows_defaults_and_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])
@@ -70,7 +118,7 @@ def test_help_shows_defaults_and_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["fit", "--help"])
     text = capsys.readouterr().out
-    assert "(default: 16000)" in text and "--workers" in text and "--labels" in text
+    assert "(default: 16000)" in text and "--num-workers" in text and "--labels" in text
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])
     assert exit_info.value.code == 0
@@ -83,6 +131,7 @@ def test_no_sub_command_is_the_demo():
     assert (args.command, args.K, args.noise) == ("demo", 20, 0.5)
 
 
+@pytest.mark.slow  # the demonstration trains a teacher and a student on the digits
 def test_demo_prints_the_table():
     args = cli.parse_args(
         ["demo", "--K", "20", "--teacher-epochs", "3", "--student-epochs", "2", "--noise", "0.5"]
@@ -116,8 +165,9 @@ def teacher_file(tmp_path_factory):
 
 
 def fit_argv(images, out, teacher_file, labels=None, epochs=2):
-    argv = ["fit", images, "--teacher", teacher_file, "--K", "10", "--epochs", str(epochs),
-            "--batch-size", "32", "--workers", "2", "--device", "cpu", "--out", out, "--quiet"]
+    argv = ["fit", images, "--teacher", teacher_file, "--K", "10", "--max-epochs",
+            str(epochs), "--batch-size", "32", "--num-workers", "2", "--device", "cpu",
+            "--out", out, "--quiet"]
     return argv + (["--labels", labels] if labels else [])
 
 
@@ -190,7 +240,7 @@ def test_transform_new_images_matches_clusterfit_transform(fitted_run, tmp_path)
     model_path = os.path.join(fitted_run["out"], "model")
     features_path = str(tmp_path / "features.npy")
     assert cli.main(["transform", model_path, new_folder, "--out", features_path,
-                     "--workers", "2", "--quiet"]) == 0
+                     "--num-workers", "2", "--quiet"]) == 0
     features = np.load(features_path)
     with open(str(tmp_path / "features.paths.txt")) as file:
         listed = [line.rstrip("\n") for line in file]
@@ -209,7 +259,7 @@ def test_transform_leaves_out_bad_files_and_lists_them(fitted_run, tmp_path):
     new_paths, _, bad = write_digit_folder(new_folder, NEW[:6])
     features_path = str(tmp_path / "f.npy")
     cli.main(["transform", os.path.join(fitted_run["out"], "model"), new_folder,
-              "--out", features_path, "--workers", "0", "--quiet"])
+              "--out", features_path, "--num-workers", "0", "--quiet"])
     assert np.load(features_path).shape[0] == 6
     assert open(str(tmp_path / "f.paths.txt")).read().split() == new_paths
     assert len(open(str(tmp_path / "f.skipped.txt")).readlines()) == len(bad)
@@ -267,7 +317,7 @@ def test_a_torchvision_weights_file_gets_its_own_versions_transforms():
     assert (v2["size"], v2["crop"]) == (232, 224)
     assert (v1["size"], v1["crop"]) == (256, 224)
     assert (other["size"], other["crop"], other["mean"]) == (256, 224, IMAGENET_MEAN)
-    assert reader_settings("resnet50", "/m/x.pth", resize=300)["crop"] == 224
+    assert reader_settings("resnet50", "/m/x.pth", size=300)["crop"] == 224
     assert reader_settings("resnet50", "IMAGENET1K_V2", crop=200)["size"] == 232
 
 

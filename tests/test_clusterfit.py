@@ -32,6 +32,7 @@ def fast_cf(**params):
     return ClusterFit(**defaults)
 
 
+@pytest.mark.slow  # five fits on all 1,797 digits; the fast grid searches are below
 def test_users_card_pipeline_and_grid_search(digits_images):
     X, y = digits_images
     pipe = Pipeline(
@@ -278,28 +279,85 @@ def test_torch_dataset_through_clusterfit(digits_small):
 
 # -- defaults that nested parameters reach; one rule per default -------------------
 
-def test_nested_parameters_work_with_every_default(digits_small):
+def test_nested_parameters_of_defaults_are_kept_as_overrides():
     """cf__student__*, cf__clusterer__*, cf__teacher__* with student=None,
-    clusterer="kmeans" and a teacher given by name: the default is built, then set."""
+    clusterer="kmeans" and a teacher given by name: kept, listed, cloned, and
+    applied to the component fit builds; a misspelt one fails at once."""
+    cf = ClusterFit(teacher="cnn").set_params(
+        student__max_epochs=1, clusterer__tol=0.01, teacher__random_state=3
+    )
+    assert cf.student is None and cf.clusterer == "kmeans" and cf.teacher == "cnn"
+    params = cf.get_params(deep=True)
+    assert params["student__max_epochs"] == 1 and params["clusterer__tol"] == 0.01
+    assert "student__max_epochs" not in cf.get_params(deep=False)
+    assert clone(cf).get_params(deep=True)["teacher__random_state"] == 3
+    assert pickle.loads(pickle.dumps(cf)).get_params()["clusterer__tol"] == 0.01
+    assert cf._component("teacher").random_state == 3
+    assert isinstance(cf._component("clusterer"), KMeans)
+    cf.set_params(student__max_epochs=2, student__lr=0.1)  # merged, last wins
+    assert (cf._component("student").max_epochs, cf._component("student").lr) == (2, 0.1)
+    with pytest.raises(ValueError, match=r"Invalid parameter 'max_epoch'"):
+        cf.set_params(student__max_epoch=3)
+    # An estimator object carries its own parameters: the overrides go.
+    cf.set_params(student=NetClassifier(max_epochs=7))
+    assert "student__lr" not in ClusterFit().get_params()
+    assert cf.get_params()["student__max_epochs"] == 7 and cf.get_params()["student__lr"] == "auto"
+
+
+def test_default_student_follows_a_later_teacher(digits_small):
+    """set_params(student__...) then set_params(teacher=...): the student fit
+    trains is the new teacher's architecture, with the override."""
+    X, _ = digits_small
+    vectors = X.reshape(len(X), -1)[:200]
+    cf = ClusterFit(teacher="cnn", K=5, random_state=0).set_params(student__max_epochs=1)
+    cf.set_params(teacher=FeatureExtractor("mlp", random_state=0)).fit(vectors)
+    assert cf.student_.model == "mlp" and cf.student_.max_epochs == 1
+    assert cf.student is None
+
+
+def test_grid_search_over_a_default_students_parameter(digits_small):
     X, y = digits_small
-    labelled = NetClassifier(max_epochs=2, random_state=0).fit(X, y)
+    X, y = X[:200], y[:200]
+    labelled = NetClassifier(max_epochs=1, random_state=0).fit(X, y)
     cf = ClusterFit(teacher=FrozenEstimator(labelled), K=6, random_state=0)
-    pipe = Pipeline([("cf", cf), ("clf", LogisticRegression(max_iter=500))])
-    pipe.set_params(cf__student__max_epochs=1, cf__clusterer__tol=0.01)
-    assert isinstance(cf.student, NetClassifier) and cf.student.max_epochs == 1
-    assert cf.student.lr == labelled.lr  # still the teacher's recipe (student=None)
-    assert isinstance(cf.clusterer, KMeans) and cf.clusterer.tol == 0.01
-    named = ClusterFit(teacher="cnn").set_params(teacher__random_state=3)
-    assert isinstance(named.teacher, FeatureExtractor) and named.teacher.random_state == 3
-    assert named.teacher.model == "cnn"
-    search = GridSearchCV(
-        Pipeline([("cf", ClusterFit(teacher=FrozenEstimator(labelled), K=6, random_state=0)),
-                  ("clf", LogisticRegression(max_iter=500))]),
-        {"cf__student__max_epochs": [1, 2]}, cv=2,
-    ).fit(X, y)
+    pipe = Pipeline([("cf", cf), ("clf", LogisticRegression(max_iter=200))])
+    assert "cf__student__max_epochs" not in pipe.get_params()
+    search = GridSearchCV(pipe, {"cf__student__max_epochs": [1, 2]}, cv=2).fit(X, y)
     assert sorted(search.cv_results_["param_cf__student__max_epochs"]) == [1, 2]
-    best_cf = search.best_estimator_.named_steps["cf"]
-    assert best_cf.student_.max_epochs == search.best_params_["cf__student__max_epochs"]
+    best = search.best_estimator_.named_steps["cf"]
+    assert best.student_.max_epochs == search.best_params_["cf__student__max_epochs"]
+    assert best.student_.lr == labelled.lr  # still the teacher's recipe (student=None)
+    assert cf.student is None and "cf__student__max_epochs" not in pipe.get_params()
+
+
+def test_settings_go_only_onto_components_left_at_their_default(digits_small):
+    """verbose, device, random_state and distributed: one rule for teacher,
+    clusterer and student; what the user set on a component stays."""
+    X, _ = digits_small
+    vectors = X.reshape(len(X), -1)[:200]
+    cf = ClusterFit(
+        FeatureExtractor("mlp", random_state=1), K=5, random_state=0, verbose=1,
+        student=NetClassifier(max_epochs=1, verbose=2, random_state=7),
+        clusterer=KMeans(random_state=5),
+    ).fit(vectors)
+    assert cf.teacher_.random_state == 1
+    assert cf.student_.verbose == 2 and cf.student_.random_state == 7
+    assert cf.student_.distributed is False  # left "auto": one process here
+    assert cf.clusterer_.random_state == 5 and cf.clusterer_.verbose == 1
+    assert cf.clusterer_.distributed is False  # left "auto": one process here
+    defaults = ClusterFit("mlp", K=5, random_state=0, student=NetClassifier(max_epochs=1))
+    defaults.fit(vectors)
+    assert defaults.teacher_.random_state is not None
+    assert defaults.student_.random_state is not None and defaults.student_.verbose == 0
+    assert defaults.clusterer_.random_state is not None
+
+
+def test_push_settings_is_the_one_rule():
+    from skclusterfit._components import push_settings
+
+    pipe = make_pipeline(Normalizer(), KMeans(verbose=3))
+    push_settings(pipe, verbose=1, random_state=4, device=None, no_such_param=1)
+    assert pipe[-1].verbose == 3 and pipe[-1].random_state == 4 and pipe[-1].device == "auto"
 
 
 def test_builtin_name_as_teacher_works_and_warns_that_it_is_random(digits_small):

@@ -1,6 +1,8 @@
 """Distillation: the soft-target loss, the student it trains, teachers with class
 scores, and its place in Pipelines and files."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from torch import nn
 import skclusterfit
 from skclusterfit import Distillation, FeatureExtractor, NetClassifier
 from skclusterfit._soft_targets import SoftTargets
-from skclusterfit._distillation import _cached_teacher_scores
+from skclusterfit._distillation import teacher_scores
 from skclusterfit.pretext import RotNet
 
 
@@ -111,7 +113,7 @@ def test_network_teacher_gives_its_head_logits(digits_small):
     ).fit(X)
     assert distilled.teacher_.layer == "fc"
     assert distilled.classes_.tolist() == list(range(10))
-    scores = _cached_teacher_scores(None, distilled.teacher_, X[:5], 0)
+    scores = teacher_scores(distilled.teacher_, X[:5])
     assert scores.shape == (5, 10)
     # The scores are the network's own logits.
     network = distilled.teacher_.network_
@@ -152,8 +154,20 @@ def test_pipeline_grid_search_and_persistence(digits_images, teacher, tmp_path):
 
 def test_nested_parameters_reach_default_components():
     distilled = Distillation("mlp").set_params(student__max_epochs=3, teacher__batch_size=7)
-    assert distilled.student.max_epochs == 3
-    assert distilled.teacher.batch_size == 7
+    assert distilled.student is None and distilled.teacher == "mlp"  # still the defaults
+    assert distilled.get_params()["student__max_epochs"] == 3
+    assert distilled._component("student").max_epochs == 3
+    assert distilled._component("teacher").batch_size == 7
+
+
+def test_alpha_without_labels_warns_that_it_cannot_apply(digits_images, teacher):
+    X, _ = digits_images
+    quick = {"student": NetClassifier(max_epochs=1), "random_state": 0}
+    with pytest.warns(UserWarning, match=r"alpha=0.3 weighs the labels y.*fit got no y"):
+        Distillation(FrozenEstimator(teacher), alpha=0.3, **quick).fit(X[:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Distillation(FrozenEstimator(teacher), **quick).fit(X[:200])  # alpha="auto"
 
 
 def test_torchvision_classifier_teacher_gives_its_logits(tmp_path):
@@ -175,5 +189,5 @@ def test_torchvision_classifier_teacher_gives_its_logits(tmp_path):
     assert distilled.teacher_.layer == "fc" and distilled.classes_.tolist() == list(range(7))
     with torch.no_grad():
         logits = network(torch.from_numpy(X)).numpy()
-    scores = _cached_teacher_scores(None, distilled.teacher_, X, 0)
+    scores = teacher_scores(distilled.teacher_, X)
     np.testing.assert_allclose(scores, logits, rtol=1e-4, atol=1e-5)

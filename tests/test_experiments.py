@@ -42,10 +42,33 @@ def rotnet(digits):
     return RotNet(NetClassifier(max_epochs=2, device="cpu"), random_state=0).fit(X_train[:400])
 
 
-def test_label_noise_helper_is_shared():
-    from skclusterfit import data as datasets, pretext
+def test_label_noise_flips_exactly_p_of_the_labels_to_other_classes():
+    y = np.repeat(np.arange(5), 40)
+    noisy = add_label_noise(y, 0.3, random_state=0)
+    assert np.sum(noisy != y) == 60  # round(p * n), each to another class
+    assert set(noisy) == set(y)
+    np.testing.assert_array_equal(noisy, add_label_noise(y, 0.3, random_state=0))
+    assert not np.array_equal(noisy, add_label_noise(y, 0.3, random_state=1))
+    np.testing.assert_array_equal(add_label_noise(y, 0.0, random_state=0), y)
+    with pytest.raises(ValueError, match=r"p=1.5 must be a fraction"):
+        add_label_noise(y, 1.5)
 
-    assert pretext.add_label_noise is datasets.add_label_noise
+
+def test_load_digits_images_honours_return_X_y():
+    X, y = load_digits_images()
+    bunch = load_digits_images(return_X_y=False)
+    np.testing.assert_array_equal(bunch.data, X)
+    np.testing.assert_array_equal(bunch.target, y)
+    assert bunch.data.shape == (1797, 1, 8, 8) and list(bunch.target_names) == list(range(10))
+
+
+def test_label_noise_from_pretext_is_deprecated():
+    from skclusterfit import pretext
+
+    with pytest.warns(FutureWarning, match=r"pretext.add_label_noise is deprecated.*"
+                                           r"from skclusterfit.data"):
+        assert pretext.add_label_noise is add_label_noise
+    assert "add_label_noise" not in pretext.__all__
 
 
 def test_rotated_images_rotate_and_label():
@@ -86,6 +109,7 @@ def test_rotnet_teacher_in_clusterfit(rotnet, digits):
     assert len(np.unique(cf.labels_)) == 20
 
 
+@pytest.mark.slow  # five logistic regressions on wide features of 1,257 images
 def test_layerwise_probe_on_each_kind_of_estimator(rotnet, digits):
     X_train, X_test, y_train, y_test = digits
     layers = BLOCKS + ["backbone.features.4"]
@@ -94,7 +118,7 @@ def test_layerwise_probe_on_each_kind_of_estimator(rotnet, digits):
     assert all(0.3 < a <= 1 for a in accuracies.values())
     # The pooled last block is the penultimate layer: the same as linear_probe.
     assert accuracies["backbone.features.4"] == pytest.approx(
-        linear_probe(rotnet, X_train, y_train, X_test, y_test)
+        linear_probe(X_train, y_train, X_test, y_test, transformer=rotnet)
     )
     module = layerwise_probe(rotnet.model_, ["backbone.features.2.2"], X_train,
                              y_train, X_test, y_test, C=0.5)
@@ -119,11 +143,12 @@ def noisy_teacher_and_clusterfit(digits, p):
         student=NetClassifier(max_epochs=30), device="cpu", random_state=0,
     ).fit(X_train)
     return (
-        linear_probe(teacher, X_train, y_train, X_test, y_test),
-        linear_probe(cf, X_train, y_train, X_test, y_test),
+        linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
+        linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
     )
 
 
+@pytest.mark.slow  # two 60- and 30-epoch trainings: minutes on 2 cores
 def test_clusterfit_beats_a_heavily_noised_teacher(digits):
     """The paper's control experiment (Fig. 3) at one point: p = 0.8 label noise.
 
@@ -172,12 +197,12 @@ def test_rotnet_follows_scikit_learn_conventions(digits):
     X_train = digits[0][:200]
     rotnet = RotNet()
     assert rotnet.get_params() == {"classifier": None, "random_state": None}
-    rotnet.set_params(classifier__max_epochs=1, random_state=0)  # reaches the default
-    assert isinstance(rotnet.classifier, NetClassifier) and rotnet.classifier.max_epochs == 1
+    rotnet.set_params(classifier__max_epochs=1, random_state=0)  # kept for the default
+    assert rotnet.classifier is None and rotnet.get_params()["classifier__max_epochs"] == 1
     assert not hasattr(rotnet, "classifier_")
     fitted = clone(rotnet).fit(X_train)
-    assert rotnet.classifier.random_state is None  # pushed onto the clone only
-    assert fitted.classifier_.random_state == 0
+    assert rotnet.classifier is None  # the user's object is not filled in
+    assert fitted.classifier_.random_state == 0 and fitted.classifier_.max_epochs == 1
     again = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(again.transform(X_train[:4]), fitted.transform(X_train[:4]))
     pipe = make_pipeline(FunctionTransformer(lambda x: x * 1.0), clone(rotnet)).fit(X_train)

@@ -94,3 +94,47 @@ def test_mismatched_shapes_are_named():
         knn_probe(X, np.zeros(10), np.ones((4, 2)), np.zeros(4))
     with pytest.raises(ValueError, match="y_test has shape"):
         knn_probe(X, np.zeros(10), X, np.zeros(9))
+
+
+def test_both_probes_take_data_first_and_a_transformer_by_keyword():
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    from skclusterfit.evaluation import linear_probe
+
+    X, y = load_digits(return_X_y=True)
+    pca = PCA(8, random_state=0).fit(X[:1000])
+    args = (X[:1000], y[:1000], X[1000:], y[1000:])
+    features = (pca.transform(X[:1000]), y[:1000], pca.transform(X[1000:]), y[1000:])
+    assert knn_probe(*args, transformer=pca) == knn_probe(*features)
+    assert linear_probe(*args, transformer=pca) == linear_probe(*features)
+    assert linear_probe(*args, transformer=pca) < linear_probe(*args)  # 8 of 64 dimensions
+    with pytest.warns(FutureWarning, match=r"linear_probe\(transformer, X_train.*deprecated"):
+        old = linear_probe(pca, *args)
+    assert old == linear_probe(*args, transformer=pca)
+    with pytest.raises(TypeError, match=r"takes 4 positional arguments"):
+        linear_probe(pca, *args, "extra")
+
+
+def test_knn_probe_random_state_default_moves_to_none_with_a_warning(monkeypatch):
+    import warnings
+
+    from skclusterfit import evaluation
+
+    seeds = []
+
+    def graph(train, test, k, random_state):  # pynndescent's JIT costs minutes: exact here
+        seeds.append(random_state)
+        return evaluation._exact_neighbours(train, test, k)
+
+    monkeypatch.setattr(evaluation, "_graph_neighbours", graph)
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(60, 4).astype(np.float32), np.arange(60) % 3
+    with pytest.warns(FutureWarning, match=r"random_state changes from 0 to None"):
+        knn_probe(X, y, X, y, k=5, algorithm="nndescent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        knn_probe(X, y, X, y, k=5, algorithm="nndescent", random_state=None)
+        knn_probe(X, y, X, y, k=5, algorithm="nndescent", random_state=3)
+        knn_probe(X, y, X, y, k=5)  # exact search: no seed involved, no warning
+    assert seeds == [0, None, 3]

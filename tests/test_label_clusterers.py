@@ -91,7 +91,8 @@ def test_per_label_kmeans_takes_any_kmeans_and_nested_params():
     per_label.fit(X, y)
     assert per_label.cluster_centers_.shape == (9, 5)
     default = PerLabelKMeans(n_clusters=9).set_params(kmeans__normalize=False)
-    assert isinstance(default.kmeans, KMeans) and default.kmeans.normalize is False
+    assert default.kmeans is None and default.get_params()["kmeans__normalize"] is False
+    assert isinstance(default._component("kmeans"), KMeans)
     centres = default.fit(X, y).cluster_centers_
     # Without normalisation the centres are means of raw rows (norm ~4, not 1).
     assert np.linalg.norm(centres, axis=1).max() > 2

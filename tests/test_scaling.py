@@ -308,9 +308,9 @@ def test_shards_of_any_input_give_the_one_process_features(kind, digits_small, t
     X = validate_input(ClusterFit(), X, reset=True)
     if not isinstance(teacher, FrozenEstimator):
         teacher.fit(X)
-    whole = _stages.teacher_features(teacher, X)
+    whole = _stages.transform_in_chunks(teacher, X)
     parts = [
-        _stages.teacher_features(teacher, _stages.feature_rows(teacher, X, ProcessGroup(r, 3)))
+        _stages.transform_in_chunks(teacher, _stages.feature_rows(teacher, X, ProcessGroup(r, 3)))
         for r in range(3)
     ]
     assert sum(len(part) for part in parts) == len(whole)

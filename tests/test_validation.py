@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.cluster import DBSCAN
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
@@ -228,6 +229,19 @@ CASES = [
     ("netclassifier-device-absent",
      lambda c: NetClassifier(device="cuda:7").fit(c.X, np.arange(N) % 2), ValueError,
      r"device='cuda:7'"),
+    ("device-without-a-type", lambda c: small_clusterfit(device="gpu0").fit(c.X), ValueError,
+     r"device='gpu0'"),
+    ("net-classifier-transform-before-fit", lambda c: NetClassifier().transform(c.X),
+     NotFittedError, r"NetClassifier instance is not fitted"),
+    ("unknown-model-name",
+     lambda c: FeatureExtractor("resnet9000").fit(np.zeros((2, 3, 8, 8), np.float32)),
+     ValueError, r"model='resnet9000'"),
+    ("clusterer-without-K-parameter",
+     lambda c: small_clusterfit(clusterer=DBSCAN()).fit(c.X), ValueError,
+     r"clusterer=DBSCAN\(\) has no n_clusters or n_components parameter to receive K=5"),
+    ("channels-a-module-teacher-does-not-take",
+     lambda c: small_clusterfit(teacher=c.fitted_on_images.teacher_.network_).fit(
+         _rgb(c.images)), ValueError, r"X has 3 channel\(s\).*takes 1"),
 ]
 
 
@@ -245,6 +259,17 @@ def test_bad_input_raises_naming_the_value(
     context.tmp_path, context.monkeypatch = tmp_path, monkeypatch
     with pytest.raises(error, match=re.compile(match, re.DOTALL)):
         call(context)
+
+
+def test_channel_count_differs_at_transform_names_channels_and_both_shapes(
+    images, fitted_on_images
+):
+    with pytest.raises(ValueError) as info:
+        fitted_on_images.transform(_rgb(images[:3]))
+    message = str(info.value)
+    assert "features" not in message
+    assert "(3, 8, 8)" in message and "3 channel(s)" in message
+    assert "(1, 8, 8)" in message and "1 channel(s)" in message
 
 
 def test_nan_teacher_stops_before_clustering(X):

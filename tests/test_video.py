@@ -100,6 +100,7 @@ def test_video_weight_transforms_keep_frames_first():
     assert out.shape == (2, 5, 3, 112, 112)  # (N, T, C, H, W), resized and cropped
 
 
+@pytest.mark.slow  # teacher, clusters and student on clips; the parts are tested fast
 def test_clusterfit_on_videos_end_to_end(videos, tmp_path):
     X, y = videos
     X_train, y_train, X_test = X[:48], y[:48], X[48:64]

@@ -56,8 +56,8 @@ def run(seed, p, X, y):
         random_state=seed,
     ).fit(X_train)
     return {
-        "n_pre": linear_probe(teacher, X_train, y_train, X_test, y_test),
-        "n_cf": linear_probe(cf, X_train, y_train, X_test, y_test),
+        "n_pre": linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
+        "n_cf": linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
         # how far the teacher's predictions follow the clean labels it never saw
         "teacher_fit_clean": float(np.mean(teacher.predict(X_train) == y_train)),
     }

@@ -77,10 +77,10 @@ for name, clusterer in clusterers.items():
     ).fit(X_train)
     results[name] = (
         normalized_mutual_info_score(y_train, cf.labels_),
-        linear_probe(cf, X_train, y_train, X_test, y_test),
+        linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
     )
     print(f"{name:>17}: NMI {results[name][0]:.3f}, probe {results[name][1]:.3f}")
-pre = linear_probe(teacher, X_train, y_train, X_test, y_test)
+pre = linear_probe(X_train, y_train, X_test, y_test, transformer=teacher)
 
 # %%
 # Pseudo-label quality (NMI with the digits, left) and the student's

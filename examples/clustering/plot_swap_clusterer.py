@@ -67,12 +67,12 @@ for name, clusterer in clusterers.items():
     runs[name] = {
         "sizes": np.sort(np.bincount(cf.labels_, minlength=100))[::-1],
         "nmi": normalized_mutual_info_score(y_train, cf.labels_),
-        "probe": linear_probe(cf, X_train, y_train, X_test, y_test),
+        "probe": linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
     }
     print(f"{name.splitlines()[0]:>20}: NMI {runs[name]['nmi']:.3f}, "
           f"probe {runs[name]['probe']:.3f}")
 
-pre = linear_probe(teacher, X_train, y_train, X_test, y_test)
+pre = linear_probe(X_train, y_train, X_test, y_test, transformer=teacher)
 print(f"{'teacher':>20}: probe {pre:.3f}")
 
 # %%

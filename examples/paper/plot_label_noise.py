@@ -52,8 +52,8 @@ for p in noise_levels:
         student=NetClassifier(max_epochs=30),
         random_state=0,
     ).fit(X_train)
-    results["N_pre"].append(linear_probe(teacher, X_train, y_train, X_test, y_test))
-    results["N_cf"].append(linear_probe(cf, X_train, y_train, X_test, y_test))
+    results["N_pre"].append(linear_probe(X_train, y_train, X_test, y_test, transformer=teacher))
+    results["N_cf"].append(linear_probe(X_train, y_train, X_test, y_test, transformer=cf))
     print(
         f"p={p:.2f}  N_pre {results['N_pre'][-1]:.3f}  "
         f"N_cf {results['N_cf'][-1]:.3f}"

@@ -62,9 +62,9 @@ cf = ClusterFit(
 # RotNet's penultimate features, and the ClusterFit student's.
 random_net = FeatureExtractor("cnn", random_state=0).fit(X_train)
 scores = {
-    "random CNN": linear_probe(random_net, X_train, y_train, X_test, y_test),
-    "RotNet teacher": linear_probe(rotnet, X_train, y_train, X_test, y_test),
-    "ClusterFit on RotNet": linear_probe(cf, X_train, y_train, X_test, y_test),
+    "random CNN": linear_probe(X_train, y_train, X_test, y_test, transformer=random_net),
+    "RotNet teacher": linear_probe(X_train, y_train, X_test, y_test, transformer=rotnet),
+    "ClusterFit on RotNet": linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
 }
 for name, score in scores.items():
     print(f"{name:>22}: {score:.3f}")

@@ -88,7 +88,7 @@ scores = {}
 for name, network in (("teacher N_pre (R3D-18)", teacher), ("ClusterFit N_cf (MC3-18)", cf)):
     train, test = network.transform(X_train), network.transform(X_test)
     scores[name] = {
-        "linear": linear_probe(None, train, y_train, test, y_test),
+        "linear": linear_probe(train, y_train, test, y_test),
         "kNN": knn_probe(train, y_train, test, y_test, k=20),
     }
     print(f"{name:>26}: linear {scores[name]['linear']:.3f}  kNN {scores[name]['kNN']:.3f}")

@@ -103,8 +103,10 @@ without = FeatureExtractor(resnet18_10, weights=weights_file, preprocess=None).f
 check = {
     "predictions, preprocess=normalize": teacher_accuracy(normalize),
     "predictions, preprocess=None": teacher_accuracy(None),
-    "linear probe, preprocess=normalize": linear_probe(teacher, X_train, y_train, X_test, y_test),
-    "linear probe, preprocess=None": linear_probe(without, X_train, y_train, X_test, y_test),
+    "linear probe, preprocess=normalize": linear_probe(
+        X_train, y_train, X_test, y_test, transformer=teacher),
+    "linear probe, preprocess=None": linear_probe(
+        X_train, y_train, X_test, y_test, transformer=without),
 }
 for name, value in check.items():
     print(f"{name:>35}: {value:.3f}")
@@ -128,7 +130,7 @@ by_layer = {}
 for layer in layers:
     extractor = FeatureExtractor(resnet18_10, weights=weights_file,
                                  preprocess=normalize, layer=layer).fit(X_train)
-    by_layer[layer] = linear_probe(extractor, X_train, y_train, X_test, y_test)
+    by_layer[layer] = linear_probe(X_train, y_train, X_test, y_test, transformer=extractor)
     print(f"{layer}: {extractor.n_features_out_:>3} features, probe {by_layer[layer]:.3f}")
 
 # %%
@@ -151,7 +153,7 @@ cf = ClusterFit(
     student=NetClassifier(resnet18_10, max_epochs=8),
     random_state=0,
 ).fit(X_train)
-student_probe = linear_probe(cf, X_train, y_train, X_test, y_test)
+student_probe = linear_probe(X_train, y_train, X_test, y_test, transformer=cf)
 print(f"linear probe: teacher {check['linear probe, preprocess=normalize']:.3f}, "
       f"ClusterFit student {student_probe:.3f}")
 # The student, which never saw a label, probes above its half-noisy teacher.

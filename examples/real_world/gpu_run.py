@@ -63,8 +63,8 @@ print(f"ClusterFit: {time.perf_counter() - start:.0f} s")
 
 # %%
 # The linear probe of both, on clean labels.
-print("N_pre", linear_probe(teacher, X_train, y_train, X_test, y_test))
-print("N_cf ", linear_probe(cf, X_train, y_train, X_test, y_test))
+print("N_pre", linear_probe(X_train, y_train, X_test, y_test, transformer=teacher))
+print("N_cf ", linear_probe(X_train, y_train, X_test, y_test, transformer=cf))
 print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 # %%

@@ -12,7 +12,7 @@ and draws the report's figures from Python with :mod:`skclusterfit.cli`.
 
 On real photographs the call is the same with a torchvision teacher, e.g.
 ``skclusterfit fit photos/ --teacher resnet50 --weights
-resnet50-11ad3fa6.pth --K 10000 --device cuda --workers 8 --out run/``
+resnet50-11ad3fa6.pth --K 10000 --device cuda --num-workers 8 --out run/``
 (see :ref:`pretrained_teacher`).
 """
 
@@ -80,7 +80,7 @@ teacher.save(teacher_file)
 out = os.path.join(work, "run")
 command = [
     sys.executable, "-m", "skclusterfit", "fit", images, "--teacher", teacher_file,
-    "--K", "30", "--epochs", "10", "--workers", "1", "--device", "cpu",
+    "--K", "30", "--max-epochs", "10", "--num-workers", "1", "--device", "cpu",
     "--labels", os.path.join(work, "labels.csv"), "--out", out,
 ]
 result = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -160,7 +160,7 @@ for i in range(1500, 1520):
     Image.fromarray(pixels).resize((32, 32), Image.BILINEAR).convert("RGB").save(
         os.path.join(new, f"{i}.png"))
 subprocess.run([sys.executable, "-m", "skclusterfit", "transform", os.path.join(out, "model"),
-                new, "--out", os.path.join(work, "features.npy"), "--workers", "0", "--quiet"],
+                new, "--out", os.path.join(work, "features.npy"), "--num-workers", "0", "--quiet"],
                check=True)
 features = np.load(os.path.join(work, "features.npy"))
 print(features.shape, open(os.path.join(work, "features.paths.txt")).read().split()[:2])

@@ -109,5 +109,5 @@ y_tr = [targets[i] for i in train_idx]
 y_te = [targets[i] for i in test_idx]
 for name, network in (("teacher N_pre", cf.teacher_), ("student N_cf", cf)):
     F_tr, F_te = network.transform(X_tr), network.transform(X_te)
-    print(f"{name}: linear {linear_probe(None, F_tr, y_tr, F_te, y_te):.3f}, "
+    print(f"{name}: linear {linear_probe(F_tr, y_tr, F_te, y_te):.3f}, "
           f"kNN {knn_probe(F_tr, y_tr, F_te, y_te):.3f}")

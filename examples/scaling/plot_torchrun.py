@@ -76,9 +76,9 @@ print(f"largest difference between the centres: "
       f"{np.abs(one.cluster_centers_ - two.cluster_centers_).max():.2g}")
 
 accuracy = {
-    "teacher\n(N_pre)": linear_probe(teacher, X_train, y_train, X_test, y_test),
-    "ClusterFit\n1 process": linear_probe(one, X_train, y_train, X_test, y_test),
-    "ClusterFit\n2 processes": linear_probe(two, X_train, y_train, X_test, y_test),
+    "teacher\n(N_pre)": linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
+    "ClusterFit\n1 process": linear_probe(X_train, y_train, X_test, y_test, transformer=one),
+    "ClusterFit\n2 processes": linear_probe(X_train, y_train, X_test, y_test, transformer=two),
 }
 for name, value in accuracy.items():
     print(f"{name.replace(chr(10), ' ')}: linear-probe accuracy {value:.4f}")

@@ -23,14 +23,14 @@ def run(args, out=sys.stdout):
     """Run the demonstration for parsed ``args``; return a dict of probe accuracies."""
     X, y = _LOADERS[args.dataset]()
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.3, stratify=y, random_state=args.seed
+        X, y, test_size=0.3, stratify=y, random_state=args.random_state
     )
-    y_noisy = add_label_noise(y_train, args.noise, random_state=args.seed)
+    y_noisy = add_label_noise(y_train, args.noise, random_state=args.random_state)
     timings = {}
 
     start = time.perf_counter()
     teacher = NetClassifier(
-        max_epochs=args.teacher_epochs, device=args.device, random_state=args.seed,
+        max_epochs=args.teacher_epochs, device=args.device, random_state=args.random_state,
         verbose=max(args.verbose - 1, 0),
     ).fit(X_train, y_noisy)
     timings["teacher"] = time.perf_counter() - start
@@ -41,18 +41,18 @@ def run(args, out=sys.stdout):
         K=args.K,
         student=NetClassifier(max_epochs=args.student_epochs),
         device=args.device,
-        random_state=args.seed,
+        random_state=args.random_state,
         verbose=args.verbose,
     ).fit(X_train)
     timings["clusterfit"] = time.perf_counter() - start
 
     results = {
-        "N_pre": linear_probe(teacher, X_train, y_train, X_test, y_test),
-        "N_cf": linear_probe(cf, X_train, y_train, X_test, y_test),
+        "N_pre": linear_probe(X_train, y_train, X_test, y_test, transformer=teacher),
+        "N_cf": linear_probe(X_train, y_train, X_test, y_test, transformer=cf),
     }
     print(
         f"dataset={args.dataset} ({len(X_train)} train / {len(X_test)} test), "
-        f"label noise p={args.noise}, K={args.K}, seed={args.seed}",
+        f"label noise p={args.noise}, K={args.K}, seed={args.random_state}",
         file=out,
     )
     # CPU float32 kernels split their sums by thread, so the last digits of the

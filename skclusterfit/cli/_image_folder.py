@@ -27,16 +27,17 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
-from .. import ClusterFit, FeatureExtractor, NetClassifier
+from .. import ClusterFit, FeatureExtractor
 from ..runtime._atomic import atomic_write
 from ..runtime._progress import log
 from ..storage._checkpoint import FEATURES_FILE
 from ..data._image_files import ImageFiles, ImageReader, list_image_files
 from ..storage._persistence import load, save
+from .._teachers import student_from
+from ._renamed import renamed_arguments
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,7 +54,7 @@ def _load_teacher_file(path):
     return estimator
 
 
-def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=None,
+def reader_settings(teacher, weights="auto", *, size=None, crop=None, mean=None,
                     std=None, mode=None):
     """The :class:`ImageFiles` settings (mode, size, crop, mean, std) for a teacher.
 
@@ -63,12 +64,20 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
     for a torchvision model with another weights file (or none), ImageNet's
     (resize 256, crop 224, ImageNet mean and std); for a
     fitted estimator (or a saved one's path), its training input size
-    unnormalised; for ``"cnn"``, 32x32 unnormalised.
+    unnormalised; for ``"cnn"``, 32x32 unnormalised; for a model library's
+    name (``"timm:NAME"``, ...), the library's evaluation preprocessing from
+    the model's own configuration (ImageNet's where it has none).
     """
     from ..networks._backbones import resolve_weights, torchvision_weights
+    from ..networks._libraries import parse_spec
 
-    defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None}
-    if not isinstance(teacher, str) or os.path.isfile(teacher):
+    defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None,
+                "interpolation": "bilinear"}
+    if isinstance(teacher, str) and parse_spec(teacher) is not None:
+        library = _library_settings(teacher, resolve_weights(teacher, weights))
+        defaults.update(library or {"size": 256, "crop": 224, "mean": IMAGENET_MEAN,
+                                    "std": IMAGENET_STD})
+    elif not isinstance(teacher, str) or os.path.isfile(teacher):
         estimator = _load_teacher_file(teacher) if isinstance(teacher, str) else teacher
         if isinstance(estimator, FrozenEstimator):
             estimator = estimator.estimator
@@ -96,14 +105,33 @@ def reader_settings(teacher, weights="auto", *, resize=None, crop=None, mean=Non
             )
         else:
             defaults.update(size=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    given = {"mode": mode, "size": resize, "crop": crop, "mean": mean, "std": std}
+    given = {"mode": mode, "size": size, "crop": crop, "mean": mean, "std": std,
+             "interpolation": None}
     settings = {k: (given[k] if given[k] is not None else v) for k, v in defaults.items()}
-    if resize is not None and crop is None and defaults["crop"] is not None:
-        settings["crop"] = min(defaults["crop"], resize)
+    if size is not None and crop is None and defaults["crop"] is not None:
+        default_crop = defaults["crop"]
+        settings["crop"] = (
+            min(default_crop, size) if isinstance(default_crop, int)
+            else tuple(min(c, size) for c in default_crop)
+        )
     for key in ("mean", "std"):
         if settings[key] is not None:
             settings[key] = tuple(float(v) for v in settings[key])
     return settings
+
+
+def _library_settings(teacher, weights):
+    """A model library's evaluation preprocessing, read from the model's configuration.
+
+    The architecture is built without weights (nothing is downloaded); a
+    Hugging Face image processor is read from ``weights`` when it is the
+    model's directory.
+    """
+    from ..networks._backbones import build_module
+    from ..networks._libraries import library_preprocessing
+
+    module = build_module(teacher, (), weights=None)
+    return library_preprocessing(teacher, module, weights)
 
 
 def _torchvision_weights_of_file(model, path):
@@ -119,56 +147,48 @@ def _torchvision_weights_of_file(model, path):
     return next((w for w in candidates if os.path.basename(w.url) == name), None)
 
 
-def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, workers=0,
-                 device="auto", seed=0):
+def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, num_workers=0,
+                 device="auto", random_state=0):
     """A frozen teacher for ClusterFit: a FeatureExtractor, or a saved model frozen."""
     if os.path.isfile(teacher):
         estimator = _load_teacher_file(teacher)
         if isinstance(estimator, FrozenEstimator):
             estimator = estimator.estimator
-        _set_running(estimator, batch_size, workers, device)
+        _set_running(estimator, batch_size, num_workers, device)
         return FrozenEstimator(estimator)
     return FeatureExtractor(
         teacher, weights=weights, layer=layer, preprocess=None, batch_size=batch_size,
-        num_workers=workers, device=device, random_state=seed,
+        num_workers=num_workers, device=device, random_state=random_state,
     )
 
 
-def make_student(teacher, student=None, *, epochs=30, lr=None, batch_size=64,
-                 workers=0, device="auto", verbose=0):
-    """The student NetClassifier: ``student``'s architecture, else the teacher's."""
-    if student is None and isinstance(teacher, FrozenEstimator) and isinstance(
-        teacher.estimator, NetClassifier
-    ):
-        network = clone(teacher.estimator)  # the teacher's architecture and recipe
-    else:
-        if student is None:
-            inner = teacher.estimator if isinstance(teacher, FrozenEstimator) else teacher
-            student = inner.get_params().get("model")
-            if not isinstance(student, str):
-                raise ValueError(
-                    f"the teacher's architecture {student!r} is not a model name; "
-                    "pass the student's (--student NAME)."
-                )
-        network = NetClassifier(student)
-    network.set_params(max_epochs=epochs, verbose=verbose)
+def student_recipe(teacher, student=None, *, max_epochs=30, lr=None, batch_size=64,
+                   num_workers=0, device="auto", verbose=0):
+    """The student NetClassifier with the command's training settings.
+
+    ``student``'s architecture, else the teacher's: ClusterFit's own rule
+    (``student_from``), so that the command and ``ClusterFit(student=None)``
+    agree.
+    """
+    network = student_from(student, teacher)
+    network.set_params(max_epochs=max_epochs, verbose=verbose)
     if lr is not None:
         network.set_params(lr=lr)
-    _set_running(network, batch_size, workers, device)
+    _set_running(network, batch_size, num_workers, device)
     return network
 
 
-def _set_running(estimator, batch_size, workers, device):
+def _set_running(estimator, batch_size, num_workers, device):
     params = estimator.get_params(deep=False)
-    updates = {"batch_size": batch_size, "num_workers": workers, "device": device}
+    updates = {"batch_size": batch_size, "num_workers": num_workers, "device": device}
     estimator.set_params(**{k: v for k, v in updates.items() if k in params})
 
 
 # -- reading the images ---------------------------------------------------------------------
-def read_images(images, settings, out=None, *, workers=0, verbose=0, min_images=1):
+def read_images(images, settings, out=None, *, num_workers=0, verbose=0, min_images=1):
     """The decodable images of ``images`` as an :class:`ImageFiles`, and what was left out.
 
-    Every file is checked (header, then a full decode in ``workers``
+    Every file is checked (header, then a full decode in ``num_workers``
     processes). With ``out``, the result is kept in ``out/scan.json`` and
     reused while the files (names, sizes, modification times) and settings
     are unchanged, so a resumed run does not decode everything again.
@@ -202,7 +222,7 @@ def read_images(images, settings, out=None, *, workers=0, verbose=0, min_images=
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # counted and listed in skipped.txt instead
         dataset = ImageFiles(paths, **settings, on_error="skip")
-        dataset.check_decode(num_workers=workers, verbose=verbose)
+        dataset.check_decode(num_workers=num_workers, verbose=verbose)
     if scan_path is not None:
         document = {"key": key, "kept": dataset.paths, "skipped": dataset.skipped}
         atomic_write(scan_path, lambda f: f.write(json.dumps(document).encode()))
@@ -236,19 +256,20 @@ def fit_folder(
     layer=None,
     K=16000,
     student=None,
-    epochs=30,
+    max_epochs=30,
     lr=None,
-    seed=0,
-    resize=None,
+    random_state=0,
+    size=None,
     crop=None,
     mean=None,
     std=None,
     mode=None,
     batch_size=64,
     device="auto",
-    workers=0,
+    num_workers=0,
     labels=None,
     verbose=1,
+    **renamed,
 ):
     """Run ClusterFit on the images of ``images`` and write model, clusters and report.
 
@@ -264,8 +285,10 @@ def fit_folder(
     out : str or path
         Output directory (created).
     teacher : str, default="resnet50"
-        A torchvision model name, "cnn", or the path of a fitted estimator
-        saved by :func:`skclusterfit.save`.
+        A torchvision model name, "cnn", a model library's name
+        (``"timm:NAME"``, ``"hf:NAME_OR_DIR"``, ``"open_clip:NAME"``,
+        ``"hub:DIR:ENTRY"``), or the path of a fitted estimator saved by
+        :func:`skclusterfit.save`.
     weights : str, path or None, default="auto"
         The teacher's weights: a local file, a torchvision weight name,
         "auto" (torchvision's pretrained default for a torchvision model name;
@@ -276,24 +299,29 @@ def fit_folder(
         Number of clusters.
     student : str or None, default=None
         The student's architecture; None: the teacher's.
-    epochs : int, default=30
+    max_epochs : int, default=30
         The student's epochs.
     lr : float or None, default=None
         The student's peak learning rate; None keeps NetClassifier's.
-    seed : int, default=0
+    random_state : int, default=0
         Seeds the clustering and the student.
-    resize, crop, mean, std, mode
-        Preprocessing; see :func:`reader_settings` for the defaults.
+    size, crop, mean, std, mode
+        Preprocessing, as :class:`~skclusterfit.data.ImageReader` takes it
+        (``size``: the shorter side after resizing); see
+        :func:`reader_settings` for the defaults.
     batch_size : int, default=64
         Images per batch.
     device : str, default="auto"
         Torch device.
-    workers : int, default=0
+    num_workers : int, default=0
         DataLoader processes that decode images.
     labels : str, path or None, default=None
         A CSV of ``path,label`` rows for the report's agreement and probes.
     verbose : int, default=1
         Progress bars and stage messages.
+    **renamed
+        The names of 0.1, ``epochs``, ``seed``, ``resize`` and ``workers``:
+        deprecated (a FutureWarning) until 0.3.
 
     Returns
     -------
@@ -302,13 +330,18 @@ def fit_folder(
     """
     from ._report import cluster_distances, read_labels, write_report
 
+    given = renamed_arguments("fit_folder", renamed, max_epochs=max_epochs,
+                              random_state=random_state, size=size,
+                              num_workers=num_workers)
+    max_epochs, random_state = given["max_epochs"], given["random_state"]
+    size, num_workers = given["size"], given["num_workers"]
     os.makedirs(out, exist_ok=True)
     timings = {}
     start = time.perf_counter()
-    settings = reader_settings(teacher, weights, resize=resize, crop=crop, mean=mean,
+    settings = reader_settings(teacher, weights, size=size, crop=crop, mean=mean,
                                std=std, mode=mode)
-    dataset, left_out = read_images(images, settings, out, workers=workers, verbose=verbose,
-                                    min_images=K)
+    dataset, left_out = read_images(images, settings, out, num_workers=num_workers,
+                                    verbose=verbose, min_images=K)
     timings["checking images"] = time.perf_counter() - start
     log("skclusterfit", f"{len(dataset)} images, {len(left_out)} files left out "
         f"(listed in {os.path.join(out, 'skipped.txt')})", verbose)
@@ -319,16 +352,17 @@ def fit_folder(
             f"{len(dataset)} readable ones."
         )
 
-    run = locals_for_run(images, teacher, weights, layer, K, student, epochs, lr, seed,
-                         settings, batch_size, device, workers)
+    run = locals_for_run(images, teacher, weights, layer, K, student, max_epochs, lr,
+                         random_state, settings, batch_size, device, num_workers)
     previous = previous_fit(out, dataset)
     frozen_teacher = make_teacher(teacher, weights, layer, batch_size=batch_size,
-                                  workers=workers, device=device, seed=seed)
-    student_net = make_student(frozen_teacher, student, epochs=epochs, lr=lr,
-                               batch_size=batch_size, workers=workers, device=device,
-                               verbose=verbose)
+                                  num_workers=num_workers, device=device,
+                                  random_state=random_state)
+    student_net = student_recipe(frozen_teacher, student, max_epochs=max_epochs, lr=lr,
+                                 batch_size=batch_size, num_workers=num_workers,
+                                 device=device, verbose=verbose)
     cf = ClusterFit(
-        frozen_teacher, K, student=student_net, device=device, random_state=seed,
+        frozen_teacher, K, student=student_net, device=device, random_state=random_state,
         checkpoint_dir=os.path.join(out, "checkpoint"), verbose=verbose,
         # A refit's ids: matched to the previous fit's on the images of both.
         persistent_ids=False if previous is None else np.array(
@@ -367,12 +401,13 @@ def fit_folder(
     write_report(
         os.path.join(out, "report.html"), model=cf, dataset=dataset,
         teacher_features=features, distances=distances, timings=timings,
-        labels_true=truth, n_left_out=len(left_out), seed=seed, verbose=verbose,
+        labels_true=truth, n_left_out=len(left_out), seed=random_state, verbose=verbose,
         notes=[] if persistence is None else [persistence],
     )
     timings["report"] = time.perf_counter() - start
-    _write_run(out, locals_for_run(images, teacher, weights, layer, K, student, epochs,
-                                   lr, seed, settings, batch_size, device, workers), timings)
+    _write_run(out, locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
+                                   lr, random_state, settings, batch_size, device,
+                                   num_workers), timings)
     log("skclusterfit", f"wrote {out}/model, clusters.csv, report.html, skipped.txt", verbose)
     return model
 
@@ -424,13 +459,13 @@ def id_persistence(previous, paths, clusters):
             "kept their cluster id.")
 
 
-def locals_for_run(images, teacher, weights, layer, K, student, epochs, lr, seed,
-                   settings, batch_size, device, workers):
+def locals_for_run(images, teacher, weights, layer, K, student, max_epochs, lr,
+                   random_state, settings, batch_size, device, num_workers):
     return {
         "images": os.fspath(images), "teacher": teacher, "weights": weights,
-        "layer": layer, "K": K, "student": student, "epochs": epochs, "lr": lr,
-        "seed": seed, "preprocessing": settings, "batch_size": batch_size,
-        "device": device, "workers": workers,
+        "layer": layer, "K": K, "student": student, "max_epochs": max_epochs, "lr": lr,
+        "random_state": random_state, "preprocessing": settings, "batch_size": batch_size,
+        "device": device, "num_workers": num_workers,
     }
 
 
@@ -464,17 +499,17 @@ def fit_from_args(args):
     """``skclusterfit fit`` for parsed arguments."""
     return fit_folder(
         args.images, args.out, teacher=args.teacher, weights=args.weights,
-        layer=args.layer, K=args.K, student=args.student, epochs=args.epochs,
-        lr=args.lr, seed=args.seed, resize=args.resize, crop=args.crop,
+        layer=args.layer, K=args.K, student=args.student, max_epochs=args.max_epochs,
+        lr=args.lr, random_state=args.random_state, size=args.size, crop=args.crop,
         mean=args.mean, std=args.std, mode=args.mode, batch_size=args.batch_size,
-        device=args.device, workers=args.workers, labels=args.labels,
+        device=args.device, num_workers=args.num_workers, labels=args.labels,
         verbose=0 if args.quiet else 1,
     )
 
 
 # -- transform ------------------------------------------------------------------------------
-def transform_folder(model, images, out=None, *, batch_size=64, device="auto", workers=0,
-                     verbose=0):
+def transform_folder(model, images, out=None, *, batch_size=64, device="auto", num_workers=0,
+                     verbose=0, **renamed):
     """The student's features of the images of ``images``, read as in training.
 
     Parameters
@@ -487,8 +522,9 @@ def transform_folder(model, images, out=None, *, batch_size=64, device="auto", w
         Write the features here (``.npy``) and the paths, one per line, to
         the same name with ``.paths.txt`` instead of ``.npy``; files left out
         go to ``.skipped.txt``.
-    batch_size, device, workers, verbose
-        As in :func:`fit_folder`.
+    batch_size, device, num_workers, verbose
+        As in :func:`fit_folder` (``workers``, 0.1's name of ``num_workers``,
+        is deprecated until 0.3).
 
     Returns
     -------
@@ -496,12 +532,15 @@ def transform_folder(model, images, out=None, *, batch_size=64, device="auto", w
     paths : list of str
         The images of the rows, in order (unreadable files left out).
     """
+    num_workers = renamed_arguments("transform_folder", renamed,
+                                    num_workers=num_workers)["num_workers"]
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
     reader, cf = model.named_steps["images"], model.named_steps["clusterfit"]
     settings = {k: v for k, v in reader.get_params().items() if k != "on_error"}
-    dataset, left_out = read_images(images, settings, workers=workers, verbose=verbose)
-    _set_running(cf.student_, batch_size, workers, device)
+    dataset, left_out = read_images(images, settings, num_workers=num_workers,
+                                    verbose=verbose)
+    _set_running(cf.student_, batch_size, num_workers, device)
     features = cf.transform(dataset)
     failed = set(dataset.read_failures)
     keep = np.array([p not in failed for p in dataset.paths])
@@ -523,5 +562,5 @@ def transform_from_args(args):
     """``skclusterfit transform`` for parsed arguments."""
     return transform_folder(
         args.model, args.images, args.out, batch_size=args.batch_size,
-        device=args.device, workers=args.workers, verbose=0 if args.quiet else 1,
+        device=args.device, num_workers=args.num_workers, verbose=0 if args.quiet else 1,
     )

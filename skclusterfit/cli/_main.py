@@ -14,9 +14,33 @@ import os
 import sys
 
 from .. import __version__
+from ._renamed import RENAMED
 
-COMMANDS = ("demo", "fit", "transform")
 _DEMO_SIZES = {"digits": 1257, "mnist": 3500}  # training samples after the 70/30 split
+
+
+class _Renamed(argparse.Action):
+    """A 0.1 option name, hidden from --help: warns and sets the new option."""
+
+    def __init__(self, option_strings, dest, new_option=None, **kwargs):
+        self.new_option = new_option
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: warning: {option_string} is deprecated since 0.2 and will "
+              f"be removed in 0.3; use {self.new_option}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_option(group, name, **kwargs):
+    """``--name`` (its 0.1 spelling in :data:`RENAMED` stays as a hidden alias)."""
+    action = group.add_argument(f"--{name.replace('_', '-')}", dest=name, **kwargs)
+    old = next((o for o, new in RENAMED.items() if new == name), None)
+    if old is not None:
+        group.add_argument(f"--{old}", dest=name, type=action.type, nargs=action.nargs,
+                           metavar=action.metavar, action=_Renamed, new_option=action.option_strings[0],
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return action
 
 
 # -- argument types: each rejects a bad value with a message naming it -----------
@@ -70,7 +94,7 @@ def _formatter(prog):
 
 
 def default_workers():
-    """DataLoader workers when --workers is not given: min(8, CPU cores available)."""
+    """DataLoader workers when --num-workers is not given: min(8, CPU cores available)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -115,7 +139,8 @@ def _add_demo(commands):
                       help="epochs of the teacher's training")
     demo.add_argument("--student-epochs", type=_number(int, 1), default=30,
                       help="epochs of the student's training")
-    demo.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    _add_option(demo, "random_state", type=_number(int, 0), default=0, metavar="SEED",
+                help="random seed")
     demo.add_argument("--device", type=_device, default="auto",
                       help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     demo.add_argument("--verbose", type=_number(int, 0), default=0,
@@ -139,34 +164,45 @@ def _add_fit(commands):
     fit.add_argument("--out", metavar="DIR", required=True, help="output directory")
     teacher = fit.add_argument_group("teacher")
     teacher.add_argument("--teacher", default="resnet50",
-                         help="a torchvision model name, 'cnn', or a model file "
-                         "saved by skclusterfit (a fitted FeatureExtractor, "
-                         "NetClassifier or RotNet)")
+                         help="a torchvision model name, 'cnn', a model library's "
+                         "name with its prefix: timm:NAME, hf:NAME_OR_DIR (Hugging "
+                         "Face transformers), open_clip:NAME, hub:DIR:ENTRY (a local "
+                         "torch.hub repository); or a model file saved by "
+                         "skclusterfit (a fitted FeatureExtractor, NetClassifier or "
+                         "RotNet)")
     teacher.add_argument("--weights", default="auto",
                          help="the teacher's weights: a local state-dict file "
-                         "(.pth/.pt/.safetensors) or a torchvision weight name such "
-                         "as IMAGENET1K_V2; 'auto': torchvision's default pretrained "
-                         "weights (names need network access or torch's hub cache)")
+                         "(.pth/.pt/.safetensors), a directory (timm, Hugging Face "
+                         "save_pretrained), a torchvision weight name such as "
+                         "IMAGENET1K_V2 or a library's pretrained tag; 'auto': the "
+                         "default pretrained weights of torchvision or of the "
+                         "library (downloads need network access or the cache)")
     teacher.add_argument("--layer", default=None,
                          help="feature node of the teacher (torchvision feature-"
-                         "extraction name); default: the penultimate layer")
+                         "extraction name, or a module name of a library's network "
+                         "such as blocks.6); default: the penultimate layer, or the "
+                         "library's own features")
     clusters = fit.add_argument_group("clusters and student")
     clusters.add_argument("--K", type=_number(int, 2), default=16000,
                           help="number of clusters (pseudo-labels)")
     clusters.add_argument("--student", default=None,
-                          help="the student's architecture (a torchvision name or "
-                          "'cnn'); default: the teacher's")
-    clusters.add_argument("--epochs", type=_number(int, 1), default=30,
-                          help="epochs of the student's training")
+                          help="the student's architecture (a torchvision name, "
+                          "'cnn', or timm:NAME and the other prefixes of "
+                          "--teacher), trained from scratch; default: the teacher's")
+    _add_option(clusters, "max_epochs", type=_number(int, 1), default=30, metavar="N",
+                help="epochs of the student's training")
     clusters.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
                           help="the student's peak learning rate (default: "
                           "NetClassifier's)")
-    clusters.add_argument("--seed", type=_number(int, 0), default=0, help="random seed")
+    _add_option(clusters, "random_state", type=_number(int, 0), default=0, metavar="SEED",
+                help="random seed")
     reading = fit.add_argument_group(
         "image preprocessing",
         "Default: the transforms of the weights when given by torchvision name "
         "or as a file named as torchvision names it (resnet50-11ad3fa6.pth: "
-        "IMAGENET1K_V2's resize 232, crop 224); ImageNet's (resize 256, crop 224, "
+        "IMAGENET1K_V2's resize 232, crop 224); a model library's own, from the "
+        "model's configuration (timm's data config, the Hugging Face image "
+        "processor, open_clip's preprocess); ImageNet's (resize 256, crop 224, "
         "ImageNet mean/std) for a torchvision teacher with another weights file; "
         "the training input size, unnormalised, for a teacher saved by skclusterfit.",
     )
@@ -180,8 +216,8 @@ def _add_fit(commands):
 
 
 def _add_reading_options(group):
-    group.add_argument("--resize", type=_number(int, 1), default=None,
-                       help="shorter image side after resizing")
+    _add_option(group, "size", type=_number(int, 1), default=None, metavar="PIXELS",
+                help="shorter image side after resizing (ImageReader's size)")
     group.add_argument("--crop", type=_number(int, 1), default=None,
                        help="side of the centre crop")
     group.add_argument("--mean", type=float, nargs="+", default=None,
@@ -197,9 +233,9 @@ def _add_running_options(group):
                        help="images per batch")
     group.add_argument("--device", type=_device, default="auto",
                        help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    group.add_argument("--workers", type=_number(int, 0), default=None,
-                       help="DataLoader worker processes that decode images "
-                       "(default: min(8, CPU cores))")
+    _add_option(group, "num_workers", type=_number(int, 0), default=None, metavar="N",
+                help="DataLoader worker processes that decode images "
+                "(default: min(8, CPU cores))")
     group.add_argument("--quiet", action="store_true",
                        help="no progress bars or stage messages")
 
@@ -245,8 +281,8 @@ def _check(parser, args):
             parser.error(
                 f"--mean has {len(args.mean)} values but --std has {len(args.std)}"
             )
-        if args.crop is not None and args.resize is not None and args.crop > args.resize:
-            parser.error(f"--crop {args.crop} is larger than --resize {args.resize}")
+        if args.crop is not None and args.size is not None and args.crop > args.size:
+            parser.error(f"--crop {args.crop} is larger than --size {args.size}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             parser.error(f"--out {args.out!r} exists and is not a directory")
         _check_images(parser, args.images)
@@ -268,13 +304,26 @@ def _check_images(parser, images):
         )
 
 
+def _check_library(parser, option, spec):
+    """A model library's name: its extra installed, the name known (close matches)."""
+    from ..networks._libraries import check_library_spec
+
+    try:
+        check_library_spec(spec)
+    except (ValueError, ImportError) as exc:
+        parser.error(f"argument {option}: {exc}")
+
+
 def _check_teacher(parser, args):
     import torchvision
 
     from ..networks._backbones import is_weight_file
+    from ..networks._libraries import parse_spec
 
     teacher = args.teacher
-    if os.path.isfile(teacher):
+    if parse_spec(teacher) is not None:
+        _check_library(parser, "--teacher", teacher)
+    elif os.path.isfile(teacher):
         if args.weights != "auto" or args.layer is not None:
             parser.error(
                 "--weights and --layer apply to a teacher given by name; "
@@ -286,7 +335,9 @@ def _check_teacher(parser, args):
             "nor a torchvision model name (see torchvision.models.list_models())"
         )
     student = args.student
-    if student is not None and student != "cnn" and student not in torchvision.models.list_models():
+    if student is not None and parse_spec(student) is not None:
+        _check_library(parser, "--student", student)
+    elif student is not None and student != "cnn" and student not in torchvision.models.list_models():
         parser.error(
             f"argument --student: {student!r} is neither 'cnn' nor a torchvision "
             "model name"
@@ -294,8 +345,10 @@ def _check_teacher(parser, args):
     weights = args.weights
     if weights == "auto" or os.path.isfile(teacher):
         return
-    if is_weight_file(weights) and not os.path.isfile(weights):
+    if is_weight_file(weights) and not os.path.exists(weights):
         parser.error(f"argument --weights: file {weights!r} does not exist")
+    if parse_spec(teacher) is not None:
+        return  # a library's tag: the library checks it
     if not is_weight_file(weights):
         from ..networks._backbones import torchvision_weights
 
@@ -313,8 +366,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    if getattr(args, "workers", 0) is None:
-        args.workers = default_workers()
+    if getattr(args, "num_workers", 0) is None:
+        args.num_workers = default_workers()
     return args
 
 

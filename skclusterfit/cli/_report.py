@@ -385,7 +385,7 @@ def probe_accuracies(teacher_features, student_features, labels_true, random_sta
     for name, features in (("teacher", teacher_features), ("student", student_features)):
         features = np.asarray(features, dtype=np.float32)
         probes[name] = {
-            "linear": linear_probe(None, features[train], y[train], features[test], y[test]),
+            "linear": linear_probe(features[train], y[train], features[test], y[test]),
             "kNN": knn_probe(features[train], y[train], features[test], y[test], k=k),
         }
     return probes, len(train), len(test)

@@ -292,7 +292,7 @@ class _WalkCheck:
     search that the check would reject.
     """
 
-    def __init__(self, rows, seed, comm, chunk_size):
+    def __init__(self, rows, seed, comm, chunk_size, first_groups=None):
         n_total, offset = shard_layout(comm, rows.n_rows)
         size = min(CHECK_ROWS, n_total)
         index = np.sort(np.random.RandomState(seed).choice(n_total, size, replace=False))
@@ -306,11 +306,14 @@ class _WalkCheck:
         # The first wider search tried when the walk alone is not trusted: where
         # the last failed check found agreement (None: only the exact step did).
         self.rescue_probe = 2 * N_PROBE
+        # The inverted file of the first E-step, when the caller has one (the
+        # hierarchical engine's mesoclusters); else balanced groups are built.
+        self.first_groups = first_groups
 
     def trusted(self, nearest, labels):
         """Whether the sample's ``labels`` agree with ``nearest``, its exact labels."""
         agree = int(np.count_nonzero(nearest == labels))
-        counts = self.comm.allreduce_sum(np.array([agree, len(self.local)], dtype=np.int64))
+        counts = self.comm.all_reduce(np.array([agree, len(self.local)], dtype=np.int64))
         return counts[0] >= MIN_AGREEMENT * counts[1]
 
     def _choose(self, centers, graph, labels, half_center_sq):
@@ -324,6 +327,10 @@ class _WalkCheck:
         # The first E-step has no labels to walk from: its cheapest search
         # restarts every row from the narrowest inverted-file search.
         n_probe = N_PROBE if labels is None else None
+        if labels is None and self.first_groups is not None:
+            groups = self.first_groups
+            n_probe = groups.n_probe
+            self.rescue_probe = 2 * n_probe
         first = True
         while True:
             if n_probe is not None:
@@ -379,7 +386,7 @@ class _WalkCheck:
 
 def lloyd_graph(
     rows, centers_init, *, max_iter, tol, verbose=0, comm, n_neighbors=32, seed=0,
-    chunk_size=None,
+    chunk_size=None, first_groups=None,
 ):
     """Lloyd whose E-step is the greedy centroid-graph walk; the common engine signature.
 
@@ -397,6 +404,9 @@ def lloyd_graph(
         Seeds the inverted file of the first assignment.
     chunk_size : int, default=None
         Rows per task of the inverted-file searches (None: 4096).
+    first_groups : CentroidGroups, default=None
+        The inverted file (over ``centers_init``) where the first E-step's
+        walks start; None: balanced groups of the initial centres.
 
     Returns
     -------
@@ -405,7 +415,7 @@ def lloyd_graph(
     """
     centers = np.ascontiguousarray(centers_init, dtype=np.float32)
     del centers_init  # freed after the first M-step when the caller kept no reference
-    check = _WalkCheck(rows, seed, comm, chunk_size)
+    check = _WalkCheck(rows, seed, comm, chunk_size, first_groups)
     labels = None
     n_empty = 0
     strict = False
@@ -413,7 +423,7 @@ def lloyd_graph(
         for iteration in range(max_iter):
             graph = centroid_graph(centers, n_neighbors)
             labels, changed = check.e_step(rows, centers, graph, labels)
-            changed = int(comm.allreduce_sum(np.array([changed]))[0])
+            changed = int(comm.all_reduce(np.array([changed]))[0])
             if iteration > 0 and changed == 0:
                 strict = True  # the centres are the means of these labels already
                 break

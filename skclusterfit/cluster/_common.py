@@ -8,8 +8,9 @@ An engine is a plain function with one signature (scikit-learn's
 
 ``rows`` serves the (preprocessed, centred) data by blocks (``_rows.py``);
 ``tol`` is already absolute (scikit-learn's ``tol`` times the mean feature
-variance); ``comm`` sums arrays across processes (``_distributed.py``; a
-one-process fit passes :class:`LocalComm`, whose reductions do nothing). The
+variance); ``comm`` is the fit's :class:`~skclusterfit.runtime.ProcessGroup`
+(``_distributed.py``; a one-process fit passes ``LOCAL``, whose reductions
+do nothing). The
 M-step below is the only place where processes exchange data during the
 iterations: per-cluster sums and counts, reduced before the new centres are
 computed, so every process computes the same centres from the same numbers.
@@ -30,25 +31,6 @@ KMeansResult = namedtuple(
 # faiss's split of an empty cluster: copy the largest one's centre and push the
 # two apart by this relative amount so they separate at the next assignment.
 SPLIT_EPS = 1.0 / 1024
-
-
-class LocalComm:
-    """The one-process communicator: every reduction is the identity."""
-
-    rank = 0
-    world_size = 1
-
-    def allreduce_sum(self, array):
-        return array
-
-    def broadcast(self, array, src=0):
-        return array
-
-    def allgather_rows(self, array):
-        return array
-
-    def allgather_sizes(self, size):
-        return [int(size)]
 
 
 @njit(nogil=True)
@@ -100,7 +82,7 @@ def cluster_sums(rows, labels, n_clusters, comm):
             lambda first, last: _accumulate(block, order, offsets, sums, counts, first, last),
             n_clusters, split(n_clusters, 4 * n_threads()),
         )
-    return comm.allreduce_sum(sums), comm.allreduce_sum(counts)
+    return comm.all_reduce(sums), comm.all_reduce(counts)
 
 
 def split_empty_clusters(centers, counts):
@@ -175,9 +157,9 @@ def feature_moments(rows, comm):
         for sums, squares in map_chunks(work, block.shape[0], 4096):
             total += sums
             total_sq += squares
-    n_rows = comm.allreduce_sum(np.array([rows.n_rows], dtype=np.int64))[0]
-    total = comm.allreduce_sum(total)
-    total_sq = comm.allreduce_sum(total_sq)
+    n_rows = comm.all_reduce(np.array([rows.n_rows], dtype=np.int64))[0]
+    total = comm.all_reduce(total)
+    total_sq = comm.all_reduce(total_sq)
     mean = total / max(n_rows, 1)
     variance = np.maximum(total_sq / max(n_rows, 1) - mean**2, 0).mean()
     return int(n_rows), mean, float(variance)
@@ -214,7 +196,7 @@ def inertia(rows, centers, labels, comm):
     for start, block in rows.blocks():
         distances = squared_distances(block, centers, labels[start : start + len(block)])
         total += float(distances.sum(dtype=np.float64))
-    return float(comm.allreduce_sum(np.array([total]))[0])
+    return float(comm.all_reduce(np.array([total]))[0])
 
 
 def _group_means(P, groups, counts):
@@ -298,3 +280,47 @@ def balanced_groups(points, n_groups, seed, n_iter=10):
             n_total += int(part.max())
     centres = _group_means(P, groups, np.bincount(groups, minlength=n_total))
     return np.ascontiguousarray(centres), groups
+
+
+def fill_empty_clusters(rows, centers, labels, comm):
+    """Give every cluster left empty by the final labels one row (in place).
+
+    The M-step re-seeds empty clusters, but the labels computed after the last
+    M-step may leave a cluster empty again (its rows found closer centres).
+    ClusterFit trains on the clusters: an empty one is a class without an
+    example. Each such centre moves onto one of the rows farthest from their
+    own centre (over all processes), which takes that label: the row's
+    distance falls to zero and no other row's grows, so the inertia drops.
+    Deterministic, the same on every rank. Returns the number of clusters filled.
+    """
+    n_clusters = centers.shape[0]
+    counts = comm.all_reduce(np.bincount(labels, minlength=n_clusters).astype(np.int64))
+    empty = np.flatnonzero(counts == 0)
+    if empty.size == 0:
+        return 0
+    m = int(empty.size)
+    # Each rank's m farthest rows, then the m farthest of all (ties: rank, row).
+    distances = np.empty(rows.n_rows, dtype=np.float32)
+    for start, block in rows.blocks():
+        stop = start + block.shape[0]
+        distances[start:stop] = squared_distances(block, centers, labels[start:stop])
+    local = np.argsort(-distances, kind="stable")[:m]
+    candidates = np.zeros((m, 3), dtype=np.float64)  # distance, rank, local row
+    candidates[: local.size, 0] = distances[local]
+    candidates[: local.size, 1] = comm.rank
+    candidates[: local.size, 2] = local
+    candidates[local.size :, 0] = -1.0
+    everyone = comm.all_gather_rows(candidates)
+    order = np.lexsort((everyone[:, 2], everyone[:, 1], -everyone[:, 0]))[:m]
+    chosen = everyone[order]
+    taken = []
+    for j, (_, rank, row) in zip(empty, chosen):
+        if int(rank) == comm.rank:
+            row = int(row)
+            labels[row] = j
+            taken.append(rows.take(np.array([row]))[0])
+        else:
+            taken.append(np.zeros(centers.shape[1], dtype=np.float32))
+    # The owning rank's row reaches every rank: a sum where the others add zeros.
+    centers[empty] = comm.all_reduce(np.asarray(taken, dtype=np.float32))
+    return m

@@ -326,7 +326,7 @@ def lloyd_exact_cpu(rows, centers_init, *, max_iter, tol, verbose=0, comm, seed=
         Absolute tolerance on the summed squared centre shift.
     verbose : int
         Log one line per iteration when > 0.
-    comm : LocalComm or TorchComm
+    comm : ProcessGroup
         Reduces the M-step's sums over processes.
     seed : int
         Seeds the grouping of the centres.
@@ -365,7 +365,7 @@ def _lloyd(rows, centers_init, max_iter, tol, verbose, comm, seed):
             if iteration > 0:
                 gemm = _Gemm(centers, offsets, group_of, margin)
                 changed = _e_step(rows, gemm, drift, bounds, margin)
-                changed = int(comm.allreduce_sum(np.array([changed]))[0])
+                changed = int(comm.all_reduce(np.array([changed]))[0])
             new_centers, empty = update_centers(rows, bounds.labels, centers, comm)
             n_empty += empty
             drift, shift = _drifts(new_centers, centers)

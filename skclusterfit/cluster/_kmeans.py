@@ -5,7 +5,10 @@ with the signature of ``_common.py``:
 
 - ``_exact_cpu.lloyd_exact_cpu``: exact Lloyd on the CPU (Yinyang bounds);
 - ``_exact_torch.lloyd_torch``: exact Lloyd with torch GEMMs (the GPU engine);
-- ``_ann.lloyd_graph``: approximate assignment by a walk on the centroid graph.
+- ``_ann.lloyd_graph``: approximate assignment by a walk on the centroid graph;
+- ``_hierarchical.lloyd_hierarchical``: mesoclusters, each group clustered
+  alone into its share of K, then global refinement by one of the above (or
+  by a search of the nearest mesoclusters' centres at very large K).
 
 Distributed fits (``_distributed.py``) use the same engines: only the
 communicator passed to them changes.
@@ -26,8 +29,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..runtime._progress import log
 from ..runtime._torch_utils import resolve_device
 from ..storage._persistence import PersistenceMixin
-from . import _ann, _exact_cpu, _exact_torch
-from ._common import feature_moments, squared_distances
+from . import _ann, _exact_cpu, _exact_torch, _hierarchical
+from ._centroid_graph import centroid_graph
+from ._common import feature_moments, fill_empty_clusters, squared_distances
+from ._common import inertia as total_inertia
 from ._distributed import resolve_comm, shard_layout
 from ._preprocessing import PCAWhitening, l2_normalize_rows, mean_and_covariance
 from ._rows import ArrayRows, StreamRows
@@ -42,6 +47,22 @@ _ANN_MIN_CLUSTERS = 4096
 _INIT_ROWS_PER_CLUSTER = 3
 _INIT_MIN_ROWS = 10_000
 _DEPRECATED = "deprecated"
+# algorithm="auto" is hierarchical from this many clusters and rows (on the
+# CPU, seeded by the estimator): there it reaches flat Lloyd's objective to
+# within a fraction of a percent in a fraction of its time
+# (benchmarks/README.md, "Hierarchical k-means"); below, flat Lloyd is cheap.
+_HIERARCHICAL_MIN_CLUSTERS = 4000
+_HIERARCHICAL_MIN_ROWS = 100_000
+# max_iter="auto": Lloyd iterations of the flat algorithm, and global
+# refinement iterations after the hierarchical stages (each group's clusters
+# have already had their own Lloyd iterations; the time-to-quality table of
+# benchmarks/README.md shows what each further iteration buys).
+_LLOYD_MAX_ITER = 20
+_HIERARCHICAL_MAX_ITER = 2
+# From this K the hierarchical refinement (assign="auto") searches the fine
+# centres of each row's nearest mesoclusters instead of walking the centroid
+# graph, whose K^2 d cost per iteration grows faster than the rows' search.
+_GROUPS_MIN_CLUSTERS = 50_000
 # Rows in memory are copied once (float32, preprocessed, centred) when that
 # copy takes at most this much; larger arrays, like memory maps, are prepared
 # a block at a time on every pass (1M x 2048 float32 is 8 GB: no second copy).
@@ -51,7 +72,15 @@ _COPY_LIMIT_BYTES = 2**30
 class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     """k-means (Lloyd) for clustering teacher features, exact or approximate.
 
-    Three engines, picked by ``device``, ``backend`` and ``assign``:
+    Two algorithms (``algorithm``): flat Lloyd from seeds; and hierarchical
+    k-means (the default from ``n_clusters >= 4000`` on ``>= 100,000`` rows on
+    the CPU): Lloyd into ``~sqrt(n_clusters)`` mesoclusters on a sample, then
+    each mesocluster's rows clustered alone (k-means++ and a few Lloyd
+    iterations) into its share of the clusters, then ``max_iter`` global
+    Lloyd iterations by one of the engines below. Under ``torch.distributed``
+    the mesoclusters are spread over the processes.
+
+    Three engines run Lloyd's iterations, picked by ``device``, ``backend`` and ``assign``:
 
     - exact on the CPU (``backend="yinyang"``): Yinyang k-means (Ding et al.,
       2015), Lloyd's algorithm that skips the point-centre distances the
@@ -89,8 +118,10 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     ----------
     n_clusters : int, default=8
         Number of clusters (ClusterFit's K).
-    max_iter : int, default=20
-        Maximum Lloyd iterations.
+    max_iter : int or "auto", default="auto"
+        Maximum Lloyd iterations; with the hierarchical algorithm, the global
+        refinement iterations after the per-group clustering. "auto": 20
+        (flat), 2 (hierarchical).
     init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
         Seeding. "k-means++" is k-means++ on a random sample of ``init_size``
         rows (greedy, as scikit-learn's, for the exact engines; one candidate
@@ -136,6 +167,15 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
     whiten_dim : int, default=None
         PCA-whiten to this many dimensions before clustering (fitted on the
         rows the centres are fitted on). None: no whitening.
+    algorithm : {"auto", "lloyd", "hierarchical"}, default="auto"
+        "lloyd": flat Lloyd from the seeds of ``init``. "hierarchical":
+        mesoclusters, per-group k-means++ and Lloyd, then ``max_iter`` global
+        iterations (``init`` must be a string: the groups are seeded by the
+        engine). With ``assign="auto"`` the global iterations walk the
+        centroid graph, or search the nearest mesoclusters' centres from
+        ``n_clusters >= 50000``. "auto": hierarchical on the CPU when
+        ``n_clusters >= 4000``, the rows fitted on number at least 100,000
+        and ``init`` is not an array; else "lloyd".
     distributed : "auto" or bool, default="auto"
         "auto": cluster across the processes of ``torch.distributed`` when
         it is initialised with more than one process, each passing its own
@@ -160,8 +200,12 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         Lloyd iterations run.
     n_empty_splits_ : int
         Empty clusters re-seeded over the whole fit.
+    algorithm_ : str
+        The algorithm that ran: "lloyd" or "hierarchical".
     engine_ : str
-        The engine that ran: "yinyang", "torch" or "graph".
+        The engine of the (refinement) iterations: "yinyang", "torch",
+        "graph", or "groups" (the hierarchical search of the nearest
+        mesoclusters' centres; ``predict`` is then exact).
     whitener_ : PCAWhitening or None
         The fitted whitening, when ``whiten_dim`` is set.
     centroid_graph_ : ndarray of shape (n_clusters, n_neighbors) or None
@@ -183,7 +227,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
 
     _parameter_constraints = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "init": [StrOptions({"k-means++", "random"}), "array-like"],
         "normalize": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -201,6 +245,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         ],
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
         "whiten_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "algorithm": [StrOptions({"auto", "lloyd", "hierarchical"})],
         "distributed": [StrOptions({"auto"}), "boolean"],
         "n_iter": [Interval(Integral, 1, None, closed="left"), Hidden(StrOptions({_DEPRECATED}))],
         "whiten": [
@@ -214,7 +259,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self,
         n_clusters=8,
         *,
-        max_iter=20,
+        max_iter="auto",
         init="k-means++",
         normalize=True,
         tol=1e-4,
@@ -228,6 +273,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         max_samples=None,
         init_size=None,
         whiten_dim=None,
+        algorithm="auto",
         distributed="auto",
         n_iter=_DEPRECATED,
         whiten=_DEPRECATED,
@@ -247,13 +293,14 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self.max_samples = max_samples
         self.init_size = init_size
         self.whiten_dim = whiten_dim
+        self.algorithm = algorithm
         self.distributed = distributed
         self.n_iter = n_iter
         self.whiten = whiten
 
     # -- parameters ------------------------------------------------------------
 
-    def _max_iter(self):
+    def _max_iter(self, algorithm):
         if self.n_iter != _DEPRECATED:
             warnings.warn(
                 "KMeans(n_iter=...) is deprecated and will be removed in the next "
@@ -262,6 +309,8 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
                 stacklevel=3,
             )
             return self.n_iter
+        if self.max_iter == "auto":
+            return _HIERARCHICAL_MAX_ITER if algorithm == "hierarchical" else _LLOYD_MAX_ITER
         return self.max_iter
 
     def _whiten_dim(self):
@@ -313,7 +362,29 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             )
         return n_fit
 
-    def _resolve_engine(self, device):
+    def _resolve_algorithm(self, n_fit, device):
+        if self.algorithm == "hierarchical":
+            if not isinstance(self.init, str):
+                raise ValueError(
+                    "algorithm='hierarchical' seeds every mesocluster itself; got an "
+                    "array as init. Use algorithm='lloyd' to start from given centres."
+                )
+            return "hierarchical"
+        if self.algorithm == "lloyd":
+            return "lloyd"
+        large = (
+            self.n_clusters >= _HIERARCHICAL_MIN_CLUSTERS and n_fit >= _HIERARCHICAL_MIN_ROWS
+        )
+        if large and isinstance(self.init, str) and device.type == "cpu":
+            return "hierarchical"
+        return "lloyd"
+
+    def _resolve_engine(self, device, algorithm="lloyd"):
+        if algorithm == "hierarchical" and self.assign == "auto" and device.type == "cpu":
+            # The refinement starts from good centres: the walk pays there
+            # below K = 4096 too, and at very large K the mesoclusters'
+            # inverted file replaces the centroid graph.
+            return "groups" if self.n_clusters >= _GROUPS_MIN_CLUSTERS else "graph"
         use_graph = self.assign == "ann" or (
             self.assign == "auto"
             and device.type == "cpu"
@@ -385,7 +456,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             raise ValueError(
                 f"whiten_dim={whiten_dim} must be <= n_features={X.shape[1]}."
             )
-        mean, covariance, n_rows = mean_and_covariance(X, comm.allreduce_sum)
+        mean, covariance, n_rows = mean_and_covariance(X, comm.all_reduce)
         if n_rows < 2:
             raise ValueError(f"whiten_dim needs at least 2 samples; got {n_rows}.")
         whitener = PCAWhitening(whiten_dim, normalize=self.normalize)
@@ -427,7 +498,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             local = np.arange(rows.n_rows)
         else:
             local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
-        sample = comm.allgather_rows(rows.take(local))
+        sample = comm.all_gather_rows(rows.take(local))
         centers = np.empty((self.n_clusters, n_features), dtype=np.float32)
         if comm.rank == 0:
             seeding_rng = np.random.RandomState(seed)
@@ -463,7 +534,6 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self : KMeans
         """
         self._validate_params()
-        max_iter = self._max_iter()
         whiten_dim = self._whiten_dim()
         X = self._validate_rows(X, reset=True)
         comm = resolve_comm(self.distributed)
@@ -471,7 +541,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         n_total, offset = shard_layout(comm, n_local)
         n_fit = self._check_fit_size(n_total)
         device = resolve_device(self.device)
-        engine = self._resolve_engine(device)
+        algorithm = self._resolve_algorithm(n_fit, device)
+        max_iter = self._max_iter(algorithm)
+        engine = self._resolve_engine(device, algorithm)
         rng = self._random_state(comm)
         sampled = n_fit < n_total
         fit_rows = X
@@ -493,10 +565,20 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         # Handed to the engine, not kept here (``pop`` below): the graph engine
         # lets the initial centres go after its first M-step, a K x d array
         # (131 MB at 16,000 x 2048) less at the peak of a large fit.
-        initial = [self._initial_centers(rows, shift, rng, comm, engine)]
+        if algorithm == "hierarchical":
+            initial = [None]  # the engine seeds every mesocluster
+        else:
+            initial = [self._initial_centers(rows, shift, rng, comm, engine)]
         seed = int(rng.randint(2**31 - 1))
-        log("KMeans", f"{engine} engine, {n_total} rows, K={self.n_clusters}", self.verbose)
-        if engine == "yinyang":
+        log("KMeans", f"{algorithm}, {engine} engine, {n_total} rows, K={self.n_clusters}",
+            self.verbose)
+        if algorithm == "hierarchical":
+            result = _hierarchical.lloyd_hierarchical(
+                rows, initial.pop(), max_iter=max_iter, tol=tolerance, verbose=self.verbose,
+                comm=comm, n_clusters=self.n_clusters, seed=seed, refine=engine,
+                n_neighbors=self.n_neighbors, chunk_size=self.chunk_size, device=device,
+            )
+        elif engine == "yinyang":
             result = _exact_cpu.lloyd_exact_cpu(
                 rows, initial.pop(), max_iter=max_iter, tol=tolerance, verbose=self.verbose,
                 comm=comm, seed=seed,
@@ -512,7 +594,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
                 comm=comm, device=device, chunk_size=self.chunk_size,
                 iteration_dtype=_exact_torch.iteration_dtype_for(device),
             )
-        del rows
+        self.algorithm_ = algorithm
         self.engine_ = engine
         self._center_shift = shift
         self.cluster_centers_ = np.ascontiguousarray(result.centers + shift, dtype=np.float32)
@@ -520,10 +602,19 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self.n_empty_splits_ = result.n_empty
         if sampled:
+            del rows  # the sample's prepared copy, before every row is assigned
             self.labels_, inertia = self._assign(X, device, return_inertia=True)
-            self.inertia_ = float(comm.allreduce_sum(np.array([inertia]))[0])
+            self.inertia_ = float(comm.all_reduce(np.array([inertia]))[0])
         else:
-            self.labels_ = np.asarray(result.labels, dtype=np.int64)
+            labels = np.asarray(result.labels, dtype=np.int64)
+            if fill_empty_clusters(rows, result.centers, labels, comm):
+                self.cluster_centers_ = np.ascontiguousarray(result.centers + shift)
+                if engine == "graph":  # predict walks the graph of the moved centres
+                    self.centroid_graph_ = centroid_graph(result.centers, self.n_neighbors)
+                result = result._replace(
+                    inertia=total_inertia(rows, result.centers, labels, comm)
+                )
+            self.labels_ = labels
             self.inertia_ = result.inertia
         log("KMeans", f"{self.n_iter_} iterations, inertia {self.inertia_:.6g}", self.verbose)
         return self
@@ -534,7 +625,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         rows = self._rows(X, shift=self._center_shift)
         labels = np.empty(rows.n_rows, dtype=np.int64)
         inertia = 0.0
-        chunk = _exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size)
+        chunk = _exact_torch.auto_chunk_size(self.n_clusters, self.chunk_size, device)
+        if self.engine_ not in ("graph", "yinyang"):
+            centers_on_device = _exact_torch.to_device(centers, device)  # once, not per block
         if self.engine_ == "graph":
             # Where the walk starts; a fixed seed, so predict is deterministic.
             # Built once: grouping K centroids costs as much as many blocks' walks.
@@ -545,11 +638,11 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             if self.engine_ == "graph":
                 block_labels = entry.nearest(block, centers, self.chunk_size)
                 _ann.graph_assign(block, centers, self.centroid_graph_, block_labels)
-            elif self.engine_ == "yinyang":
+            elif self.engine_ in ("yinyang", "groups"):
                 block_labels = _exact_cpu.nearest_centers(block, centers)
             else:
                 block_labels = _exact_torch.assign(
-                    torch.from_numpy(block).to(device), torch.from_numpy(centers).to(device),
+                    torch.from_numpy(block).to(device), centers_on_device,
                     chunk, _exact_torch.exact_dtype(device),
                 ).cpu().numpy()
             labels[rows_slice] = block_labels

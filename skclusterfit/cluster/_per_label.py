@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from ..runtime._estimators import DefaultComponentsMixin
+from .._components import ComponentsMixin
 from ..storage._persistence import PersistenceMixin
 from ._prototype import LabelsRequiredMixin
 
@@ -58,7 +58,7 @@ def sqrt_allocation(counts, n_clusters):
 
 
 class PerLabelKMeans(
-    LabelsRequiredMixin, PersistenceMixin, DefaultComponentsMixin, ClusterMixin, BaseEstimator
+    LabelsRequiredMixin, PersistenceMixin, ComponentsMixin, ClusterMixin, BaseEstimator
 ):
     """k-means inside each label, ``k_l`` proportional to ``sqrt(n_l)`` clusters.
 
@@ -159,7 +159,7 @@ class PerLabelKMeans(
         counts = np.bincount(y_index, minlength=len(self.classes_))
         k = sqrt_allocation(counts, self.n_clusters)
         rng = check_random_state(self.random_state)
-        template = self.kmeans if self.kmeans is not None else self._default_component("kmeans")
+        template = self._component("kmeans")
         labels = np.empty(len(X), dtype=np.int64)
         centers = []
         offset = 0

@@ -1,7 +1,7 @@
 """Small real image data that ships inside the dependencies (no download)."""
 
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 
 
 def load_digits_images(return_X_y=True):
@@ -10,12 +10,16 @@ def load_digits_images(return_X_y=True):
     Parameters
     ----------
     return_X_y : bool, default=True
-        Kept for symmetry with scikit-learn loaders; only ``(X, y)`` is returned.
+        True: ``(X, y)``. False: a scikit-learn ``Bunch`` with ``data`` (the
+        images), ``target``, ``target_names`` and ``DESCR``, as
+        ``sklearn.datasets.load_digits`` returns.
 
     Returns
     -------
     X : ndarray of shape (1797, 1, 8, 8), float32
     y : ndarray of shape (1797,), int
+    data : Bunch
+        Instead of ``(X, y)`` when ``return_X_y=False``.
 
     Examples
     --------
@@ -26,8 +30,12 @@ def load_digits_images(return_X_y=True):
     """
     from sklearn.datasets import load_digits
 
-    X, y = load_digits(return_X_y=True)
-    return (X.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32), y
+    digits = load_digits()
+    X = (digits.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+    if return_X_y:
+        return X, digits.target
+    return Bunch(data=X, target=digits.target, target_names=digits.target_names,
+                 DESCR=digits.DESCR)
 
 
 def load_mnist_images(resolution=28):

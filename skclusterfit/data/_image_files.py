@@ -19,6 +19,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from torch.utils.data import DataLoader, Dataset
 
 _ON_ERROR = ("raise", "skip")
+# PIL's filters by torchvision's InterpolationMode names (Resize on a PIL image uses these).
+_FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 
@@ -159,6 +161,9 @@ class ImageFiles(Dataset):
     mean, std : sequence of float or None, default=None
         Per-channel normalisation ``(x - mean) / std`` of the [0, 1] values;
         None for none.
+    interpolation : str, default="bilinear"
+        PIL's resampling filter for the resize: "bilinear", "bicubic" (timm's
+        and open_clip's usual), "nearest", "lanczos", "box" or "hamming".
     on_error : {"raise", "skip"}, default="raise"
         What to do with a file that is missing, not an image, of a size that
         differs from the first (when neither ``size`` nor ``crop`` fixes the
@@ -197,10 +202,15 @@ class ImageFiles(Dataset):
 
     def __init__(
         self, paths, *, mode="RGB", size=None, crop=None, mean=None, std=None,
-        on_error="raise",
+        on_error="raise", interpolation="bilinear",
     ):
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error={on_error!r} must be one of {_ON_ERROR}.")
+        if interpolation not in _FILTERS:
+            raise ValueError(
+                f"interpolation={interpolation!r} must be one of {sorted(_FILTERS)}."
+            )
+        self.interpolation = interpolation
         self.mode = mode
         self.size = _as_pair(size, "size")
         self.crop = _as_pair(crop, "crop")
@@ -264,7 +274,7 @@ class ImageFiles(Dataset):
             image = image.convert(self.mode)
             width, height = _resized_size(*image.size, self.size)
             if (width, height) != image.size:
-                image = image.resize((width, height), Image.BILINEAR)
+                image = image.resize((width, height), _FILTERS[self.interpolation])
             if self.crop is not None:
                 crop_h, crop_w = self._item_size(width, height)
                 # torchvision's centre crop: offsets rounded, zero padding outside.
@@ -379,8 +389,10 @@ class ImageFiles(Dataset):
 
     def fingerprint_text(self):
         """The settings that change the items, as text (for checkpoint fingerprints)."""
+        # Bilinear, the default, leaves the text (and checkpoints' fingerprints) as before.
+        resample = "" if self.interpolation == "bilinear" else f"|{self.interpolation}"
         return (
-            f"files|{self.mode}|{self.size}|{self.crop}|{self.mean}|{self.std}"
+            f"files|{self.mode}|{self.size}|{self.crop}|{self.mean}|{self.std}{resample}"
         )
 
     def __repr__(self):
@@ -388,7 +400,7 @@ class ImageFiles(Dataset):
             f", {name}={getattr(self, name)!r}"
             for name in ("crop", "mean", "std")
             if getattr(self, name) is not None
-        )
+        ) + ("" if self.interpolation == "bilinear" else f", interpolation={self.interpolation!r}")
         return (
             f"ImageFiles(<{len(self.paths)} files>, mode={self.mode!r}, "
             f"size={self.size!r}{extras})"
@@ -430,7 +442,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    mode, size, crop, mean, std, on_error
+    mode, size, crop, mean, std, on_error, interpolation
         As in :class:`ImageFiles`.
 
     Examples
@@ -441,7 +453,8 @@ class ImageReader(TransformerMixin, BaseEstimator):
     """
 
     def __init__(
-        self, *, mode="RGB", size=None, crop=None, mean=None, std=None, on_error="raise"
+        self, *, mode="RGB", size=None, crop=None, mean=None, std=None, on_error="raise",
+        interpolation="bilinear",
     ):
         self.mode = mode
         self.size = size
@@ -449,6 +462,7 @@ class ImageReader(TransformerMixin, BaseEstimator):
         self.mean = mean
         self.std = std
         self.on_error = on_error
+        self.interpolation = interpolation
 
     def fit(self, X=None, y=None):
         """Nothing to learn; returns self."""

@@ -142,8 +142,11 @@ def worker_context(num_workers):
 
 
 def first_input(item):
+    """The input of one Dataset item as a float tensor; uint8 scaled to [0, 1] as for arrays."""
     x = item[0] if isinstance(item, (tuple, list)) else item
     x = torch.as_tensor(x)
+    if x.dtype == torch.uint8:
+        return x.float().mul_(1.0 / 255.0)
     return x.float() if not x.is_floating_point() else x
 
 

@@ -14,6 +14,16 @@ import torch
 from torch import nn
 
 from ._builtin import MLP, SmallCNN
+from ._heads import find_head, read_state_dict, replace_submodule, split_head  # noqa: F401
+from ._libraries import (
+    SPEC_HELP,
+    LibraryFeatures,
+    build_library_network,
+    library_of,
+    library_student,
+    parse_spec,
+)
+from ._preprocessing import ImagePreprocessing
 from ._video import VideoModel, video_model_names, wrap_video_transforms
 
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -71,8 +81,15 @@ def builtin_name(model, sample_shape):
     return model
 
 
-def build_module(model, sample_shape, num_classes=10):
-    """Return a fresh ``nn.Module`` for ``model``; never the user's own object."""
+def build_module(model, sample_shape, num_classes=10, *, weights=None, library_info=None):
+    """Return a fresh ``nn.Module`` for ``model``; never the user's own object.
+
+    A model library's specification (``"timm:NAME"``, ...) is built by the
+    library with ``weights`` (see :func:`~skclusterfit.networks._libraries.build_library_network`),
+    or from ``library_info`` without them; other names ignore ``weights``.
+    """
+    if parse_spec(model) is not None:
+        return build_library_network(model, weights, num_classes, info=library_info)
     if isinstance(model, str):
         name = builtin_name(model, sample_shape)
         if name == "cnn":
@@ -96,8 +113,8 @@ def build_module(model, sample_shape, num_classes=10):
         if name not in torchvision.models.list_models():
             raise ValueError(
                 f"model={model!r} is neither a built-in network ('auto', 'cnn', "
-                "'mlp') nor a torchvision model name (see "
-                "torchvision.models.list_models())."
+                "'mlp'), a torchvision model name (see "
+                f"torchvision.models.list_models()), nor a model library's: {SPEC_HELP}."
             )
         return torchvision.models.get_model(name, weights=None)
     if isinstance(model, nn.Module):
@@ -136,6 +153,8 @@ def resolve_weights(model, weights):
     """
     if not (isinstance(weights, str) and weights == "auto"):
         return weights
+    if parse_spec(model) is not None:
+        return "auto"  # the library's own pretrained default
     if isinstance(model, str) and model not in BUILTIN_NAMES:
         return "DEFAULT"
     return None
@@ -159,8 +178,9 @@ def is_weight_file(weights):
 
 
 def torchvision_weights(model, weights):
-    """The torchvision weights enum named by ``weights``, or None for a file/None."""
-    if weights is None or is_weight_file(weights):
+    """The torchvision weights enum named by ``weights``, or None for a file/None
+    (or a model library's weights, which torchvision does not name)."""
+    if weights is None or is_weight_file(weights) or parse_spec(model) is not None:
         return None
     if not isinstance(weights, str):
         return weights  # already a WeightsEnum member
@@ -212,61 +232,20 @@ def load_weights(module, model, weights):
     return module
 
 
-def read_state_dict(path):
-    """Read a state dict from a local file without executing pickled code."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"weights file {path!r} does not exist.")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path, device="cpu")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(
-            f"weights file {path!r} holds a {type(state).__name__}, not a state dict."
-        )
-    return state
-
-
-def find_head(module):
-    """Qualified name of the final ``nn.Linear`` (the classifier head), or None.
-
-    torchvision classifiers (``fc``, ``classifier[-1]``, ``heads.head``) and
-    ``nn.Sequential`` heads all register their last linear layer last.
-    """
-    head_name = None
-    for name, layer in module.named_modules():
-        if isinstance(layer, nn.Linear):
-            head_name = name
-    return head_name
-
-
-def replace_submodule(module, name, new):
-    parent_name, _, attr = name.rpartition(".")
-    parent = module.get_submodule(parent_name) if parent_name else module
-    setattr(parent, attr, new)
-
-
-def split_head(module):
-    """Split ``module`` into (backbone, head); the head becomes ``nn.Identity``.
-
-    Returns ``(module, None)`` when the network has no linear layer: its
-    output is then the feature.
-    """
-    head_name = find_head(module)
-    if head_name is None:
-        return module, None
-    head = module.get_submodule(head_name)
-    replace_submodule(module, head_name, nn.Identity())
-    return module, head
-
-
 def with_new_head(module, n_outputs, model_repr="model"):
-    """A :class:`HeadedNetwork` whose head maps the penultimate features to ``n_outputs``."""
-    backbone, head = split_head(module)
+    """A :class:`HeadedNetwork` whose head maps the penultimate features to ``n_outputs``.
+
+    A model library's network loses its head through the library's own API
+    (timm ``reset_classifier(0)``); its features are taken as the library
+    means them (:class:`~skclusterfit.networks._libraries.LibraryFeatures`).
+    """
+    if library_of(module) is not None or isinstance(module, LibraryFeatures):
+        if isinstance(module, LibraryFeatures):
+            backbone, width = module, module.output_dim()
+        else:
+            backbone, width = library_student(module)
+        return HeadedNetwork(backbone, nn.Linear(width, n_outputs))
+    backbone, head = split_head(module, model_repr)
     if head is None:
         raise ValueError(
             f"{model_repr} has no final nn.Linear layer to resize to {n_outputs} "
@@ -354,12 +333,17 @@ def weights_transforms(enum):
 def preprocess_from_spec(spec):
     """A batch preprocessing callable from its parameter value.
 
-    ``spec`` is None (nothing), a callable (used as it is), or a full
-    torchvision weights name such as ``"ResNet50_Weights.IMAGENET1K_V2"``,
-    whose own transforms (resize, crop, normalisation) are applied.
+    ``spec`` is None (nothing), a callable (used as it is), a dict of
+    :class:`~skclusterfit.networks._preprocessing.ImagePreprocessing` settings
+    (``size``, ``crop``, ``mean``, ``std``, ``interpolation``: what a model
+    library's teacher hands its student), or a full torchvision weights name
+    such as ``"ResNet50_Weights.IMAGENET1K_V2"``, whose own transforms
+    (resize, crop, normalisation) are applied.
     """
     if spec is None or callable(spec):
         return spec
+    if isinstance(spec, dict):
+        return ImagePreprocessing(**spec)
     enum = torchvision_weights(None, spec)
     if enum is None:
         raise ValueError(

@@ -5,11 +5,14 @@ network, the seed), so :class:`~skclusterfit.NetClassifier` trains exactly
 as without torch.distributed.
 
 The epoch order (a shuffle, or the class-balanced draw) is drawn from the
-same seeded generator on every process; each global step takes the next
-``batch_size * world_size`` positions of it and gives each process its own
-``batch_size`` of them, so the processes see disjoint samples in every epoch
-and, with the same ``batch_size``, a global batch ``world_size`` times
-larger than one process's. Every process runs the same number of steps (a
+same seeded generator on every process (:func:`shared_random_state` when
+the user gave no seed); each global step takes the next ``batch_size``
+positions of it (the global batch, as in one process) and gives each of the
+``world_size`` processes its own ``batch_size // world_size``
+(:func:`local_batch_size`), so the processes see disjoint samples in every
+epoch and take as many steps of the same size as one process would: the
+learning rate of the one-process recipe stays right, whatever the number of
+processes. Every process runs the same number of steps (a
 collective all-reduce per step would otherwise wait forever): a last, short
 global batch is split evenly, or dropped when a process would get fewer
 than two samples (BatchNorm cannot train on one).
@@ -18,11 +21,52 @@ than two samples (BatchNorm cannot train on one).
 import numpy as np
 import torch
 
-from ._distributed import shard_bounds
+from ._distributed import LOCAL, is_initialized, process_group, shard_bounds
+from ._torch_utils import draw_seed
+
+
+def local_batch_size(batch_size, group, min_batch=1):
+    """This process's share of the global ``batch_size``: ``batch_size // world_size``.
+
+    ``min_batch``: the fewest samples a process may train on per step (2 for
+    a network with BatchNorm).
+    """
+    local = batch_size // group.world_size
+    if local >= min_batch:
+        return local
+    why = "the network has BatchNorm layers, which cannot train on one sample"
+    if group.is_distributed:
+        raise ValueError(
+            f"batch_size={batch_size} is the global batch, split over "
+            f"{group.world_size} processes: each would train on {local} sample(s) "
+            f"per step, and {why if min_batch > 1 else 'needs at least one'}; use "
+            f"batch_size >= {min_batch * group.world_size}."
+        )
+    raise ValueError(f"batch_size={batch_size} is too small: {why}; use batch_size >= 2.")
+
+
+def shared_random_state(random_state, group=None):
+    """``random_state``, or for None in a distributed fit one seed of process 0 for all.
+
+    Without it each process would draw its own epoch orders (the "disjoint"
+    shares would overlap) and its own initial weights. ``group`` None: the
+    initialised torch.distributed group if any (every process must call this
+    then), else one process.
+    """
+    if random_state is not None:
+        return random_state
+    if group is None:
+        group = process_group("auto") if is_initialized() else LOCAL
+    if not group.is_distributed:
+        return None
+    return int(group.broadcast(np.array([draw_seed(None)], dtype=np.int64))[0])
 
 
 def epoch_share(order, batch_size, group):
-    """The positions of ``order`` this process trains on in one epoch, in step order."""
+    """The positions of ``order`` this process trains on in one epoch, in step order.
+
+    ``batch_size``: this process's per-step batch (:func:`local_batch_size`).
+    """
     if not group.is_distributed:
         return order
     world, rank = group.world_size, group.rank

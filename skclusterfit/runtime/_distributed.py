@@ -89,13 +89,51 @@ def init_process_group(device=None, timeout=None):
     if timeout is not None:
         kwargs["timeout"] = timedelta(seconds=timeout)
     if use_cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = _local_rank()
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"this process has LOCAL_RANK={local_rank}, but only "
+                f"{torch.cuda.device_count()} CUDA device(s) are visible to it: start at "
+                "most as many processes per node as GPUs (torchrun "
+                "--nproc_per_node), check CUDA_VISIBLE_DEVICES, or fit on the CPU "
+                "(device='cpu', the gloo backend)."
+            )
         torch.cuda.set_device(local_rank)
         kwargs["device_id"] = torch.device("cuda", local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://",
                             **kwargs)
     atexit.register(_destroy)
     return True
+
+
+def _local_rank():
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def check_device(group, device):
+    """Refuse a ``device`` that cannot work with the processes of ``group``.
+
+    Under torchrun each process owns GPU ``LOCAL_RANK``: ``device="cuda"``
+    means that one, while ``"cuda:N"`` would put every process on GPU N. The
+    NCCL backend moves only CUDA tensors, so a fit on the CPU needs gloo.
+    """
+    if not group.is_distributed:
+        return
+    device = torch.device(device)
+    local_rank = _local_rank()
+    if device.type == "cuda" and device.index is not None and device.index != local_rank:
+        raise ValueError(
+            f"device={str(device)!r} under torchrun would put every process on GPU "
+            f"{device.index}; use device='cuda', which means GPU LOCAL_RANK "
+            f"(={local_rank} here) in each process, or choose the GPUs with "
+            "CUDA_VISIBLE_DEVICES."
+        )
+    if device.type != "cuda" and dist.get_backend() == "nccl":
+        raise ValueError(
+            f"device={str(device)!r}, but torch.distributed was initialised with the "
+            "NCCL backend, which only moves CUDA tensors; fit on device='cuda', or "
+            "initialise the group with backend='gloo' for a CPU fit."
+        )
 
 
 def _wants_cuda(device):
@@ -130,11 +168,12 @@ def process_group(distributed="auto", device=None):
     """
     if distributed is False:
         return LOCAL
-    if is_initialized():
-        return ProcessGroup(dist.get_rank(), dist.get_world_size())
-    if dist.is_available() and torchrun_environment():
-        init_process_group(device)
-        return ProcessGroup(dist.get_rank(), dist.get_world_size())
+    if is_initialized() or (dist.is_available() and torchrun_environment()):
+        init_process_group(device)  # a no-op when the group exists
+        group = ProcessGroup(dist.get_rank(), dist.get_world_size())
+        if device is not None and str(device) != "auto":
+            check_device(group, device)
+        return group
     if distributed is True:
         raise ValueError(
             "distributed=True, but torch.distributed is not initialised and this "
@@ -240,6 +279,39 @@ class ProcessGroup:
             [part[:length].cpu().numpy() for part, length in zip(parts, lengths)]
         )
 
+    def exchange_rows(self, rows, groups, destination):
+        """Send each row, with its group number, to process ``destination[i]``.
+
+        One all-to-all (every row crosses the network once: the hierarchical
+        k-means' fine stage, where each process clusters the groups it owns).
+        Returns ``(rows, groups)`` received, in the senders' rank order and,
+        from each sender, in its row order; in one process, the input.
+        """
+        if not self.is_distributed:
+            return rows, groups
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        n_features = rows.shape[1]
+        order = np.argsort(destination, kind="stable")
+        rows, groups = rows[order], np.ascontiguousarray(groups[order], dtype=np.int64)
+        send = np.bincount(destination, minlength=self.world_size).astype(np.int64)
+        matrix = self.all_gather_rows(send[None])  # matrix[r, s]: rows r sends to s
+        receive = matrix[:, self.rank]
+        received_rows = self._all_to_all(rows.ravel(), send * n_features, receive * n_features)
+        received_groups = self._all_to_all(groups, send, receive)
+        return received_rows.reshape(-1, n_features), received_groups
+
+    def _all_to_all(self, flat, send, receive):
+        """``all_to_all_single`` of a flat array: ``send[r]`` items to process r."""
+        device = self._device()
+        output = torch.empty(int(receive.sum()), dtype=torch.from_numpy(flat[:0]).dtype,
+                             device=device)
+        dist.all_to_all_single(
+            output, torch.from_numpy(np.ascontiguousarray(flat)).to(device),
+            output_split_sizes=[int(x) for x in receive],
+            input_split_sizes=[int(x) for x in send],
+        )
+        return output.cpu().numpy()
+
     def all_gather_objects(self, obj):
         """Every process's ``obj`` (picklable), as a list in rank order."""
         if not self.is_distributed:
@@ -248,13 +320,15 @@ class ProcessGroup:
         dist.all_gather_object(gathered, obj)
         return gathered
 
-    def broadcast_object(self, obj, src=0):
-        """``obj`` of process ``src``, on every process."""
+    def broadcast(self, array, src=0):
+        """Process ``src``'s numpy array on every process (all pass the same
+        shape and dtype): what one process decides, e.g. initial centres."""
+        array = np.asarray(array)
         if not self.is_distributed:
-            return obj
-        box = [obj if self.rank == src else None]
-        dist.broadcast_object_list(box, src=src)
-        return box[0]
+            return array
+        tensor = torch.from_numpy(np.array(array, copy=True)).to(self._device())
+        dist.broadcast(tensor, src=src)
+        return tensor.cpu().numpy()
 
     def all_reduce(self, array, op="sum"):
         """Element-wise ``"sum"``, ``"max"`` or ``"min"`` of a numpy array over processes."""
@@ -291,6 +365,7 @@ LOCAL = ProcessGroup(0, 1)
 __all__ = [
     "LOCAL",
     "ProcessGroup",
+    "check_device",
     "init_process_group",
     "is_initialized",
     "process_group",

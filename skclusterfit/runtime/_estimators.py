@@ -21,36 +21,3 @@ def unfrozen(estimator):
     while isinstance(estimator, FrozenEstimator):
         estimator = estimator.estimator
     return estimator
-
-
-class DefaultComponentsMixin:
-    """Nested parameters that reach components left at their default.
-
-    A meta-estimator whose component parameter holds a default specification
-    (``student=None``, ``clusterer="kmeans"``) has no object for scikit-learn's
-    ``set_params`` to descend into, so ``set_params(student__max_epochs=5)``
-    (a Pipeline's ``cf__student__max_epochs``, a GridSearchCV grid) would fail.
-    Here the specification is first replaced by the concrete component that
-    ``fit`` would build from it (``self._default_component(name)``, the one
-    rule both use), then the nested parameter is set on that object.
-
-    Subclasses list the parameter names in ``_component_parameters`` and
-    implement ``_default_component(name)``, returning a new, unfitted
-    estimator.
-    """
-
-    _component_parameters = ()
-
-    def set_params(self, **params):
-        plain = {k: v for k, v in params.items() if "__" not in k}
-        nested = {k: v for k, v in params.items() if "__" in k}
-        if plain:
-            super().set_params(**plain)
-        for name in {key.split("__", 1)[0] for key in nested}:
-            if name in self._component_parameters and not hasattr(
-                getattr(self, name, None), "set_params"
-            ):
-                setattr(self, name, self._default_component(name))
-        if nested:
-            super().set_params(**nested)
-        return self

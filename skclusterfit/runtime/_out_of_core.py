@@ -1,7 +1,7 @@
 """Teacher features that do not fit in memory: a ``.npy`` file on disk, read as a memory map.
 
 ``FeatureStorage.allocate(n, d)`` is the ``out=`` of
-:func:`skclusterfit._stages.teacher_features`: an in-memory array while the
+:func:`skclusterfit._stages.transform_in_chunks`: an in-memory array while the
 features fit in ``budget`` bytes, else a :class:`NpyWriter` that appends rows
 to a ``.npy`` file with ordinary writes (no memory map while writing: the
 pages written go to the page cache, not into this process's resident memory)
@@ -119,7 +119,7 @@ class NpyWriter:
     """Rows written in order into a ``.npy`` file, then read back as a memory map.
 
     Supports ``writer[start:stop] = rows`` for consecutive slices (what
-    :func:`~skclusterfit._stages.teacher_features` does) and :meth:`finish`.
+    :func:`~skclusterfit._stages.transform_in_chunks` does) and :meth:`finish`.
 
     Parameters
     ----------
@@ -185,7 +185,9 @@ class FeatureStorage:
         folder, deleted on :meth:`close`.
     name : str, default="teacher_features.npy"
         The final name of the file; it is written under a temporary name
-        (``.<name>.<pid>.tmp``) that :meth:`publish` renames.
+        (``.<name>.<pid>.tmp``), which the checkpoint renames when it keeps
+        the features (:class:`skclusterfit.storage.ArrayStage`) and
+        :meth:`close` removes otherwise.
     """
 
     def __init__(self, budget, dtype, directory=None, name="teacher_features.npy"):
@@ -211,15 +213,6 @@ class FeatureStorage:
         path = os.path.join(self.directory, f".{self.name}.{os.getpid()}.tmp")
         self._writer = NpyWriter(path, (n_samples, n_features), self.dtype)
         return self._writer
-
-    def on_disk(self, features):
-        """Whether ``features`` is the memory map this storage wrote."""
-        return isinstance(features, np.memmap) and self._writer is not None
-
-    def publish(self, final_path):
-        """Rename the finished file to ``final_path`` (same directory: atomic)."""
-        os.replace(self._writer.path, final_path)
-        self._writer.path = final_path
 
     def close(self):
         """Remove what this storage wrote that nobody kept."""

@@ -188,7 +188,6 @@ class ClusterStage:
         )
 
 
-TEACHER_FEATURES = ArrayStage(FEATURES_FILE, "teacher features")
 CLUSTERS = ClusterStage()
 
 
@@ -221,9 +220,9 @@ class StageStore:
     Examples
     --------
     >>> import numpy as np
-    >>> from skclusterfit.storage._checkpoint import TEACHER_FEATURES
     >>> from skclusterfit.storage import StageStore
-    >>> StageStore().stage(TEACHER_FEATURES, lambda: np.zeros(2)).tolist()
+    >>> from skclusterfit.storage._checkpoint import features_stage
+    >>> StageStore().stage(features_stage(), lambda: np.zeros(2)).tolist()
     [0.0, 0.0]
     """
 
@@ -383,9 +382,12 @@ class EpochCheckpoint:
         generators = self._own_generators(state)
         generator.set_state(generators["generator"])
         torch.set_rng_state(generators["torch_rng"])
-        cuda_rng = generators["cuda_rng"]
-        if cuda_rng and len(cuda_rng) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_rng)
+        cuda_rng, index = generators["cuda_rng"], _cuda_index(network)
+        if cuda_rng and index is not None:
+            if len(cuda_rng) == 1:
+                torch.cuda.set_rng_state(cuda_rng[0], index)
+            elif len(cuda_rng) == torch.cuda.device_count():  # files of 0.2: every GPU's
+                torch.cuda.set_rng_state_all(cuda_rng)
         self.log(f"resuming from epoch {state['epoch']} of the student in {self.path}")
         return int(state["epoch"]), list(state["history"])
 
@@ -417,7 +419,7 @@ class EpochCheckpoint:
         generators = {
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda_rng": _cuda_rng(network),
         }
         per_rank = self.group.all_gather_objects(generators)
         if not self.writer:
@@ -447,6 +449,20 @@ class EpochCheckpoint:
         atomic_write(self.path, lambda f: torch.save(state, f))
 
 
+def _cuda_index(network):
+    """The GPU ``network`` trains on (None on the CPU): its generator drives dropout."""
+    for tensor in network.parameters():
+        return tensor.device.index if tensor.is_cuda else None
+    return None
+
+
+def _cuda_rng(network):
+    # The training GPU's generator only: reading every GPU's (get_rng_state_all)
+    # would initialise CUDA in a CPU fit and touch devices the fit never uses.
+    index = _cuda_index(network)
+    return [] if index is None else [torch.cuda.get_rng_state(index)]
+
+
 def as_epoch_checkpoint(checkpoint, estimator, X, y, group=LOCAL):
     """``NetClassifier.fit``'s ``checkpoint`` argument as an :class:`EpochCheckpoint`."""
     if checkpoint is None:
@@ -467,7 +483,6 @@ def as_epoch_checkpoint(checkpoint, estimator, X, y, group=LOCAL):
 
 __all__ = [
     "CLUSTERS",
-    "TEACHER_FEATURES",
     "ArrayStage",
     "ClusterStage",
     "EpochCheckpoint",

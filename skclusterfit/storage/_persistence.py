@@ -439,9 +439,16 @@ def _same_module(a, b):
         return False
     state_a, state_b = a.state_dict(), b.state_dict()
     return state_a.keys() == state_b.keys() and all(
-        state_a[k].shape == state_b[k].shape and torch.equal(state_a[k], state_b[k])
+        state_a[k].shape == state_b[k].shape and _equal_anywhere(state_a[k], state_b[k])
         for k in state_a
     )
+
+
+def _equal_anywhere(a, b):
+    # torch.equal refuses tensors on two devices (a GPU module and its CPU copy).
+    if a.device != b.device:
+        a, b = a.cpu(), b.cpu()
+    return torch.equal(a, b)
 
 
 def _resolve_class(class_path):
