@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..runtime._estimators import DefaultComponentsMixin
+from .._components import ComponentsMixin
 from ..storage._persistence import PersistenceMixin
 
 
@@ -50,7 +50,7 @@ def balanced_shares(sizes, target, rng):
     return shares
 
 
-class HierarchicalCuration(PersistenceMixin, DefaultComponentsMixin, BaseEstimator):
+class HierarchicalCuration(PersistenceMixin, ComponentsMixin, BaseEstimator):
     """Curate a dataset by hierarchical k-means and balanced sampling (Vo et al., 2024).
 
     ``fit`` clusters the rows of ``X`` (e.g. a teacher's features) into
@@ -234,7 +234,7 @@ class HierarchicalCuration(PersistenceMixin, DefaultComponentsMixin, BaseEstimat
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         levels = self._check_levels(len(X))
         rng = check_random_state(self.random_state)
-        template = self.kmeans if self.kmeans is not None else self._default_component("kmeans")
+        template = self._component("kmeans")
         points = X
         self.levels_, labels, parents = [], [], []
         for level, k in enumerate(levels):
