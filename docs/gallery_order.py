@@ -11,6 +11,7 @@ ORDER = [
     "plot_frozen_pipeline.py",
     # paper
     "plot_label_noise.py",
+    "plot_long_tail_curation.py",
     "plot_rotnet_teacher.py",
     "plot_layerwise_probe.py",
     "plot_video_clusterfit.py",

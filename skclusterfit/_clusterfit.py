@@ -152,6 +152,26 @@ class ClusterFit(
         round has the same clusterer and student settings; with
         ``checkpoint_dir`` round ``r > 1`` keeps its stages in the
         subdirectory ``round<r>``.
+    curation : estimator or None, default=None
+        Selects the rows the student trains on, from the teacher's features:
+        fitted (a clone, seeded) on them, it sets ``sample_indices_``, and
+        each student epoch draws its rows from those (repeats count twice).
+        E.g. :class:`~skclusterfit.cluster.HierarchicalCuration` (Vo et al.,
+        2024), which keeps rare concepts and thins frequent ones. The
+        clusters are still those of every row. One process only. Read more
+        in :ref:`curation`.
+    persistent_ids : bool or array-like, default=False
+        Renumber the clusters so that their ids persist
+        (:func:`~skclusterfit.cluster.match_cluster_ids`, Hungarian
+        matching). True matches the first round's clusters to the centres of
+        this estimator's previous fit when there is one (a refit, e.g. on
+        more data); an array of shape (n_clusters, n_features) to those
+        centres (e.g. another fit's ``cluster_centers_``); an int array of
+        shape (n_samples,) to those previous cluster ids of the rows of
+        ``X`` (-1: a row without one), by the rows the clusters share.
+        Either way each later round's clusters are matched to the round
+        before by the rows they share. The student learns the renumbered
+        ids.
 
     Attributes
     ----------
@@ -180,10 +200,15 @@ class ClusterFit(
         counts the time to read it. Summed over rounds; in a distributed
         fit, the slowest process's (the same on every process).
     rounds_ : list of dict
-        One entry per round: ``"labels"``, its pseudo-labels, and
-        ``"student"``, its student (the last one is ``student_``, and
-        ``labels_``, ``cluster_centers_`` and ``clusterer_`` are the last
-        round's).
+        One entry per round: ``"labels"``, its pseudo-labels, ``"centers"``,
+        its cluster centres, and ``"student"``, its student (the last one is
+        ``student_``, and ``labels_``, ``cluster_centers_`` and
+        ``clusterer_`` are the last round's).
+    curation_ : estimator
+        The fitted ``curation`` (the last round's), when one is given.
+    cluster_id_map_ : ndarray of shape (n_clusters,)
+        With ``persistent_ids``: the clusterer's cluster ``i`` is ClusterFit's
+        cluster ``cluster_id_map_[i]`` (``clusterer_`` keeps its own ids).
 
     See Also
     --------
@@ -221,6 +246,8 @@ class ClusterFit(
         "feature_budget": [Interval(Integral, 0, None, closed="left"), str],
         "feature_dtype": [StrOptions({"float32", "float16"})],
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
+        "curation": [HasMethods(["fit"]), None],
+        "persistent_ids": ["boolean", "array-like"],
     }
     _component_parameters = ("teacher", "clusterer", "student")
 
@@ -240,6 +267,8 @@ class ClusterFit(
         feature_budget="2GB",
         feature_dtype="float32",
         n_rounds=1,
+        curation=None,
+        persistent_ids=False,
     ):
         self.teacher = teacher
         self.K = K
@@ -254,6 +283,8 @@ class ClusterFit(
         self.feature_budget = feature_budget
         self.feature_dtype = feature_dtype
         self.n_rounds = n_rounds
+        self.curation = curation
+        self.persistent_ids = persistent_ids
 
     def _log(self, message):
         log("ClusterFit", message, self.verbose)
@@ -316,6 +347,12 @@ class ClusterFit(
         check_fit_size = getattr(final_step(clusterer), "_check_fit_size", None)
         if check_fit_size is not None:
             check_fit_size(n_samples)
+        if self.curation is not None and group.is_distributed:
+            raise ValueError(
+                f"curation={self.curation!r} needs every row's teacher features in one "
+                "process; use ClusterFit(distributed=False) or no curation."
+            )
+        reference = self._id_reference()  # the previous fit's, before it is overwritten
         self.teacher_ = self._fit_teacher(self._component("teacher"), X, teacher_seed)
         self.rounds_ = []
         self.stage_seconds_ = dict.fromkeys(("teacher features", "clustering", "student"), 0.0)
@@ -326,14 +363,20 @@ class ClusterFit(
                 clusterer_seed, student_seed = draw_seed(rng), draw_seed(rng)
                 clusterer = self._make_clusterer(clusterer_seed, group)
                 self._log(f"round {round_index + 1} of {self.n_rounds}")
+            # Drawn only when used: fits without curation keep their seeds.
+            curation_seed = None if self.curation is None else draw_seed(rng)
             store = self._open_store(X, y, teacher, group, round_index)
-            self._fit_round(X, y, teacher, clusterer, student_seed, store, group, budget)
-            self.rounds_.append({"labels": self.labels_, "student": self.student_})
+            self._fit_round(X, y, teacher, clusterer, student_seed, store, group, budget,
+                            reference, curation_seed)
+            reference = ("labels", self.labels_)
+            self.rounds_.append({"labels": self.labels_, "centers": self.cluster_centers_,
+                                 "student": self.student_})
         self.n_features_out_ = self.student_.n_features_out_
         self.stage_seconds_ = _stages.slowest(self.stage_seconds_, group)
         return self
 
-    def _fit_round(self, X, y, teacher, clusterer, student_seed, store, group, budget):
+    def _fit_round(self, X, y, teacher, clusterer, student_seed, store, group, budget,
+                   reference=None, curation_seed=None):
         """The three stages: teacher features, clusters, a student on them."""
         stage = features_stage(group.rank, group.world_size, budget)
         storage = FeatureStorage(budget, self.feature_dtype, store.directory, stage.filename)
@@ -356,6 +399,18 @@ class ClusterFit(
             )
             seconds = time.perf_counter() - start
             self.stage_seconds_["clustering"] += seconds
+            if not (isinstance(self.persistent_ids, (bool, np.bool_))
+                    and not self.persistent_ids):
+                self.labels_, self.cluster_centers_, self.cluster_id_map_ = (
+                    _stages.persist_ids(self.labels_, self.cluster_centers_, reference))
+            fit_params = {}
+            if self.curation is not None:
+                self.curation_, fit_params["sample_weight"], spent = _stages.curate(
+                    self.curation, features,
+                    curation_seed if self.random_state is not None else None)
+                self.stage_seconds_["curation"] = self.stage_seconds_.get("curation", 0) + spent
+                self._log(f"curation kept {np.count_nonzero(fit_params['sample_weight'])} "
+                          f"of {len(features)} rows in {spent:.1f}s")
             features = None  # let go of them before the student trains
         self._log(f"{len(np.unique(self.labels_))} clusters in {seconds:.1f}s")
 
@@ -364,7 +419,7 @@ class ClusterFit(
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_MANY_CLASSES_WARNING)
-                self.student_.fit(X, self.labels_, checkpoint=store.epochs())
+                self.student_.fit(X, self.labels_, checkpoint=store.epochs(), **fit_params)
         except KeyboardInterrupt:
             if self.checkpoint_dir is not None:
                 self._log(f"interrupted; fit again to resume from {self.checkpoint_dir!r}")
@@ -372,6 +427,16 @@ class ClusterFit(
         seconds = time.perf_counter() - start
         self.stage_seconds_["student"] += seconds
         self._log(f"student trained in {seconds:.1f}s")
+
+    def _id_reference(self):
+        """What the first round's cluster ids are matched to (None: nothing)."""
+        if isinstance(self.persistent_ids, (bool, np.bool_)):
+            rounds = getattr(self, "rounds_", None) if self.persistent_ids else None
+            return ("centers", np.asarray(rounds[0]["centers"])) if rounds else None
+        reference = np.asarray(self.persistent_ids)
+        if reference.ndim == 1:  # previous ids of the rows
+            return ("labels", reference.astype(np.int64))
+        return ("centers", reference.astype(np.float64))
 
     def _open_store(self, X, y, teacher, group, round_index=0):
         """Where a round's stages keep their results: ``checkpoint_dir`` (round

@@ -232,6 +232,62 @@ def cluster_centers(clusterer, features, labels):
     return (sums / np.maximum(counts, 1)).astype(np.float32)
 
 
+def persist_ids(labels, centers, reference):
+    """``labels`` and ``centers`` renumbered to keep the ids of ``reference``.
+
+    ``reference`` is ``("centers", array)`` (Hungarian matching of centres in
+    one feature space), ``("labels", array)`` (previous ids of the same rows,
+    -1 where none: matching by overlap) or None (ids kept). Returns ``(labels, centers, id_map)``: the
+    clusterer's cluster ``i`` is now cluster ``id_map[i]``.
+    """
+    from .cluster import match_cluster_ids  # imported on use: numba kernels
+
+    id_map = np.arange(len(centers))
+    if reference is None:
+        return labels, centers, id_map
+    on, previous = reference
+    current = centers
+    if on == "centers" and previous.shape[-1:] != centers.shape[1:]:
+        raise ValueError(
+            f"persistent_ids: the reference centres have shape {previous.shape} but "
+            f"this fit's have {centers.shape}; they must live in one feature space "
+            "(same teacher and clusterer preprocessing)."
+        )
+    if on == "labels":
+        if previous.shape != labels.shape:
+            raise ValueError(
+                f"persistent_ids: {len(previous)} previous cluster ids for "
+                f"{len(labels)} rows; give one per row of X (-1: none)."
+            )
+        known = previous >= 0  # rows of X that had a cluster before
+        previous, current = previous[known], labels[known]
+    mapping = match_cluster_ids(previous, current, on=on)
+    id_map[: len(mapping)] = mapping  # empty last clusters (by labels) keep their ids
+    return id_map[labels], centers[np.argsort(id_map)], id_map
+
+
+def curate(curation, features, seed):
+    """``(fitted curation, row weights, seconds)``: a clone of ``curation`` fitted on
+    the features; each row weighs as often as its ``sample_indices_`` lists it."""
+    import time
+
+    from sklearn.base import clone
+
+    start = time.perf_counter()
+    curation = clone(curation)
+    if "random_state" in curation.get_params(deep=False) and seed is not None:
+        curation.set_params(random_state=seed)
+    curation.fit(np.asarray(features))
+    rows = getattr(curation, "sample_indices_", None)
+    if rows is None:
+        raise TypeError(
+            f"curation={curation!r} set no sample_indices_ in fit; ClusterFit trains "
+            "the student on the rows it lists."
+        )
+    weights = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(features))
+    return curation, weights, time.perf_counter() - start
+
+
 def slowest(seconds, group):
     """``{stage: seconds}`` of the slowest process, the same on every process
     (a stage ends when its last process does)."""

@@ -388,7 +388,7 @@ class NetClassifier(
             setattr(self, name, params.pop(name))
         return super().set_params(**params)
 
-    def fit(self, X, y, *, checkpoint=None, soft_targets=None):
+    def fit(self, X, y, *, checkpoint=None, soft_targets=None, sample_weight=None):
         """Train the network from scratch on ``(X, y)``.
 
         Parameters
@@ -409,6 +409,12 @@ class NetClassifier(
             softened at a temperature and mixed with the hard labels ``y``.
             The classes are then the teacher's (``soft_targets.classes``),
             which ``y`` must come from.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weights: each epoch draws ``n_samples`` rows with
+            replacement, each with probability proportional to its weight
+            (rows of weight 0 are never trained on), so the expected loss is
+            the weighted one. How ``ClusterFit(curation=...)`` trains the
+            student on the curated rows. Not with ``sampler="balanced"``.
 
         Returns
         -------
@@ -441,6 +447,9 @@ class NetClassifier(
             raise ValueError(
                 f"y has {len(y_encoded)} labels but X has {len(source)} samples."
             )
+        draw = self._draw_probabilities(sample_weight, len(y_encoded))
+        if draw is not None:  # which rows train is part of what a checkpoint resumes
+            targets = np.concatenate([np.asarray(targets, dtype=np.float64), draw])
         device = resolve_device(self.device)
         group = process_group(self.distributed, device)
         checkpoint = as_epoch_checkpoint(checkpoint, self, X, targets, group)
@@ -454,7 +463,8 @@ class NetClassifier(
                                    self.preprocess_, training=True)
             with torch_threads(threads):
                 self.history_ = self._train(
-                    network, source, y_encoded, device, rng, checkpoint, group, soft_targets
+                    network, source, y_encoded, device, rng, checkpoint, group, soft_targets,
+                    draw,
                 )
         self.model_ = network.eval()
         self.n_features_out_ = network.head.in_features
@@ -487,7 +497,29 @@ class NetClassifier(
                               library_info=info.get("library"))
         return with_new_head(module, n_classes, f"model={self.model!r}")
 
-    def _train(self, network, source, y, device, rng, checkpoint, group, soft_targets=None):
+    def _draw_probabilities(self, sample_weight, n_samples):
+        """``sample_weight`` checked and normalised to sum to 1 (None stays None)."""
+        if sample_weight is None:
+            return None
+        if self.sampler == "balanced":
+            raise ValueError(
+                "sample_weight cannot be combined with sampler='balanced': both "
+                "decide which rows each epoch draws."
+            )
+        weight = np.asarray(sample_weight, dtype=np.float64)
+        if weight.shape != (n_samples,):
+            raise ValueError(
+                f"sample_weight has shape {weight.shape}; expected ({n_samples},)."
+            )
+        if not np.all(np.isfinite(weight)) or np.any(weight < 0) or weight.sum() <= 0:
+            raise ValueError(
+                "sample_weight must be finite and non-negative, and not all zero; "
+                f"got min {weight.min()!r}, sum {weight.sum()!r}."
+            )
+        return weight / weight.sum()
+
+    def _train(self, network, source, y, device, rng, checkpoint, group, soft_targets=None,
+               draw=None):
         n_samples = len(source)
         # A batch of one sample trains a network with BatchNorm on nothing (and
         # raises in train mode): such batches are refused, or skipped at an
@@ -534,7 +566,9 @@ class NetClassifier(
         for epoch in epochs:
             start = time.perf_counter()
             network.train()
-            if self.sampler == "balanced":
+            if draw is not None:
+                order = rng.choice(n_samples, size=n_samples, p=draw)
+            elif self.sampler == "balanced":
                 order = balanced_order(y, rng)
             else:
                 order = rng.permutation(n_samples)

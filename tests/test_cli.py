@@ -646,3 +646,32 @@ def test_ctrl_c_on_the_process_group_is_one_line(fitted_run, teacher_file, tmp_p
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr == "skclusterfit fit: interrupted; run the same command again to resume.\n"
+
+
+@pytest.mark.slow
+def test_refit_on_a_folder_with_added_images_keeps_cluster_ids(teacher_file, tmp_path):
+    images, out = str(tmp_path / "images"), str(tmp_path / "out")
+    write_digit_folder(images, TRAIN, bad_files=False)
+    assert cli.main(fit_argv(images, out, teacher_file)) == 0
+    before = {row["path"]: int(row["cluster"]) for row in read_clusters(out)}
+    write_digit_folder(images, TRAIN + NEW, bad_files=False)  # 10% more images
+    assert cli.main(fit_argv(images, out, teacher_file)) == 0
+    after = {row["path"]: int(row["cluster"]) for row in read_clusters(out)}
+    assert len(after) == len(before) + len(NEW)
+    old = np.array(list(before.values()))
+    new = np.array([after[p] for p in before])
+    kept = np.mean(new == old)
+    # The best renumbering there is (what is left is k-means moving its
+    # clusters on 10% more data, with a weak teacher), and far above chance.
+    from skclusterfit.cluster import match_cluster_ids
+
+    np.testing.assert_array_equal(match_cluster_ids(old, new, on="labels"), np.arange(10))
+    assert kept > 0.5
+    page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert (f"({len(before):,} images then, {len(after):,} now: {len(NEW)} added, 0 gone)"
+            in page)
+    assert f"{round(kept * len(before)):,} of the {len(before):,} images in both fits" in page
+    # The same images again: a rerun of the refit, which resumes it.
+    assert cli.main(fit_argv(images, out, teacher_file)) == 0
+    assert {row["path"]: int(row["cluster"]) for row in read_clusters(out)} == after
+    assert "images then" in open(os.path.join(out, "report.html"), encoding="utf-8").read()

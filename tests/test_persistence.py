@@ -312,7 +312,7 @@ def _frozen_rotnet_clusterfit():
 
 
 def _public_estimators():
-    from skclusterfit.cluster import PCAWhitening
+    from skclusterfit.cluster import HierarchicalCuration, PCAWhitening
     from skclusterfit.pretext import RotNet
 
     images = _images()
@@ -321,6 +321,8 @@ def _public_estimators():
         "FeatureExtractor": (FeatureExtractor("cnn", random_state=0), images),
         "NetClassifier": (NetClassifier(max_epochs=1, random_state=0), images),
         "KMeans": (KMeans(n_clusters=4, random_state=0), vectors),
+        "HierarchicalCuration": (HierarchicalCuration(n_clusters=(4, 2), random_state=0),
+                                 vectors),
         "PCAWhitening": (PCAWhitening(n_components=5), vectors),
         "RotNet": (RotNet(NetClassifier(max_epochs=1), random_state=0), images),
         "ClusterFit": (

@@ -9,6 +9,12 @@ directory::
     DIR/report.html     the report (skclusterfit.cli.write_report), self-contained
     DIR/skipped.txt     every file left out, with the reason (tab-separated)
     DIR/checkpoint/     ClusterFit's stages: a second run on DIR resumes there
+    DIR/previous_clusters.csv   after a refit: the clusters of the fit it refitted
+
+A run on a DIR whose finished fit saw other images (some added or removed)
+is a refit: its cluster ids are matched to the previous fit's on the images
+of both (``ClusterFit(persistent_ids=previous clusters)``), and the report
+says how many of those images kept their cluster id.
     DIR/scan.json       the files found decodable (so a resumed run does not decode twice)
     DIR/run.json        the settings of the run and the seconds of each stage
 """
@@ -379,6 +385,9 @@ def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs,
         f"(listed in {os.path.join(out, 'skipped.txt')})", verbose)
     _write_lines(os.path.join(out, "skipped.txt"), left_out)
 
+    run_settings = locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
+                                  lr, random_state, settings, batch_size, device, num_workers)
+    previous = previous_fit(out, dataset)
     frozen_teacher = make_teacher(teacher, weights, layer, batch_size=batch_size,
                                   num_workers=num_workers, device=device,
                                   random_state=random_state)
@@ -388,9 +397,10 @@ def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs,
     cf = ClusterFit(
         frozen_teacher, K, student=student_net, device=device, random_state=random_state,
         checkpoint_dir=os.path.join(out, "checkpoint"), verbose=verbose,
+        # A refit's ids: matched to the previous fit's on the images of both.
+        persistent_ids=False if previous is None else np.array(
+            [previous.get(path, -1) for path in dataset.paths]),
     )
-    run_settings = locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
-                                  lr, random_state, settings, batch_size, device, num_workers)
     if not os.path.exists(os.path.join(out, "run.json")):  # kept by a refused re-run
         _write_run(out, run_settings, timings, command)
     try:
@@ -422,6 +432,10 @@ def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs,
         left_out = left_out + [(p, reason) for p in sorted(failed)]
         _write_lines(os.path.join(out, "skipped.txt"), left_out)
     timings["writing model and clusters"] = time.perf_counter() - start
+    persistence = None if previous is None else id_persistence(
+        previous, dataset.paths, clusters)
+    if persistence is not None:
+        log("skclusterfit", persistence, verbose)
 
     start = time.perf_counter()
     write_report(
@@ -430,12 +444,60 @@ def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs,
         labels_true=truth, left_out=left_out, seed=random_state, verbose=verbose,
         run={"command": command, "settings": run_settings,
              "wall_seconds": time.perf_counter() - wall_start},
+        notes=[] if persistence is None else [persistence],
     )
     timings["report"] = time.perf_counter() - start
     _write_run(out, run_settings, timings, command,
                wall_seconds=time.perf_counter() - wall_start)
     log("skclusterfit", f"wrote {out}/model, clusters.csv, report.html, skipped.txt", verbose)
     return model
+
+
+def previous_fit(out, dataset):
+    """The clusters of the fit that this run refits on other images, or None.
+
+    A refit: ``out``'s clusters.csv lists other images than ``dataset``'s.
+    Those clusters are copied to previous_clusters.csv (a rerun of the refit,
+    finished or interrupted, matches its ids to the same ones and so resumes)
+    and the finished fit's checkpoint, of other data, is removed; the
+    checkpoint of an interrupted refit of these images is kept. Returns
+    ``{path: cluster}``.
+    """
+    import shutil
+
+    from ..storage._checkpoint import FINGERPRINT_FILE
+    from ..storage._fingerprint import data_fingerprint
+
+    def read(path):
+        with open(path, newline="", encoding="utf-8") as file:
+            return {row["path"]: int(row["cluster"]) for row in csv.DictReader(file)}
+
+    current, previous = (os.path.join(out, name)
+                         for name in ("clusters.csv", "previous_clusters.csv"))
+    if os.path.exists(current) and set(read(current)) != set(dataset.paths):
+        fingerprint = os.path.join(out, "checkpoint", FINGERPRINT_FILE)
+        if os.path.exists(fingerprint):
+            with open(fingerprint, encoding="utf-8") as file:
+                if json.load(file).get("data") != data_fingerprint(dataset):
+                    shutil.rmtree(os.path.join(out, "checkpoint"))  # the finished fit's
+        with open(current, "rb") as file:
+            text = file.read()
+        atomic_write(previous, lambda f: f.write(text))
+    return read(previous) if os.path.exists(previous) else None
+
+
+def id_persistence(previous, paths, clusters):
+    """The report's line on cluster ids kept from the previous fit (``previous``: path -> id)."""
+    both = [(previous[p], int(c)) for p, c in zip(paths, clusters)
+            if p in previous and previous[p] >= 0 and c >= 0]
+    kept = sum(a == b for a, b in both)
+    added = sum(p not in previous for p in paths)
+    gone = len(set(previous) - set(paths))
+    share = kept / len(both) if both else float("nan")
+    return (f"Refit of the previous fit in this folder ({len(previous):,} images then, "
+            f"{len(paths):,} now: {added:,} added, {gone:,} gone), cluster ids matched to "
+            f"its clusters: {kept:,} of the {len(both):,} images in both fits ({share:.1%}) "
+            "kept their cluster id.")
 
 
 def locals_for_run(images, teacher, weights, layer, K, student, max_epochs, lr,

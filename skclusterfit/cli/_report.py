@@ -487,7 +487,7 @@ def _table(header, rows):
 
 def write_report(path, *, model, dataset, teacher_features, distances, timings,
                  labels_true=None, n_left_out=0, seed=0, verbose=0, left_out=None,
-                 run=None):
+                 run=None, notes=()):
     """Write the self-contained HTML report of a fitted ClusterFit on image files.
 
     Parameters
@@ -519,6 +519,9 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
         What started the run, shown at the top: ``"command"`` (the command
         line), ``"settings"`` (a dict of its settings) and ``"wall_seconds"``
         (from its start to the report).
+    notes : sequence of str, default=()
+        Lines shown under the summary (e.g. how many images of a refit kept
+        their cluster id).
 
     Returns
     -------
@@ -574,6 +577,7 @@ def write_report(path, *, model, dataset, teacher_features, distances, timings,
 
     sections.append(_cards(cards))
     sections.append(_run_section(run, model))
+    sections += [f"<p class='note'>{html.escape(note)}</p>" for note in notes]
     sections.append("<h2>Cluster sizes</h2>"
                     f"<img alt='cluster sizes' src='{figures['sizes']}'>")
     root = _common_folder(paths)
