@@ -675,3 +675,37 @@ def test_refit_on_a_folder_with_added_images_keeps_cluster_ids(teacher_file, tmp
     assert cli.main(fit_argv(images, out, teacher_file)) == 0
     assert {row["path"]: int(row["cluster"]) for row in read_clusters(out)} == after
     assert "images then" in open(os.path.join(out, "report.html"), encoding="utf-8").read()
+
+
+def test_a_forked_worker_stopped_by_ctrl_c_prints_nothing(monkeypatch):
+    """A DataLoader worker forked under the command's handler stops without a traceback.
+
+    Ctrl-C reaches the whole process group. A worker caught in Python's
+    at-fork callback can only report the KeyboardInterrupt as "Exception
+    ignored"; that report, printed into the user's terminal, is the worker's
+    business and the command already answers for the interrupt.
+    """
+    from skclusterfit.cli._main import _Interrupts
+
+    class RaisesOnDelete:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # pytest's collects
+    read_end, write_end = os.pipe()
+    with _Interrupts():
+        pid = os.fork()
+        if pid == 0:  # the worker
+            sys.stderr = os.fdopen(write_end, "w")
+            RaisesOnDelete()  # dropped at once: an unraisable KeyboardInterrupt
+            RaisesOnDelete.__del__ = lambda self: 1 / 0
+            RaisesOnDelete()  # any other unraisable error is still shown
+            sys.stderr.flush()
+            os._exit(0)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_end) as child_stderr:
+        printed = child_stderr.read()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "KeyboardInterrupt" not in printed
+    assert "ZeroDivisionError" in printed

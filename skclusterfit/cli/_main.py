@@ -498,8 +498,11 @@ class _Interrupts:
             os.kill(self._pid, signal.SIGINT)
 
     def _unraisable(self, unraisable):
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.received:
-            return  # raised again by _repeat
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            if self.received:
+                return  # raised again by _repeat
+            if os.getpid() != self._pid:
+                return  # a forked worker stopping; the command answers for it
         self._hook(unraisable)
 
 
