@@ -22,6 +22,7 @@ information, and that teacher learns from the images alone.
 # Data: a train split for the networks and the probe, a test split for the
 # probe's score. The teacher sees the train images with noisy labels; the
 # ClusterFit student sees the same images and no labels at all.
+import os
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.frozen import FrozenEstimator
@@ -31,9 +32,14 @@ from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.datasets import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
 print(f"{len(X_train)} training images, {len(X_test)} test images")
 
@@ -44,13 +50,13 @@ print(f"{len(X_train)} training images, {len(X_test)} test images")
 noise_levels = [0.0, 0.5, 0.75, 0.9]
 results = {"N_pre": [], "N_cf": []}
 for p in noise_levels:
-    y_noisy = add_label_noise(y_train, p, random_state=0)
-    teacher = NetClassifier(max_epochs=40, random_state=0).fit(X_train, y_noisy)
+    y_noisy = add_label_noise(y_train, p, random_state=seed)
+    teacher = NetClassifier(max_epochs=40, random_state=seed).fit(X_train, y_noisy)
     cf = ClusterFit(
         teacher=FrozenEstimator(teacher),
         K=100,
         student=NetClassifier(max_epochs=30),
-        random_state=0,
+        random_state=seed,
     ).fit(X_train)
     results["N_pre"].append(linear_probe(teacher, X_train, y_train, X_test, y_test))
     results["N_cf"].append(linear_probe(cf, X_train, y_train, X_test, y_test))
@@ -134,7 +140,7 @@ else:
     recorded = {}
     for line in results_file.read_text().splitlines():
         fields = line.split()
-        if fields and fields[0] == "0":
+        if fields and fields[0] == str(seed):
             recorded[float(fields[1])] = (float(fields[2]), float(fields[3]))
     for p, n_pre, n_cf in zip(noise_levels, results["N_pre"], results["N_cf"]):
         stored = recorded.get(p)
