@@ -12,7 +12,8 @@ run outside a threshold still reports its values) and prints one JSON line
 per run with the quantities the example asserts on::
 
     OMP_NUM_THREADS=1 python benchmarks/example_spread.py --seeds 0 1 2 3 4
-    OMP_NUM_THREADS=2 python benchmarks/example_spread.py --seeds 0 plot_grid_search_k
+    OMP_NUM_THREADS=2 python benchmarks/example_spread.py plot_grid_search_k --seeds 0
+    python benchmarks/example_spread.py --summarize benchmarks/results/example_spread/*.txt
 
 Raw output: ``benchmarks/results/example_spread/``, with the command, the CPU
 model and the thread count in each file's header. The thresholds the
@@ -199,13 +200,54 @@ def run_one(name):
                                   **EXTRACT[name](namespace)}), flush=True)
 
 
+def _flatten(record, prefix=""):
+    """(name, number) pairs of a result record, nested keys joined by '/'."""
+    items = record.items() if isinstance(record, dict) else enumerate(record)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            yield from _flatten(value, name + "/")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield name, value
+
+
+def summarize(paths):
+    """Lowest and highest value of every quantity, per example and thread count."""
+    ranges = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            record = json.loads(line)
+            if "error" in record:
+                print(f"{path}: {record['example']} seed {record['seed']} failed", file=sys.stderr)
+                continue
+            key = (record.pop("example"), record.pop("torch_threads"))
+            seed = record.pop("seed")
+            record.pop("wall_seconds")
+            entry = ranges.setdefault(key, {"seeds": set(), "values": {}})
+            entry["seeds"].add(seed)
+            for name, value in _flatten(record):
+                entry["values"].setdefault(name, []).append(value)
+    for (example, threads), entry in sorted(ranges.items()):
+        seeds = ",".join(map(str, sorted(entry["seeds"])))
+        print(f"{example}, {threads} torch thread(s), seeds {seeds}:")
+        for name, values in entry["values"].items():
+            print(f"    {name}: {min(values):g} to {max(values):g}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("examples", nargs="*", default=list(EXTRACT),
                         help="example names (default: all executed ones)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--summarize", nargs="+", metavar="FILE",
+                        help="print the range of every quantity in these raw files; run nothing")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
     if args.one:
         run_one(args.one)
         return

@@ -150,11 +150,44 @@ def _header():
     ]
 
 
+def compare(paths):
+    """Print how far the runs of several results files are apart, seed by seed.
+
+    For each probe accuracy, the largest difference between any two files
+    on the same seed and noise level, in points (one point is 5.4 of the 540
+    test images).
+    """
+    runs = [{(r["seed"], r["p"]): r for r in read_results(path)} for path in paths]
+    common = sorted(set.intersection(*(set(r) for r in runs)))
+    for path in paths:
+        machine = read_machine(path)
+        print(f"# {path}: cpu {machine['cpu']}, torch threads {machine['torch threads']}")
+    print("seed p " + " ".join(f"{key}[{i}]" for key in ("n_pre", "n_cf", "gain")
+                               for i in range(len(paths))))
+    largest = {"n_pre": 0.0, "n_cf": 0.0, "gain": 0.0}
+    for seed, p in common:
+        values = {
+            "n_pre": [100 * r[seed, p]["n_pre"] for r in runs],
+            "n_cf": [100 * r[seed, p]["n_cf"] for r in runs],
+        }
+        values["gain"] = [cf - pre for cf, pre in zip(values["n_cf"], values["n_pre"])]
+        for key, vals in values.items():
+            largest[key] = max(largest[key], max(vals) - min(vals))
+        print(f"{seed} {p:.2f} " + " ".join(f"{v:.2f}" for vals in values.values() for v in vals))
+    print("largest difference between files on one seed (points): "
+          + ", ".join(f"{key} {value:.2f}" for key, value in largest.items()))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=RESULTS, help="file to write (default: %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    parser.add_argument("--compare", nargs="+", metavar="FILE",
+                        help="compare the runs of these results files; run nothing")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare)
+        return
     X, y = load_digits_images()
     lines = _header()
     print("\n".join(lines), flush=True)
