@@ -90,6 +90,7 @@ def _swap_clusterer(ns):
         "teacher_probe": round(float(ns["pre"]), 4),
         "nmi_spread": round(float(max(nmi) - min(nmi)), 4),
         "probe_spread": round(float(max(probe) - min(probe)), 4),
+        "weakest_minus_teacher": round(float(min(probe) - ns["pre"]), 4),
     }
 
 

@@ -108,17 +108,23 @@ plt.show()
 
 # %%
 # The three clusterings differ in their sizes more than in their agreement
-# with the digits, and the students end up within about a point of each other:
-# ClusterFit needs the clusters to group similar images, not to be a
-# particular algorithm's optimum. The built-in k-means is the default because
-# it scales: it runs on the GPU when there is one, assigns approximately
-# through a graph of nearby centroids when ``K`` is in the thousands, fits on
-# a sample when the data is huge (``max_samples``), and re-seeds empty
-# clusters instead of leaving pseudo-labels unused.
+# with the digits, and the students end up within about two points of each
+# other, and well above their teacher: ClusterFit needs the clusters to
+# group similar images, not to be a particular algorithm's optimum. The
+# built-in k-means is the default because it scales: it runs on the GPU when
+# there is one, assigns approximately through a graph of nearby centroids
+# when ``K`` is in the thousands, fits on a sample when the data is huge
+# (``max_samples``), and re-seeds empty clusters instead of leaving
+# pseudo-labels unused.
 nmi_values = [runs[n]["nmi"] for n in names]
 probe_values = [runs[n]["probe"] for n in names]
 print(f"NMI spread {max(nmi_values) - min(nmi_values):.3f}, student probe spread "
-      f"{100 * (max(probe_values) - min(probe_values)):.1f} points")
-# The claims above, checked on this run:
-assert max(nmi_values) - min(nmi_values) < 0.03, "the clusterings should agree with the digits alike"
-assert max(probe_values) - min(probe_values) <= 0.012, "the students should be within about a point"
+      f"{100 * (max(probe_values) - min(probe_values)):.1f} points, weakest student "
+      f"{100 * (min(probe_values) - pre):+.1f} points from the teacher")
+# The claims above, checked on this run. Over seeds 0 to 2 with one torch
+# thread (benchmarks/example_spread.py) the NMI spread was 0.013 to 0.034,
+# the students' spread 0.7 to 1.7 points and the weakest student 4.2 to 4.8
+# points above the teacher: the bounds lie outside those ranges.
+assert max(nmi_values) - min(nmi_values) <= 0.06, "the clusterings should agree with the digits alike"
+assert max(probe_values) - min(probe_values) <= 0.025, "the students should be within about two points"
+assert min(probe_values) - pre >= 0.02, "every student should be well above its teacher"
