@@ -92,7 +92,12 @@ for name, s in scores.items():
 # with 2 or 5 labels per class than with 20 or 40.
 lead = 100 * (scores["ClusterFit"].mean(1) - scores["teacher"].mean(1))
 print("ClusterFit minus teacher, by budget (points):", np.round(lead, 1))
-assert (lead > 0).all() and lead[:2].mean() > lead[-2:].mean(), lead
+# The claim, checked on this run. Over seeds 0 to 2 with one and two torch
+# threads (benchmarks/example_spread.py) the smallest lead at any budget was
+# 4.7 points, and the mean lead at 2 and 5 labels per class exceeded the one
+# at 20 and 40 by 4.0 to 14.6 points: both bounds leave that room.
+assert (lead > 0).all(), f"the student should be ahead at every budget: {lead}"
+assert lead[:2].mean() > lead[-2:].mean(), f"more so with few labels: {lead}"
 fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
 for (name, s), marker in zip(scores.items(), "^os"):
     mean, std = 100 * s.mean(1), 100 * s.std(1)
