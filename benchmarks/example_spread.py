@@ -115,7 +115,10 @@ def _rotnet_teacher(ns):
 
 
 def _video(ns):
-    return {k: {p: round(float(v), 4) for p, v in s.items()} for k, s in ns["scores"].items()}
+    return {
+        **{k: {p: round(float(v), 4) for p, v in s.items()} for k, s in ns["scores"].items()},
+        "teacher_fit_noisy": round(float(ns["teacher"].score(ns["X_train"], ns["y_noisy"])), 4),
+    }
 
 
 def _large_k(ns):
