@@ -111,8 +111,8 @@ plt.show()
 # What this run shows. Whitening gives pseudo-labels slightly closer to the
 # digits (over seeds 0 to 4, the better whitened option's NMI was 0.03 to
 # 0.07 above the better unwhitened one's), but the four students end within
-# one to three points of each other, about as far as one option's student
-# moves between seeds on 540 test images (the L2 student's probe ranged over
+# a few points of each other (0.9 to 3.0 over those seeds), about as far as
+# one option's student moves between seeds on 540 test images (the L2 student's probe ranged over
 # 2.2 points across those seeds), and which option leads changes with the
 # seed. On these 128-dimensional features of a small CNN, none of the
 # options matters much to the student, and the default -- L2 normalisation,

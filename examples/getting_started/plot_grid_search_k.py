@@ -101,11 +101,11 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %%
-# What the search found. Accuracy rises by about three points from ``K`` =
-# 10 (the number of classes) to ``K`` = 100 and then levels off: from 100 on,
+# What the search found. Accuracy rises by a few points from ``K`` = 10
+# (the number of classes) to ``K`` = 100 and then levels off: from 100 on,
 # the means are closer to each other than the folds' standard deviation, so
-# 100 and 300 are tied, and the whole curve spans about three points
-# (printed below). That is the paper's observation -- past a minimum of
+# 100 and 300 are tied, and the whole curve spans a few points (this run's
+# figures are printed below). That is the paper's observation -- past a minimum of
 # several clusters per class, accuracy depends little on ``K`` -- and the
 # reason its advice of about ten times the number of classes (``K="auto"``
 # for a classifier teacher) is a safe default: it leaves each class several
@@ -123,7 +123,7 @@ print(f"best mean: K={Ks[mean.argmax()]}; from K=10 to K=100 {rise:+.1f} points;
 # raw output in benchmarks/results/example_spread/): a rise of 2.6 to 3.0
 # points, a plateau of 0.2 to 0.7 points against a largest standard deviation
 # of 1.0 to 1.7, a whole curve of 2.7 to 3.7 points.
-assert 1.5 <= rise <= 4.5, "about three points from K = 10 to K = 100"
+assert 1.5 <= rise <= 4.5, "a few points from K = 10 to K = 100"
 assert plateau.max() - plateau.min() <= std.max(), "from K = 100 on, within fold noise"
 assert spread <= 5.0, "the whole curve should span a few points"
 

@@ -103,7 +103,8 @@ plt.show()
 # features that were already right for the task, as in the paper's Figure 3
 # at zero noise. Once most labels are wrong (75%), the teacher has memorised
 # part of them, its features have degraded, and the student, which never saw
-# a label, is a few points ahead of it. On 8x8 digits a trained CNN is never
+# a label, is ahead of it (by 2.0 to 4.6 points over the seeds and CPUs we
+# ran). On 8x8 digits a trained CNN is never
 # far from the ceiling, and even the random-label teacher (90%) keeps
 # features a linear probe does well on (a convolutional network with
 # *random* weights is already a strong baseline here, see
@@ -118,7 +119,7 @@ print("gain (points):", {f"{p:.0%}": round(float(g), 1) for p, g in gain.items()
 # over the clean one's 1.7 to 5.4 points, and the 90% teacher probed at 88.7%
 # to 90.4%. Each bound lies outside those ranges.
 assert -2.5 <= gain[0.0] <= 1.5, "a clean teacher should gain nothing from ClusterFit"
-assert gain[0.75] >= 1.0, "the noisy teacher's student should be a few points ahead"
+assert gain[0.75] >= 1.0, "the noisy teacher's student should be ahead"
 assert gain[0.75] - gain[0.0] >= 0.5, "the noisy teacher should gain more than the clean one"
 assert pre[-1] >= 80, "the random-label teacher's features should still probe well"
 

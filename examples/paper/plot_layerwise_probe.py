@@ -94,8 +94,8 @@ ax2.set(ylim=(0, 105), title="Output layer (logits)")
 plt.show()
 
 # %%
-# What the probes show. In the first block the two networks are alike (both
-# learned strokes and edges). Going up, RotNet's probe accuracy falls back in
+# What the probes show. In the first block the two networks are alike,
+# within a few points (both learned strokes and edges). Going up, RotNet's probe accuracy falls back in
 # block 3 while the student's holds, so the student's lead grows from
 # block 2 to block 3, and at the top, where the features are, the student is
 # ahead. That is the paper's Figure 4: the pretext task claims the top of

@@ -93,15 +93,20 @@ plt.show()
 # degrees, not what tells a 3 from an 8, which is the paper's point about
 # pretext tasks. ClusterFit on those features, still without a single
 # label, gives a student above its RotNet teacher. It does not clearly beat
-# the random network: the two are within a point, a handful of the 540 test
-# images, which on data this small is the difference one seed makes.
+# the random network: the two are within about two points, a handful of
+# the 540 test images, and which one is ahead changes with the seed.
 n_test = len(y_test)
 diff = {name: round((scores[name] - scores["RotNet teacher"]) * n_test) for name in scores}
 print(f"test images gained over the RotNet teacher: {diff}")
-# The claims above, checked on this run:
-assert scores["RotNet teacher"] < scores["random CNN"]
-assert scores["ClusterFit on RotNet"] > scores["RotNet teacher"]
-assert abs(scores["ClusterFit on RotNet"] - scores["random CNN"]) <= 0.01
+# The claims above, checked on this run. Over seeds 0 to 2 with one and two
+# torch threads (benchmarks/example_spread.py) RotNet was 1.9 to 5.5 points
+# below the random network, the student 1.7 to 5.2 points above RotNet, and
+# the student within 1.3 points of the random network (above it on one seed
+# of three): the bounds lie outside those ranges.
+assert scores["RotNet teacher"] < scores["random CNN"], "RotNet below the random floor"
+assert scores["ClusterFit on RotNet"] > scores["RotNet teacher"], "the student above RotNet"
+assert abs(scores["ClusterFit on RotNet"] - scores["random CNN"]) <= 0.025, \
+    "the student within about two points of the random network"
 
 # %%
 # The paper's RotNet and Jigsaw teachers on ImageNet show the student ahead
