@@ -16,6 +16,11 @@ export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 # numba ignores OMP_NUM_THREADS, and its OpenMP threading layer, if anything
 # starts it, resets the whole process's OpenMP thread count to its own.
 export NUMBA_NUM_THREADS="${NUMBA_NUM_THREADS:-1}"
+# With more than one thread (OMP_NUM_THREADS=2 bash docs/build.sh), waiting
+# OpenMP threads sleep instead of spinning: on a busy 2-core machine spinning
+# cost one label-noise run 485 CPU-seconds against 50 (same bits either way;
+# benchmarks/results/example_spread/label_noise_seeds_omp2_active_wait.txt).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export MPLBACKEND=Agg
 # Examples run in parallel processes, one per core (at most 4).
 CORES="$("$PYTHON" -c 'import os; print(len(os.sched_getaffinity(0)))')"

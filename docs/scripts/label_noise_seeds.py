@@ -12,9 +12,18 @@ fails until this script is run again::
 
     OMP_NUM_THREADS=1 python docs/scripts/label_noise_seeds.py
 
-About 40 CPU-seconds per seed with one torch thread.
+About 40 CPU-seconds per seed with one torch thread. The header records the
+CPU model, the torch thread count and the versions: another CPU or thread
+count rounds differently, and a few thousand SGD steps turn that into a
+different test image here and there, so the example compares its run with
+the file within the spread measured across CPUs and thread counts (see
+``docs/user_guide/time_and_hardware.rst``), and only
+``tests/test_label_noise_seeds.py``, which skips on any other machine,
+compares bits. ``--out FILE`` writes elsewhere (to measure that spread
+without replacing the file the docs use).
 """
 
+import argparse
 import os
 import platform
 import subprocess
@@ -77,6 +86,43 @@ def read_results(path=RESULTS):
     return rows
 
 
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo``), or what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def read_machine(path=RESULTS):
+    """What a results file records of its machine: ``{"cpu", "torch threads",
+    "versions"}`` (None where the file predates the field)."""
+    found = {"cpu": None, "torch threads": None, "versions": None}
+    with open(path) as file:
+        for line in file:
+            if not line.startswith("#"):
+                break
+            text = line[1:].strip()
+            for key in ("cpu", "torch threads"):
+                if text.startswith(key + ": "):
+                    found[key] = text[len(key) + 2:]
+            if text.startswith("commit "):
+                found["versions"] = text.split("; ", 1)[1]
+    if found["torch threads"] is not None:
+        found["torch threads"] = int(found["torch threads"])
+    return found
+
+
+def versions():
+    """The versions line of the header, as :func:`read_machine` returns it."""
+    return (f"skclusterfit {skclusterfit.__version__}, torch {torch.__version__}, "
+            f"scikit-learn {sklearn.__version__}, numpy {np.__version__}")
+
+
 def _header():
     try:
         commit = subprocess.run(
@@ -89,13 +135,14 @@ def _header():
     return [
         "# " + " ".join(
             f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ
-        ) + " python docs/scripts/label_noise_seeds.py",
-        f"# commit {commit}; skclusterfit {skclusterfit.__version__}, torch "
-        f"{torch.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}",
+        ) + " python docs/scripts/label_noise_seeds.py"
+        + "".join(f" {arg}" for arg in sys.argv[1:]),
+        f"# commit {commit}; {versions()}",
         f"# machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; torch threads "
-        f"{torch.get_num_threads()}; load average at start "
+        f"CUDA {'yes' if torch.cuda.is_available() else 'no'}; load average at start "
         + ", ".join(f"{x:.2f}" if isinstance(x, float) else x for x in load),
+        f"# cpu: {cpu_model()}",
+        f"# torch threads: {torch.get_num_threads()}",
         "# digits 8x8, 70/30 stratified split by seed; teacher NetClassifier(max_epochs=40) "
         "on labels with a fraction p replaced by another class; ClusterFit K=100, "
         "student NetClassifier(max_epochs=30); linear probe on clean labels",
@@ -103,11 +150,48 @@ def _header():
     ]
 
 
+def compare(paths):
+    """Print how far the runs of several results files are apart, seed by seed.
+
+    For each probe accuracy, the largest difference between any two files
+    on the same seed and noise level, in points (one point is 5.4 of the 540
+    test images).
+    """
+    runs = [{(r["seed"], r["p"]): r for r in read_results(path)} for path in paths]
+    common = sorted(set.intersection(*(set(r) for r in runs)))
+    for path in paths:
+        machine = read_machine(path)
+        print(f"# {path}: cpu {machine['cpu']}, torch threads {machine['torch threads']}")
+    print("seed p " + " ".join(f"{key}[{i}]" for key in ("n_pre", "n_cf", "gain")
+                               for i in range(len(paths))))
+    largest = {"n_pre": 0.0, "n_cf": 0.0, "gain": 0.0}
+    for seed, p in common:
+        values = {
+            "n_pre": [100 * r[seed, p]["n_pre"] for r in runs],
+            "n_cf": [100 * r[seed, p]["n_cf"] for r in runs],
+        }
+        values["gain"] = [cf - pre for cf, pre in zip(values["n_cf"], values["n_pre"])]
+        for key, vals in values.items():
+            largest[key] = max(largest[key], max(vals) - min(vals))
+        print(f"{seed} {p:.2f} " + " ".join(f"{v:.2f}" for vals in values.values() for v in vals))
+    print("largest difference between files on one seed (points): "
+          + ", ".join(f"{key} {value:.2f}" for key, value in largest.items()))
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=RESULTS, help="file to write (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    parser.add_argument("--compare", nargs="+", metavar="FILE",
+                        help="compare the runs of these results files; run nothing")
+    args = parser.parse_args()
+    if args.compare:
+        compare(args.compare)
+        return
     X, y = load_digits_images()
     lines = _header()
     print("\n".join(lines), flush=True)
-    for seed in SEEDS:
+    for seed in args.seeds:
         for p in NOISE:
             start = time.process_time()
             result = run(seed, p, X, y)
@@ -115,10 +199,10 @@ def main():
                     f"{result['teacher_fit_clean']:.6f} {time.process_time() - start:.1f}")
             print(line, flush=True)
             lines.append(line)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as file:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as file:
         file.write("\n".join(lines) + "\n")
-    print(f"written to {RESULTS}", file=sys.stderr)
+    print(f"written to {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ clusters agree with the true classes (which ClusterFit never sees).
 # %%
 # A teacher trained on digits with 80% wrong labels, and ClusterFit with
 # ``K=50`` on its features.
+import os
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.frozen import FrozenEstimator
@@ -21,15 +22,20 @@ from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.cluster import KMeans
 from skclusterfit.data import add_label_noise, load_digits_images
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
-teacher = NetClassifier(max_epochs=40, random_state=0).fit(
-    X, add_label_noise(y, 0.8, random_state=0)
+teacher = NetClassifier(max_epochs=40, random_state=seed).fit(
+    X, add_label_noise(y, 0.8, random_state=seed)
 )
 cf = ClusterFit(
     teacher=FrozenEstimator(teacher),
     K=50,
     student=NetClassifier(max_epochs=5),
-    random_state=0,
+    random_state=seed,
 ).fit(X)
 labels = cf.labels_
 
@@ -90,7 +96,7 @@ nmi = {name: [] for name in spaces}
 pur = {name: [] for name in spaces}
 for name, Z in spaces.items():
     for K in Ks:
-        pred = KMeans(n_clusters=K, random_state=0).fit_predict(Z)
+        pred = KMeans(n_clusters=K, random_state=seed).fit_predict(Z)
         nmi[name].append(normalized_mutual_info_score(y, pred))
         pur[name].append(purity(y, pred))
 
@@ -110,7 +116,8 @@ plt.show()
 # %%
 # A humbling result: on 8x8 digits, which are centred and size-normalised,
 # raw pixels cluster by digit clearly *better* than the features of this
-# teacher (mean NMI about 0.69 against 0.43, printed below): its training on
+# teacher (mean NMI about 0.69 against 0.4 to 0.47 over five seeds; this
+# run's figures are printed below): its training on
 # 80% wrong labels -- with the default AdamW recipe, which fits much of the
 # noise -- has blurred many digit boundaries. Its clusters are still one
 # digit for most of their members (purity about 0.7 at ``K=50``, where a
@@ -123,6 +130,8 @@ print(f"K=50: NMI {normalized_mutual_info_score(y, labels):.3f}, "
       f"purity {purity(y, labels):.3f}")
 print("mean NMI over K: teacher features "
       f"{np.mean(nmi['teacher features']):.3f}, raw pixels {np.mean(nmi['raw pixels']):.3f}")
-# The claims above, checked on this run:
-assert np.mean(nmi["raw pixels"]) > np.mean(nmi["teacher features"]) + 0.15
-assert 0.6 < purity(y, labels) < 0.8
+# The claims above, checked on this run. Over seeds 0 to 4 with one torch
+# thread (benchmarks/example_spread.py) pixels led by 0.22 to 0.28 NMI
+# and the purity was 0.67 to 0.73: the bounds leave room on both sides.
+assert np.mean(nmi["raw pixels"]) > np.mean(nmi["teacher features"]) + 0.15, "clearly better"
+assert 0.6 < purity(y, labels) < 0.8, "purity about 0.7"

@@ -17,6 +17,7 @@ each does to the pseudo-labels and to the student trained on them.
 
 # %%
 # A teacher trained on digits with 80% wrong labels.
+import os
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
@@ -30,12 +31,17 @@ from skclusterfit.cluster import KMeans
 from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
-teacher = NetClassifier(max_epochs=40, random_state=0).fit(
-    X_train, add_label_noise(y_train, 0.8, random_state=0)
+teacher = NetClassifier(max_epochs=40, random_state=seed).fit(
+    X_train, add_label_noise(y_train, 0.8, random_state=seed)
 )
 features = teacher.transform(X_train)
 
@@ -73,7 +79,7 @@ for name, clusterer in clusterers.items():
         K=100,
         clusterer=clusterer,
         student=NetClassifier(max_epochs=30),
-        random_state=0,
+        random_state=seed,
     ).fit(X_train)
     results[name] = (
         normalized_mutual_info_score(y_train, cf.labels_),
@@ -103,23 +109,32 @@ plt.show()
 
 # %%
 # What this run shows. Whitening gives pseudo-labels slightly closer to the
-# digits (NMI about 0.05 higher than without it), but the four students
-# end within about a point of each other, which is the spread one seed
-# moves on 540 test images: on these 128-dimensional features of a small
-# CNN, none of the options matters much to the student, and the default --
-# L2 normalisation, the cosine geometry the public implementations use --
-# has no special claim to being the best. Its rank in this run:
+# digits (over seeds 0 to 4, the better whitened option's NMI was 0.03 to
+# 0.07 above the better unwhitened one's), but the four students end within
+# a few points of each other (0.9 to 3.0 over those seeds), about as far as
+# one option's student moves between seeds on 540 test images (the L2 student's probe ranged over
+# 2.2 points across those seeds), and which option leads changes with the
+# seed. On these 128-dimensional features of a small CNN, none of the
+# options matters much to the student, and the default -- L2 normalisation,
+# the cosine geometry the public implementations use -- has no special claim
+# to being the best. Its rank in this run:
 ranking = sorted(results, key=lambda n: results[n][1], reverse=True)
 print("students, best probe first:", " > ".join(ranking))
 print(f"the default (L2) ranks {ranking.index('L2') + 1} of {len(ranking)}")
 spread = 100 * (max(r[1] for r in results.values()) - min(r[1] for r in results.values()))
 print(f"spread of the students' probes: {spread:.1f} points")
 nmi_spread = max(r[0] for r in results.values()) - min(r[0] for r in results.values())
-assert spread <= 1.5, "the four students should be within about a point here"
 print(f"spread of the pseudo-labels' NMI: {nmi_spread:.3f}")
-assert nmi_spread <= 0.08, "the four pseudo-labellings should differ by a few NMI points"
 whitened = max(results["whiten"][0], results["whiten + L2"][0])
-assert whitened >= max(results["raw"][0], results["L2"][0]), "whitening should lead on NMI"
+unwhitened = max(results["raw"][0], results["L2"][0])
+print(f"NMI of the better whitened option minus the better other one: {whitened - unwhitened:+.3f}")
+# The claims above, checked on this run. Over seeds 0 to 4 with one torch
+# thread (benchmarks/example_spread.py) the students' spread was 0.9
+# to 3.0 points, the NMI spread 0.05 to 0.09, whitening's NMI lead 0.03 to
+# 0.07: the bounds lie outside those ranges.
+assert spread <= 4.0, "the four students should be within a few points"
+assert nmi_spread <= 0.12, "the four pseudo-labellings should differ by a few NMI points"
+assert whitened - unwhitened >= 0.01, "whitening should lead on NMI"
 
 # %%
 # Whitening earns its place on larger features: on 2048-dimensional ResNet

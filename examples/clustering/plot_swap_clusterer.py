@@ -15,6 +15,7 @@ compares the pseudo-labels and the resulting students.
 # %%
 # One teacher for all three runs, trained on digits with 80% wrong labels.
 # ``memory`` caches its features so that they are extracted once.
+import os
 from tempfile import mkdtemp
 
 import matplotlib.pyplot as plt
@@ -32,12 +33,17 @@ from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
-teacher = NetClassifier(max_epochs=40, random_state=0).fit(
-    X_train, add_label_noise(y_train, 0.8, random_state=0)
+teacher = NetClassifier(max_epochs=40, random_state=seed).fit(
+    X_train, add_label_noise(y_train, 0.8, random_state=seed)
 )
 memory = Memory(mkdtemp(), verbose=0)
 
@@ -49,7 +55,7 @@ clusterers = {
     "skclusterfit KMeans": "kmeans",
     "MiniBatchKMeans": MiniBatchKMeans(n_init=3, batch_size=256),
     "GaussianMixture\n(PCA 32, diagonal)": make_pipeline(
-        PCA(n_components=32, random_state=0),
+        PCA(n_components=32, random_state=seed),
         GaussianMixture(covariance_type="diag", max_iter=100),
     ),
 }
@@ -62,7 +68,7 @@ for name, clusterer in clusterers.items():
         clusterer=clusterer,
         student=NetClassifier(max_epochs=30),
         memory=memory,
-        random_state=0,
+        random_state=seed,
     ).fit(X_train)
     runs[name] = {
         "sizes": np.sort(np.bincount(cf.labels_, minlength=100))[::-1],
@@ -102,17 +108,23 @@ plt.show()
 
 # %%
 # The three clusterings differ in their sizes more than in their agreement
-# with the digits, and the students end up within about a point of each other:
-# ClusterFit needs the clusters to group similar images, not to be a
-# particular algorithm's optimum. The built-in k-means is the default because
-# it scales: it runs on the GPU when there is one, assigns approximately
-# through a graph of nearby centroids when ``K`` is in the thousands, fits on
-# a sample when the data is huge (``max_samples``), and re-seeds empty
-# clusters instead of leaving pseudo-labels unused.
+# with the digits, and the students end up within about two points of each
+# other, and well above their teacher: ClusterFit needs the clusters to
+# group similar images, not to be a particular algorithm's optimum. The
+# built-in k-means is the default because it scales: it runs on the GPU when
+# there is one, assigns approximately through a graph of nearby centroids
+# when ``K`` is in the thousands, fits on a sample when the data is huge
+# (``max_samples``), and re-seeds empty clusters instead of leaving
+# pseudo-labels unused.
 nmi_values = [runs[n]["nmi"] for n in names]
 probe_values = [runs[n]["probe"] for n in names]
 print(f"NMI spread {max(nmi_values) - min(nmi_values):.3f}, student probe spread "
-      f"{100 * (max(probe_values) - min(probe_values)):.1f} points")
-# The claims above, checked on this run:
-assert max(nmi_values) - min(nmi_values) < 0.03, "the clusterings should agree with the digits alike"
-assert max(probe_values) - min(probe_values) <= 0.012, "the students should be within about a point"
+      f"{100 * (max(probe_values) - min(probe_values)):.1f} points, weakest student "
+      f"{100 * (min(probe_values) - pre):+.1f} points from the teacher")
+# The claims above, checked on this run. Over seeds 0 to 2 with one torch
+# thread (benchmarks/example_spread.py) the NMI spread was 0.013 to 0.034,
+# the students' spread 0.7 to 1.7 points and the weakest student 4.2 to 4.8
+# points above the teacher: the bounds lie outside those ranges.
+assert max(nmi_values) - min(nmi_values) <= 0.06, "the clusterings should agree with the digits alike"
+assert max(probe_values) - min(probe_values) <= 0.025, "the students should be within about two points"
+assert min(probe_values) - pre >= 0.02, "every student should be well above its teacher"

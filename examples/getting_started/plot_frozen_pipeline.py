@@ -16,6 +16,7 @@ labelled images per class taken from the other 497.
 # %%
 # Split the data into an unlabelled pool and a labelled set. The labelled set
 # is never seen by the teacher or by ClusterFit.
+import os
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.frozen import FrozenEstimator
@@ -27,21 +28,26 @@ from sklearn.preprocessing import StandardScaler
 from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.data import add_label_noise, load_digits_images
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_pool, X_labelled, y_pool, y_labelled = train_test_split(
-    X, y, train_size=1300, stratify=y, random_state=0
+    X, y, train_size=1300, stratify=y, random_state=seed
 )
 
 # %%
 # The teacher learned from weak labels on the pool (70% of them wrong), and
 # ClusterFit is fitted on the pool's images alone.
-y_weak = add_label_noise(y_pool, 0.7, random_state=0)
-teacher = NetClassifier(max_epochs=40, random_state=0).fit(X_pool, y_weak)
+y_weak = add_label_noise(y_pool, 0.7, random_state=seed)
+teacher = NetClassifier(max_epochs=40, random_state=seed).fit(X_pool, y_weak)
 cf = ClusterFit(
     teacher=FrozenEstimator(teacher),
     K=100,
     student=NetClassifier(max_epochs=30),
-    random_state=0,
+    random_state=seed,
 ).fit(X_pool)
 
 # %%
@@ -64,7 +70,7 @@ pipelines = {
 # per class (five draws), fit each pipeline, score it on the remaining
 # labelled images.
 budgets = [2, 5, 10, 20, 40]
-rng = np.random.RandomState(0)
+rng = np.random.RandomState(seed)
 scores = {name: np.zeros((len(budgets), 5)) for name in pipelines}
 for i, per_class in enumerate(budgets):
     for draw in range(5):
@@ -86,7 +92,12 @@ for name, s in scores.items():
 # with 2 or 5 labels per class than with 20 or 40.
 lead = 100 * (scores["ClusterFit"].mean(1) - scores["teacher"].mean(1))
 print("ClusterFit minus teacher, by budget (points):", np.round(lead, 1))
-assert (lead > 0).all() and lead[:2].mean() > lead[-2:].mean(), lead
+# The claim, checked on this run. Over seeds 0 to 2 with one and two torch
+# threads (benchmarks/example_spread.py) the smallest lead at any budget was
+# 4.7 points, and the mean lead at 2 and 5 labels per class exceeded the one
+# at 20 and 40 by 4.0 to 14.6 points: both bounds leave that room.
+assert (lead > 0).all(), f"the student should be ahead at every budget: {lead}"
+assert lead[:2].mean() > lead[-2:].mean(), f"more so with few labels: {lead}"
 fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
 for (name, s), marker in zip(scores.items(), "^os"):
     mean, std = 100 * s.mean(1), 100 * s.std(1)

@@ -14,6 +14,7 @@ ClusterFit never trains the teacher, so it enters frozen.
 
 # %%
 # The teacher, trained once on noisy labels.
+import os
 from tempfile import mkdtemp
 
 import matplotlib.pyplot as plt
@@ -27,12 +28,17 @@ from sklearn.pipeline import Pipeline
 from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.data import add_label_noise, load_digits_images
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
-y_noisy = add_label_noise(y_train, 0.8, random_state=0)
-teacher = NetClassifier(max_epochs=40, random_state=0).fit(X_train, y_noisy)
+y_noisy = add_label_noise(y_train, 0.8, random_state=seed)
+teacher = NetClassifier(max_epochs=40, random_state=seed).fit(X_train, y_noisy)
 
 # %%
 # The pipeline. ``memory`` caches the teacher's features: they do not depend
@@ -46,7 +52,7 @@ pipe = Pipeline(
                 teacher=FrozenEstimator(teacher),
                 student=NetClassifier(max_epochs=15),
                 memory=Memory(mkdtemp(), verbose=0),
-                random_state=0,
+                random_state=seed,
             ),
         ),
         ("clf", LogisticRegression(max_iter=2000)),
@@ -95,22 +101,31 @@ ax.grid(alpha=0.3)
 plt.show()
 
 # %%
-# What the search found. Accuracy rises from ``K`` = 10 (the number of
-# classes) to ``K`` = 100 and then levels off: 100 and 300 are tied, and
-# the whole curve spans about two points. That is the paper's observation --
-# past a minimum of several clusters per class, accuracy depends little on
-# ``K`` -- and the reason its advice of about ten times the number of
-# classes (``K="auto"`` for a classifier teacher) is a safe default: it
-# leaves each class several clusters, so a class that the teacher's
-# features split is not merged with another, and more clusters buy little.
+# What the search found. Accuracy rises by a few points from ``K`` = 10
+# (the number of classes) to ``K`` = 100 and then levels off: from 100 on,
+# the means are closer to each other than the folds' standard deviation, so
+# 100 and 300 are tied, and the whole curve spans a few points (this run's
+# figures are printed below). That is the paper's observation -- past a minimum of
+# several clusters per class, accuracy depends little on ``K`` -- and the
+# reason its advice of about ten times the number of classes (``K="auto"``
+# for a classifier teacher) is a safe default: it leaves each class several
+# clusters, so a class that the teacher's features split is not merged with
+# another, and more clusters buy little.
+i100 = list(Ks).index(100)
+rise = mean[i100] - mean[0]
 spread = mean.max() - mean.min()
-plateau = mean[list(Ks).index(100):]
-print(f"best mean: K={Ks[mean.argmax()]}; spread of the means {spread:.1f} points, "
-      f"largest standard deviation {std.max():.1f} points")
-# The claims above, checked on this run:
-assert mean[0] < mean[list(Ks).index(100)], "K = 10 should be below K = 100"
+plateau = mean[i100:]
+print(f"best mean: K={Ks[mean.argmax()]}; from K=10 to K=100 {rise:+.1f} points; "
+      f"from K=100 on the means span {plateau.max() - plateau.min():.1f} points, "
+      f"largest fold standard deviation {std.max():.1f}; whole curve {spread:.1f} points")
+# The claims above, checked on this run. Each bound lies outside what seeds 0
+# to 4 gave with one torch thread (benchmarks/example_spread.py;
+# raw output in benchmarks/results/example_spread/): a rise of 2.6 to 3.0
+# points, a plateau of 0.2 to 0.7 points against a largest standard deviation
+# of 1.0 to 1.7, a whole curve of 2.7 to 3.7 points.
+assert 1.5 <= rise <= 4.5, "a few points from K = 10 to K = 100"
 assert plateau.max() - plateau.min() <= std.max(), "from K = 100 on, within fold noise"
-assert spread <= 3.0, "the whole curve should span a few points"
+assert spread <= 5.0, "the whole curve should span a few points"
 
 # %%
 # The refitted best pipeline is an ordinary scikit-learn estimator: it

@@ -16,6 +16,7 @@ output of named layers and fits a linear probe on each.
 # A RotNet teacher (rotation prediction, no labels) on the digits, and
 # ClusterFit with ``K=100`` on its features. The student is the same small
 # CNN, so the layers of the two networks line up.
+import os
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -28,16 +29,21 @@ from skclusterfit.data import load_digits_images
 from skclusterfit.evaluation import layerwise_probe
 from skclusterfit.pretext import RotNet
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
-teacher = RotNet(NetClassifier(max_epochs=15), random_state=0).fit(X_train)
+teacher = RotNet(NetClassifier(max_epochs=15), random_state=seed).fit(X_train)
 cf = ClusterFit(
     teacher=FrozenEstimator(teacher),
     K=100,
     student=NetClassifier(max_epochs=30),
-    random_state=0,
+    random_state=seed,
 ).fit(X_train)
 
 # %%
@@ -88,13 +94,15 @@ ax2.set(ylim=(0, 105), title="Output layer (logits)")
 plt.show()
 
 # %%
-# What the probes show. In the first block the two networks are within
-# about two points of each other (both learned strokes and edges). The
-# student's lead grows with depth: about 3 points in block 2 and about 5 in
-# block 3 (tens of the 540 test images; one seed, so the sizes are rough,
-# the ordering less so). That is the paper's Figure 4: the pretext task
-# claims the top of the teacher, where RotNet's probe accuracy falls back,
-# and the student, trained on clusters instead, keeps its top layers general.
+# What the probes show. In the first block the two networks are alike,
+# within a few points (both learned strokes and edges). Going up, RotNet's probe accuracy falls back in
+# block 3 while the student's holds, so the student's lead grows from
+# block 2 to block 3, and at the top, where the features are, the student is
+# ahead. That is the paper's Figure 4: the pretext task claims the top of
+# the teacher, and the student, trained on clusters instead, keeps its top
+# layers general. The sizes are rough -- one seed, 540 test images, and the
+# differences move by a couple of points between seeds (printed below in
+# test images); the ordering holds on every seed we ran.
 #
 # The output layers are not a fair comparison and are shown on their own
 # scale for that reason: a linear probe on RotNet's 4 rotation scores has 4
@@ -107,8 +115,16 @@ for layer, short in layers.items():
     print(f"{short.splitlines()[0]:>8}: student - teacher = "
           f"{round((student_acc[layer] - teacher_acc[layer]) * n_test):+d} test images")
 blocks_diff = [student_acc[l] - teacher_acc[l] for l in list(layers)[:3]]
-# The claims above, checked on this run:
-assert abs(blocks_diff[0]) <= 0.025, "block 1 should be alike in both networks"
-assert blocks_diff[0] < blocks_diff[1] < blocks_diff[2], "the lead should grow with depth"
-assert 0.02 <= blocks_diff[2] <= 0.07, "the lead in block 3 should be a few points"
-assert teacher_acc[list(layers)[2]] < teacher_acc[list(layers)[1]], "RotNet falls back at the top"
+teacher_blocks = [teacher_acc[l] for l in list(layers)[:3]]
+student_blocks = [student_acc[l] for l in list(layers)[:3]]
+# The claims above, checked on this run. Over seeds 0 to 2 with one and two
+# torch threads (benchmarks/example_spread.py) block 1 differed by 0.2 to
+# 3.5 points; from block 2 to block 3 RotNet fell back by 2.2 to 4.1 points,
+# the student gained 0.5 to 1.1 points, and its lead grew by 2.8 to 5.2
+# points, to 1.7 to 5.2 points in block 3. Each bound leaves room outside
+# those ranges.
+assert abs(blocks_diff[0]) <= 0.05, "block 1 should be alike in both networks"
+assert teacher_blocks[2] < teacher_blocks[1] - 0.005, "RotNet falls back at the top"
+assert student_blocks[2] >= student_blocks[1] - 0.01, "the student holds at the top"
+assert blocks_diff[2] - blocks_diff[1] >= 0.01, "the lead should grow from block 2 to 3"
+assert blocks_diff[2] > 0, "the student should be ahead where the features are"

@@ -18,6 +18,7 @@ features. Labels appear only in the linear probe that judges the result.
 # %%
 # The pretext task: each image is shown at 0, 90, 180 and 270 degrees, and
 # the network predicts which.
+import os
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.frozen import FrozenEstimator
@@ -28,9 +29,14 @@ from skclusterfit.data import load_digits_images
 from skclusterfit.evaluation import linear_probe
 from skclusterfit.pretext import RotNet
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, y = load_digits_images()
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
 
 fig, axes = plt.subplots(3, 4, figsize=(4.5, 3.6), layout="constrained")
@@ -48,19 +54,19 @@ plt.show()
 # Train RotNet on the unlabelled training images, then ClusterFit with
 # ``K=100`` on its features. The student is the same small CNN, trained from
 # scratch on the cluster ids.
-rotnet = RotNet(NetClassifier(max_epochs=15), random_state=0).fit(X_train)
+rotnet = RotNet(NetClassifier(max_epochs=15), random_state=seed).fit(X_train)
 cf = ClusterFit(
     teacher=FrozenEstimator(rotnet),
     K=100,
     student=NetClassifier(max_epochs=30),
-    random_state=0,
+    random_state=seed,
 ).fit(X_train)
 
 # %%
 # Three representations, judged by a linear probe on the clean labels: a
 # network with random weights (the floor any trained network should beat),
 # RotNet's penultimate features, and the ClusterFit student's.
-random_net = FeatureExtractor("cnn", random_state=0).fit(X_train)
+random_net = FeatureExtractor("cnn", random_state=seed).fit(X_train)
 scores = {
     "random CNN": linear_probe(X_train, y_train, X_test, y_test, transformer=random_net),
     "RotNet teacher": linear_probe(X_train, y_train, X_test, y_test, transformer=rotnet),
@@ -87,15 +93,20 @@ plt.show()
 # degrees, not what tells a 3 from an 8, which is the paper's point about
 # pretext tasks. ClusterFit on those features, still without a single
 # label, gives a student above its RotNet teacher. It does not clearly beat
-# the random network: the two are within a point, a handful of the 540 test
-# images, which on data this small is the difference one seed makes.
+# the random network: the two are within about two points, a handful of
+# the 540 test images, and which one is ahead changes with the seed.
 n_test = len(y_test)
 diff = {name: round((scores[name] - scores["RotNet teacher"]) * n_test) for name in scores}
 print(f"test images gained over the RotNet teacher: {diff}")
-# The claims above, checked on this run:
-assert scores["RotNet teacher"] < scores["random CNN"]
-assert scores["ClusterFit on RotNet"] > scores["RotNet teacher"]
-assert abs(scores["ClusterFit on RotNet"] - scores["random CNN"]) <= 0.01
+# The claims above, checked on this run. Over seeds 0 to 2 with one and two
+# torch threads (benchmarks/example_spread.py) RotNet was 1.9 to 5.5 points
+# below the random network, the student 1.7 to 5.2 points above RotNet, and
+# the student within 1.3 points of the random network (above it on one seed
+# of three): the bounds lie outside those ranges.
+assert scores["RotNet teacher"] < scores["random CNN"], "RotNet below the random floor"
+assert scores["ClusterFit on RotNet"] > scores["RotNet teacher"], "the student above RotNet"
+assert abs(scores["ClusterFit on RotNet"] - scores["random CNN"]) <= 0.025, \
+    "the student within about two points of the random network"
 
 # %%
 # The paper's RotNet and Jigsaw teachers on ImageNet show the student ahead

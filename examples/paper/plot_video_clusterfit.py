@@ -24,6 +24,7 @@ paper's effect sizes.
 
 # %%
 # 400 videos of 8 frames; each row below is one video.
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -36,11 +37,16 @@ from skclusterfit.data import add_label_noise, make_moving_digits
 from skclusterfit.evaluation import knn_probe, linear_probe
 from skclusterfit.networks import VideoModel
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 start = time.perf_counter()
-X, y = make_moving_digits(360, n_frames=8, size=24, digit_scale=2, random_state=0)
+X, y = make_moving_digits(360, n_frames=8, size=24, digit_scale=2, random_state=seed)
 print(f"videos {X.shape} {X.dtype} (n, T, C, H, W)")
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
 
 fig, axes = plt.subplots(3, 8, figsize=(7, 2.9), layout="constrained")
@@ -59,9 +65,9 @@ plt.show()
 # another digit, the analogue of the paper's hashtags. It sees clips of 4
 # frames; its per-video features average 2 clips.
 clips = dict(clip_length=4, n_clips=2)
-y_noisy = add_label_noise(y_train, 0.5, random_state=0)
+y_noisy = add_label_noise(y_train, 0.5, random_state=seed)
 recipe = dict(max_epochs=4, batch_size=16, lr=0.01)
-teacher = NetClassifier(VideoModel("r3d_18", **clips), **recipe, random_state=0).fit(
+teacher = NetClassifier(VideoModel("r3d_18", **clips), **recipe, random_state=seed).fit(
     X_train, y_noisy
 )
 
@@ -73,7 +79,7 @@ cf = ClusterFit(
     teacher=FrozenEstimator(teacher),
     K=40,
     student=NetClassifier(VideoModel("mc3_18", **clips), **recipe),
-    random_state=0,
+    random_state=seed,
 ).fit(X_train)
 print(f"{len(np.unique(cf.labels_))} clusters; student features {cf.transform(X_test).shape}")
 

@@ -26,6 +26,7 @@ was built; they move with the machine, the ratios less so.
 """
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -34,8 +35,13 @@ from sklearn.datasets import make_blobs
 
 from skclusterfit.cluster import KMeans
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X, _ = make_blobs(n_samples=24_000, centers=50, n_features=32, cluster_std=3.0,
-                  random_state=0)
+                  random_state=seed)
 X = X.astype(np.float32)
 X_unit = X / np.linalg.norm(X, axis=1, keepdims=True)  # KMeans L2-normalises rows
 
@@ -43,7 +49,7 @@ X_unit = X / np.linalg.norm(X, axis=1, keepdims=True)  # KMeans L2-normalises ro
 def fit(**params):
     """Fit KMeans; return it with the CPU seconds it took and its mean inertia."""
     start = time.process_time()
-    km = KMeans(random_state=0, **params).fit(X)
+    km = KMeans(random_state=seed, **params).fit(X)
     seconds = time.process_time() - start
     inertia = float(((X_unit - km.cluster_centers_[km.labels_]) ** 2).sum(1).mean())
     return km, seconds, inertia
@@ -60,7 +66,7 @@ KMeans(n_clusters=20, assign="ann").fit(X[:2000])  # compile the graph walk (num
 Ks = [300, 1000, 3000]
 sweep = {"exact": [], "ann": []}
 for K in Ks:
-    init = X_unit[np.random.RandomState(K).choice(len(X), K, replace=False)]
+    init = X_unit[np.random.RandomState(K + seed).choice(len(X), K, replace=False)]
     for assign in sweep:
         km, seconds, inertia = fit(n_clusters=K, init=init, assign=assign)
         sweep[assign].append((seconds, inertia))
@@ -69,7 +75,11 @@ for K in Ks:
           f"inertia ann/exact {i_ann / i_exact:.4f}")
 
 ratio = [a[0] / e[0] for a, e in zip(sweep["ann"], sweep["exact"])]
-# The claims of the text below, checked on this run:
+# The claims of the text below, checked on this run. Over seeds 0 to 2 with
+# one and two torch threads (benchmarks/example_spread.py; a 2-core machine
+# shared with other jobs) the walk took 1.5 to 2.1 times the exact engine's
+# CPU time and its inertia was at most 0.3% above exact's: the bounds leave
+# room on both.
 assert min(ratio) > 1, "at these sizes the exact engine should be the faster one"
 assert all(a[1] / e[1] < 1.01 for a, e in zip(sweep["ann"], sweep["exact"])), \
     "ann's inertia should stay within 1% of exact's"
@@ -95,6 +105,10 @@ for name, params in runs.items():
 (t_all, i_all), (t_init, i_init) = list(results.values())[:2]
 print(f"seeding from 10,000 rows: {t_all / t_init:.1f}x faster than from all rows, "
       f"inertia {100 * (i_init / i_all - 1):+.2f}%")
+# Checked below with margins over what seeds 0 to 2 gave: the seeding sample
+# took 0.33 to 0.47 of the time of seeding from all rows, for 1.0% to 1.25%
+# more inertia, and each halving of max_samples raised the inertia by 9.7%
+# to 12.3%.
 assert t_init < 0.8 * t_all, "a seeding sample should cut the time of a fit at this K"
 inertias = [inertia for _, inertia in results.values()]
 assert inertias[1] < inertias[2] < inertias[3], "smaller samples should cost more inertia"

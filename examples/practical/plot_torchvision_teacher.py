@@ -35,13 +35,18 @@ from skclusterfit import ClusterFit, FeatureExtractor, NetClassifier
 from skclusterfit.data import add_label_noise, load_digits_images
 from skclusterfit.evaluation import linear_probe
 
+# Every random step of this page is seeded with ``seed``; the slow tests rerun
+# the page with another one (tests/test_examples.py) so that its claims are
+# not one lucky draw.
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 X8, y = load_digits_images()
-rng = np.random.RandomState(0)
+rng = np.random.RandomState(seed)
 gray = torch.nn.functional.interpolate(torch.from_numpy(X8), size=32, mode="bilinear")
 colour = rng.uniform(0.3, 1.0, size=(len(X8), 1, 1, 3)).astype(np.float32)
 X = (255 * gray[:, 0, :, :, None].numpy() * colour).round().astype(np.uint8)
 X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.3, stratify=y, random_state=0
+    X, y, test_size=0.3, stratify=y, random_state=seed
 )
 print(X.shape, X.dtype)
 
@@ -65,8 +70,8 @@ std = X_train.reshape(-1, 3).std(0) / 255
 normalize = v2.Normalize(mean.tolist(), std.tolist())
 
 resnet18_10 = partial(resnet18, num_classes=10)  # the architecture, by a callable
-trained = NetClassifier(resnet18_10, preprocess=normalize, max_epochs=8, random_state=0).fit(
-    X_train, add_label_noise(y_train, 0.5, random_state=0)
+trained = NetClassifier(resnet18_10, preprocess=normalize, max_epochs=8, random_state=seed).fit(
+    X_train, add_label_noise(y_train, 0.5, random_state=seed)
 )
 state = dict(trained.model_.backbone.state_dict())
 state |= {f"fc.{k}": v for k, v in trained.model_.head.state_dict().items()}
@@ -151,7 +156,7 @@ cf = ClusterFit(
     teacher=teacher,
     K=100,
     student=NetClassifier(resnet18_10, max_epochs=8),
-    random_state=0,
+    random_state=seed,
 ).fit(X_train)
 student_probe = linear_probe(X_train, y_train, X_test, y_test, transformer=cf)
 print(f"linear probe: teacher {check['linear probe, preprocess=normalize']:.3f}, "

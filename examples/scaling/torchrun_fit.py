@@ -26,16 +26,19 @@ import skclusterfit
 from skclusterfit import ClusterFit, NetClassifier
 from skclusterfit.data import load_digits_images
 
+# plot_torchrun.py passes its own seed on (SKCLUSTERFIT_EXAMPLE_SEED).
+seed = int(os.environ.get("SKCLUSTERFIT_EXAMPLE_SEED", "0"))
+
 teacher_file, out_dir = sys.argv[1], sys.argv[2]
 
 X, y = load_digits_images()
-X_train, _, _, _ = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+X_train, _, _, _ = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
 
 cf = ClusterFit(
     teacher=FrozenEstimator(skclusterfit.load(teacher_file)),
     K=100,
     student=NetClassifier(max_epochs=15, batch_size=64),  # per process
-    random_state=0,
+    random_state=seed,
     verbose=1,
 )
 cf.fit(X_train)
