@@ -17,6 +17,7 @@ A one-process fit gets :data:`~skclusterfit.runtime.LOCAL`, whose operations
 do nothing.
 """
 
+import numpy as np
 import torch.distributed as dist
 
 from ..runtime._distributed import LOCAL, ProcessGroup, is_initialized
@@ -49,3 +50,21 @@ def shard_layout(comm, n_local):
         return n_local, 0
     sizes = comm.all_gather_objects(int(n_local))
     return int(sum(sizes)), int(sum(sizes[: comm.rank]))
+
+
+def global_sample(rows, size, rng, comm):
+    """``(sample, seed)``: ``size`` rows drawn from all ranks' rows, on every rank.
+
+    The rows are picked by global row number, drawn alike on every process,
+    so the sample does not depend on how the rows are sharded. ``seed`` is
+    drawn from ``rng`` right after, for whatever rank 0 does with the sample.
+    """
+    n_total, offset = shard_layout(comm, rows.n_rows)
+    size = min(size, n_total)
+    index = np.sort(rng.choice(n_total, size, replace=False)) if size < n_total else None
+    seed = int(rng.randint(2**31 - 1))
+    if index is None:
+        local = np.arange(rows.n_rows)
+    else:
+        local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
+    return comm.all_gather_rows(rows.take(local)), seed

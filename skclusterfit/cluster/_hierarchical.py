@@ -44,7 +44,7 @@ from ._common import (
     squared_shift,
     update_centers,
 )
-from ._distributed import shard_layout
+from ._distributed import global_sample, shard_layout
 from ._parallel import map_chunks, single_threaded_blas
 from ._seeding import kmeans_plusplus
 
@@ -171,15 +171,7 @@ def _keep(global_index, keep_fraction, seed):
 
 def _mesoclusters(rows, n_groups, rng, comm):
     """``n_groups`` group centres (float32), the same on every rank."""
-    n_total, offset = shard_layout(comm, rows.n_rows)
-    size = min(n_total, max(MESO_ROWS_PER_GROUP * n_groups, 10_000))
-    index = np.sort(rng.choice(n_total, size, replace=False)) if size < n_total else None
-    seed = int(rng.randint(2**31 - 1))
-    if index is None:
-        local = np.arange(rows.n_rows)
-    else:
-        local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
-    sample = comm.all_gather_rows(rows.take(local))
+    sample, seed = global_sample(rows, max(MESO_ROWS_PER_GROUP * n_groups, 10_000), rng, comm)
     centers = np.empty((n_groups, rows.n_features), dtype=np.float32)
     if comm.rank == 0:
         seeding = np.random.RandomState(seed)

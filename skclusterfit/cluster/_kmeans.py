@@ -33,7 +33,7 @@ from . import _ann, _exact_cpu, _exact_torch, _hierarchical
 from ._centroid_graph import centroid_graph
 from ._common import feature_moments, fill_empty_clusters, squared_distances
 from ._common import inertia as total_inertia
-from ._distributed import resolve_comm, shard_layout
+from ._distributed import global_sample, resolve_comm, shard_layout
 from ._preprocessing import PCAWhitening, l2_normalize_rows, mean_and_covariance
 from ._rows import ArrayRows, StreamRows
 from ._seeding import kmeans_plusplus, random_rows
@@ -481,24 +481,17 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
                     f"= ({self.n_clusters}, {n_features})."
                 )
             return np.ascontiguousarray(init - shift)
-        n_total, offset = shard_layout(comm, rows.n_rows)
         if self.init_size is not None:
             if self.init_size < self.n_clusters:
                 raise ValueError(
                     f"init_size={self.init_size} must be >= n_clusters={self.n_clusters}."
                 )
-            size = min(self.init_size, n_total)
+            size = self.init_size
         else:
-            size = min(n_total, max(_INIT_ROWS_PER_CLUSTER * self.n_clusters, _INIT_MIN_ROWS))
-        # Global row numbers, drawn alike on every process: the sample (and so
-        # the centres) does not depend on how the rows are sharded.
-        index = np.sort(rng.choice(n_total, size, replace=False)) if size < n_total else None
-        seed = int(rng.randint(2**31 - 1))
-        if index is None:
-            local = np.arange(rows.n_rows)
-        else:
-            local = index[(index >= offset) & (index < offset + rows.n_rows)] - offset
-        sample = comm.all_gather_rows(rows.take(local))
+            size = max(_INIT_ROWS_PER_CLUSTER * self.n_clusters, _INIT_MIN_ROWS)
+        # Global row numbers: the sample (and so the centres) does not depend
+        # on how the rows are sharded.
+        sample, seed = global_sample(rows, size, rng, comm)
         centers = np.empty((self.n_clusters, n_features), dtype=np.float32)
         if comm.rank == 0:
             seeding_rng = np.random.RandomState(seed)
