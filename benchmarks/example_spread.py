@@ -161,6 +161,18 @@ def _torchrun(ns):
     }
 
 
+def _timm_vit_teacher(ns):
+    return {"teacher_probe": round(float(ns["pre"]), 4),
+            "student_probe": round(float(ns["post"]), 4),
+            "blocks": {k: round(float(v), 4) for k, v in ns["by_block"].items()}}
+
+
+def _long_tail_curation(ns):
+    return {"scores": {name: {third: round(float(v), 4) for third, v in by_third.items()}
+                       for name, by_third in ns["scores"].items()},
+            "curated_per_digit": [int(k) for k in ns["kept"]]}
+
+
 EXTRACT = {
     "plot_grid_search_k": _grid_search_k,
     "plot_frozen_pipeline": _frozen_pipeline,
@@ -176,6 +188,8 @@ EXTRACT = {
     "plot_resume_and_save": _resume_and_save,
     "plot_torchvision_teacher": _torchvision_teacher,
     "plot_image_folder_cli": _image_folder_cli,
+    "plot_timm_vit_teacher": _timm_vit_teacher,
+    "plot_long_tail_curation": _long_tail_curation,
 }
 
 
