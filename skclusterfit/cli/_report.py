@@ -419,6 +419,19 @@ def probe_figure(probes):
 def probe_accuracies(teacher_features, student_features, labels_true, random_state=0):
     """Linear and kNN probe accuracy of teacher and student on a 70/30 split.
 
+    The report's probes: both networks' frozen features, the same
+    stratified split (where every label has two images), the probes of
+    :mod:`skclusterfit.evaluation`.
+
+    Parameters
+    ----------
+    teacher_features, student_features : ndarray of shape (n_samples, n_features)
+        Features of the same images, in the same order.
+    labels_true : array-like of shape (n_samples,)
+        Their labels (compared as strings).
+    random_state : int, default=0
+        Seed of the split.
+
     Returns
     -------
     probes : dict
