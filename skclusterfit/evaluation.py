@@ -485,8 +485,8 @@ def noise_fit(teacher, X, y, X_held_out, y_held_out):
     >>> X, y = load_digits_images()
     >>> y_noisy = add_label_noise(y, 0.75, random_state=0)
     >>> teacher = NetClassifier(max_epochs=20, augment=None, random_state=0)
-    >>> teacher = teacher.fit(X[:1400], y_noisy[:1400])    # memorises the noise
-    >>> result = noise_fit(teacher, X[:1400], y_noisy[:1400], X[1400:], y_noisy[1400:])
+    >>> teacher = teacher.fit(X[:600], y_noisy[:600])    # memorises the noise
+    >>> result = noise_fit(teacher, X[:600], y_noisy[:600], X[1400:], y_noisy[1400:])
     >>> result.memorisation > 0.5, result.likely_to_help
     (True, True)
     """

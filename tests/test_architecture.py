@@ -229,6 +229,7 @@ def test_no_private_scikit_learn_imports():
     assert not offending, offending
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_importing_the_package_loads_neither_torchvision_nor_numba():
     """``from skclusterfit import ClusterFit`` pays for torch, not for model zoos
     or compiled k-means kernels it may never use (those load on first use)."""

@@ -228,6 +228,7 @@ def read_clusters(out):
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_fit_writes_every_output(fitted_run):
     out, good, bad = fitted_run["out"], fitted_run["good"], fitted_run["bad"]
     assert sorted(os.listdir(out)) == [
@@ -261,6 +262,7 @@ def test_fit_writes_every_output(fitted_run):
         assert text in page
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_saved_model_matches_the_fit(fitted_run):
     out, good = fitted_run["out"], fitted_run["good"]
     model = skclusterfit.load(os.path.join(out, "model"))
@@ -276,6 +278,7 @@ def test_saved_model_matches_the_fit(fitted_run):
                                atol=1e-5)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_transform_new_images_matches_clusterfit_transform(fitted_run, tmp_path):
     new_folder = str(tmp_path / "new")
     new_paths, _, _ = write_digit_folder(new_folder, NEW, bad_files=False)
@@ -296,6 +299,7 @@ def test_transform_new_images_matches_clusterfit_transform(fitted_run, tmp_path)
     np.testing.assert_allclose(model.transform(new_paths), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_transform_leaves_out_bad_files_and_lists_them(fitted_run, tmp_path):
     new_folder = str(tmp_path / "new")
     new_paths, _, bad = write_digit_folder(new_folder, NEW[:6])
@@ -371,6 +375,7 @@ def small_folder(tmp_path_factory):
     return folder, paths, labels_csv
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_default_K_is_clusterfits_auto_and_a_refused_rerun_speaks_of_out(
         small_folder, teacher_file, tmp_path, capsys):
     folder, paths, _ = small_folder
@@ -435,6 +440,7 @@ def test_a_failed_fit_leaves_no_empty_out_folder(small_folder, teacher_file, tmp
     assert not out.exists()
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_files_are_written_with_the_users_umask(fitted_run):
     mask = os.umask(0o022)
     os.umask(mask)
@@ -543,6 +549,7 @@ def report(fitted_run):
     return _Page(open(os.path.join(fitted_run["out"], "report.html"), encoding="utf-8").read())
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_report_lists_the_skipped_files_by_name_with_reasons(report, fitted_run):
     (rows,) = report.table("Files left out")
     listed = dict(rows[1:])
@@ -551,6 +558,7 @@ def test_report_lists_the_skipped_files_by_name_with_reasons(report, fitted_run)
     assert "not an image file extension" in listed[fitted_run["bad"]["other_extension"]]
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_report_names_the_file_of_every_exemplar(report, fitted_run):
     clusters = {row["path"]: int(row["cluster"]) for row in read_clusters(fitted_run["out"])}
     grids = report.table("Exemplars", "exemplar-files")
@@ -564,6 +572,7 @@ def test_report_names_the_file_of_every_exemplar(report, fitted_run):
                 assert clusters[os.path.join(root, name)] == int(row_id.lstrip("#"))
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_report_gives_the_command_settings_teacher_file_and_wall_time(report, fitted_run,
                                                                       teacher_file):
     settings = dict(report.table("The run")[0][1:])
@@ -577,6 +586,7 @@ def test_report_gives_the_command_settings_teacher_file_and_wall_time(report, fi
     assert re.search(r"\d+ swall time of the run", report.sections["top"])
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_report_explains_a_student_that_probes_below_its_teacher(report):
     (probes,) = [t for t in report.table("Against the labels") if t[0][0] == "network"]
     scores = {row[0]: (float(row[1]), float(row[2])) for row in probes[1:]}

@@ -134,6 +134,7 @@ def test_student_none_copies_teacher_architecture(digits_small):
     assert not np.allclose(teacher_weights.detach(), student_weights.detach())
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_student_forms(digits_small):
     X, _ = digits_small
     cf = fast_cf(student=SmallCNN(in_channels=1, width=8)).fit(X)
@@ -425,6 +426,7 @@ def test_student_takes_the_teachers_preprocessing(digits_small):
     assert named._preprocess_spec() == "ResNet18_Weights.IMAGENET1K_V1"
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_student_with_a_torchvision_weights_preprocessing_trains(tmp_path):
     """NetClassifier(preprocess=<weights name>) applies those transforms (no download)."""
     rng = np.random.RandomState(0)

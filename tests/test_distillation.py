@@ -84,6 +84,7 @@ class NextDigitTeacher(ClassifierMixin, BaseEstimator):
         return proba
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_student_learns_what_only_the_soft_targets_say(digits_images):
     X, y = digits_images
     teacher = FrozenEstimator(NextDigitTeacher().fit(X[:1000], y[:1000]))

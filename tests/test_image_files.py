@@ -147,6 +147,7 @@ def test_bad_settings_are_named(folder, kwargs, message):
         ImageFiles(folder[0][:2], **kwargs)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_dataloader_workers_start_inside_a_joblib_worker(folder):
     # A loky worker's default multiprocessing context cannot start DataLoader
     # processes (GridSearchCV(n_jobs=2) over an estimator with num_workers > 0).

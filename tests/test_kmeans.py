@@ -243,6 +243,7 @@ def digit_features(digits_images):
     return Z / np.linalg.norm(Z, axis=1, keepdims=True)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 @pytest.mark.parametrize("n_clusters", [50, 200, 500])
 def test_ann_on_network_features_is_close_to_exact(digit_features, n_clusters):
     """The data ClusterFit sees: ANN inertia within 0.5% of exact Lloyd's from the
@@ -712,6 +713,7 @@ def test_memmap_is_streamed_not_copied(float16_memmap, monkeypatch, params):
 
 @pytest.mark.parametrize("params", [{}, {"assign": "ann"}, {"normalize": False}],
                          ids=["exact", "ann", "raw"])
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_large_in_memory_array_is_streamed_like_a_copy(float16_memmap, monkeypatch, params):
     """An in-memory array too large to copy is prepared block by block (one
     reused buffer): the same fit as from a copy."""

@@ -330,6 +330,7 @@ def test_timm_student_by_name_trains_and_round_trips(tmp_path):
     assert (loaded.predict(X) == clf.predict(X)).all()
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 @pytest.mark.parametrize("library", ["timm", "hf", "open_clip", "hub"])
 def test_clusterfit_fit_save_load(library, request, tmp_path):
     if library == "timm":

