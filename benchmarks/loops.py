@@ -25,13 +25,23 @@ adapter (``FeatureExtractor("timm:...")``, ``"hf:DIR"``, ``"open_clip:..."``,
 ViT-S/14 = ``timm:vit_small_patch14_dinov2`` at 224 px) with a bare loop over
 the same module: the same float images, the same preprocessing callable, the
 library's own call (timm ``forward_head(forward_features(x), pre_logits=True)``,
-transformers ``pooler_output``, open_clip ``encode_image``), the same batch size.
+transformers ``pooler_output``, open_clip ``encode_image``), the same batch size
+and the same torch threads: the bare loop runs with the thread count
+skclusterfit picks for the batch (one thread for a batch under
+``FLOPS_PER_THREAD``, see ``skclusterfit.runtime._threads``), so the ratio is
+the adapters' cost plus scikit-learn's checks of ``X`` (one pass over it for
+non-finite values), which the bare loop skips: that check is timed on its
+own, and the ratio is also given without it. The last columns give the bare
+loop with all the process's threads: what the thread rule costs or saves on
+an idle machine.
+The two 224-px models extract ``--large-samples`` images (a ViT-S/14 takes
+about a second per image on two cores), the small ones ``--n-samples``.
 
 Usage::
 
     python benchmarks/loops.py --n-samples 4096 --epochs 2 --repeats 3
     python benchmarks/loops.py --device cuda --n-samples 50000 --batch-size 256
-    python benchmarks/loops.py --libraries --n-samples 256 --repeats 3
+    python benchmarks/loops.py --libraries --n-samples 512 --large-samples 8 --extract-batch-size 16 --repeats 9
 """
 
 import argparse
@@ -155,7 +165,7 @@ def _library_models(folder):
     models["timm:test_vit (160 px)"] = ({"model": "timm:test_vit",
                                          "weights": f"{folder}/test_vit.pth"}, bare_timm)
     models["timm:vit_small_patch14_dinov2 (ViT-S/14, 224 px, random)"] = (
-        {"model": "timm:vit_small_patch14_dinov2", "weights": None}, bare_timm)
+        {"model": "timm:vit_small_patch14_dinov2", "weights": None}, bare_timm, "large")
     if importlib.util.find_spec("transformers"):
         import transformers
 
@@ -192,52 +202,75 @@ def _library_models(folder):
                 "    return torchvision.models.resnet18()\n")
     models["hub:resnet18 (torchvision inside, 224 px)"] = (
         {"model": f"hub:{folder}/hub:resnet18", "weights": None,
-         "preprocess": {"size": 224, "crop": 224}}, lambda m, x: m(x))
+         "preprocess": {"size": 224, "crop": 224}}, lambda m, x: m(x), "large")
     return models
 
 
 def library_loops(args):
     import tempfile
 
+    from skclusterfit._validation import validate_input
+    from skclusterfit.runtime._threads import threads_for, torch_threads
+
     rng = np.random.default_rng(0)
-    X = rng.random((args.n_samples, 3, 224, 224), dtype=np.float32)
+    X_all = rng.random((max(args.n_samples, args.large_samples), 3, 224, 224), dtype=np.float32)
+    batch = args.extract_batch_size
     print(header())
-    print(f"{args.n_samples} float images 3x224x224, extraction batch "
-          f"{args.extract_batch_size}, torch {torch.__version__}, "
+    print(f"{args.n_samples} float images 3x224x224 ({args.large_samples} for the 224-px "
+          f"models), extraction batch {batch}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device cpu; the machine is shared with "
           "other users: the load average above is the load when it started")
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for name, (kwargs, call) in _library_models(folder).items():
-            extractor = FeatureExtractor(**kwargs, batch_size=args.extract_batch_size,
-                                         device="cpu").fit(X[:1])
+        for name, (kwargs, call, *size) in _library_models(folder).items():
+            X = X_all[:args.large_samples if size else args.n_samples]
+            extractor = FeatureExtractor(**kwargs, batch_size=batch, device="cpu").fit(X[:1])
             module, prep = extractor.network_.model, extractor.preprocess_
+            with torch.no_grad():
+                shape = tuple(prep(torch.zeros(1, *X.shape[1:])).shape[1:])
+            # the count FeatureExtractor.transform runs with (same network, shape, batch)
+            threads = threads_for(extractor.network_, shape, min(batch, len(X)), training=False)
 
-            def bare(module=module, prep=prep, call=call):
+            def bare(n_threads, module=module, prep=prep, call=call, X=X):
                 out = []
-                with torch.inference_mode():
-                    for start in range(0, len(X), args.extract_batch_size):
-                        x = torch.from_numpy(X[start:start + args.extract_batch_size])
+                with torch.inference_mode(), torch_threads(n_threads):
+                    for start in range(0, len(X), batch):
+                        x = torch.from_numpy(X[start:start + batch])
                         out.append(torch.flatten(call(module, prep(x)), 1))
                 return torch.cat(out).numpy()
 
-            np.testing.assert_allclose(extractor.transform(X[:4]), bare()[:4], rtol=1e-4,
+            np.testing.assert_allclose(extractor.transform(X[:4]), bare(threads)[:4], rtol=1e-4,
                                        atol=1e-4)
-            ours_rates, bare_rates = [], []
-            for _ in range(args.repeats):
-                for run, rates in ((lambda: extractor.transform(X), ours_rates),
-                                   (bare, bare_rates)):
+            runs = {"ours": lambda: extractor.transform(X),
+                    "bare": lambda: bare(threads),
+                    "bare, all threads": lambda: bare(torch.get_num_threads()),
+                    # scikit-learn's checks of X (finite values...), which the bare loop skips
+                    "input check": lambda: validate_input(extractor, X, reset=False)}
+            seconds = {key: [] for key in runs}
+            order = list(runs)
+            for round_ in range(args.repeats):
+                # each run takes each place in the round in turn: none always runs first
+                for key in order[round_ % 4:] + order[:round_ % 4]:
                     start = time.perf_counter()
-                    run()
-                    rates.append(len(X) / (time.perf_counter() - start))
-            ratios = [a / b for a, b in zip(ours_rates, bare_rates)]
-            line = (f"| {name} | {np.median(ours_rates):.1f} | {np.median(bare_rates):.1f} | "
-                    f"{np.median(ratios):.3f} (per round: "
-                    f"{', '.join(f'{r:.2f}' for r in ratios)}) |")
+                    runs[key]()
+                    seconds[key].append(time.perf_counter() - start)
+            rate = {key: len(X) / np.median(values) for key, values in seconds.items()}
+            ratios = [b / a for a, b in zip(seconds["ours"], seconds["bare"])]
+            without_check = [b / (a - c) for a, b, c in
+                             zip(seconds["ours"], seconds["bare"], seconds["input check"])]
+            all_threads = [b / a for a, b in zip(seconds["ours"], seconds["bare, all threads"])]
+            line = (f"| {name} | {len(X)} | {threads} | {rate['ours']:.1f} | "
+                    f"{rate['bare']:.1f} | **{np.median(ratios):.3f}** (per round: "
+                    f"{', '.join(f'{r:.2f}' for r in ratios)}) | "
+                    f"{np.median(seconds['input check']) / np.median(seconds['ours']):.1%} | "
+                    f"{np.median(without_check):.3f} | "
+                    f"{rate['bare, all threads']:.1f} | {np.median(all_threads):.3f} |")
             print(line, flush=True)
             results.append(line)
-    print("\n| adapter | ours images/s | bare images/s | ours / bare |")
-    print("|---|---|---|---|")
+    print("\n| adapter | images | threads (both) | ours images/s | bare images/s | "
+          "ours / bare | input check, share of ours | ours less the input check / bare | "
+          "bare, all threads, images/s | ours / bare, all threads |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(results))
     print(f"load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
@@ -253,6 +286,8 @@ def main(argv=None):
     parser.add_argument("--extract-batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--large-samples", type=int, default=16,
+                        help="images for the 224-px models of --libraries")
     parser.add_argument("--libraries", action="store_true",
                         help="compare extraction through the model-library adapters instead")
     args = parser.parse_args(argv)

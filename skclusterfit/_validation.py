@@ -67,10 +67,20 @@ def validate_input(estimator, X, y=_NO_Y, *, reset):
     image_layout(X.shape)  # raises on unsupported ndim
     _check_sample_shape(estimator, tuple(X.shape[1:]), reset)
     if X.ndim >= 3 and X.dtype.kind == "f":
-        rows = X[:: max(1, len(X) // 1000)]  # a spread-out sample: memory maps stay cheap
-        if rows.size:
-            _warn_image_range(float(rows.min()), float(rows.max()), "X")
+        sample = _spread_out_sample(X)
+        if sample.size:
+            _warn_image_range(float(sample.min()), float(sample.max()), "X")
     return (X, y) if has_y else X
+
+
+def _spread_out_sample(X, max_elements=2**20):
+    """A strided view of about ``max_elements`` values of ``X`` (n, C, ...), spread
+    over samples and pixels: the range check then costs no pass over a large
+    array, nor reads all of a memory map."""
+    rows = X[:: max(1, len(X) // 1000)]
+    n_spatial = X.ndim - 2
+    stride = int(np.ceil((rows.size / max_elements) ** (1 / n_spatial))) if rows.size else 1
+    return rows[(slice(None), slice(None)) + (slice(None, None, max(1, stride)),) * n_spatial]
 
 
 # Normalised images (ImageNet's mean and std) span about -2.1..2.6; 0..255 values

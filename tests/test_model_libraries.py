@@ -282,6 +282,84 @@ def test_hf_features_exact_on_the_same_pixels(hf_dir):
     _close(extractor.transform(pixels), expected)
 
 
+@pytest.fixture(scope="module", params=["clip", "siglip"])
+def hf_image_text_dir(request, tmp_path_factory):
+    """A tiny Hugging Face CLIP or SigLIP (image and text towers), saved by save_pretrained."""
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers not installed: pip install 'skclusterfit[hf]'"
+    )
+    torch.manual_seed(0)
+    vision = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                  intermediate_size=64, image_size=32, patch_size=8)
+    text = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1,
+                intermediate_size=32, vocab_size=64, max_position_embeddings=16,
+                bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    if request.param == "clip":
+        config = transformers.CLIPConfig(vision_config=vision, text_config=text,
+                                         projection_dim=24)
+        model = transformers.CLIPModel(config).eval()
+        processor = transformers.CLIPImageProcessor(
+            size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32})
+    else:
+        config = transformers.SiglipConfig(vision_config=vision, text_config=text)
+        model = transformers.SiglipModel(config).eval()
+        processor = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
+    directory = tmp_path_factory.mktemp("hf_image_text") / request.param
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return request.param, model, processor, str(directory)
+
+
+def _image_embedding(model, pixels):
+    out = model.get_image_features(pixel_values=pixels)
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+def test_hf_image_text_models_give_their_image_features(hf_image_text_dir, tmp_path):
+    """CLIP and SigLIP need input_ids in forward: their features are get_image_features'."""
+    kind, model, processor, directory = hf_image_text_dir
+    pixels = processor(images=list(torch.from_numpy(HF_IMAGES)), return_tensors="pt",
+                       do_rescale=False)["pixel_values"]
+    with torch.no_grad():
+        expected = _image_embedding(model, pixels)
+        tower = model.vision_model(pixel_values=pixels, output_hidden_states=True)
+    extractor = FeatureExtractor(f"hf:{directory}", device="cpu").fit(HF_IMAGES)
+    assert extractor.n_features_out_ == expected.shape[1] == (24 if kind == "clip" else 32)
+    _close(extractor.transform(HF_IMAGES), expected, atol=1e-4)  # resize kernels round apart
+    exact = FeatureExtractor(f"hf:{directory}", preprocess=None, device="cpu").fit(pixels.numpy())
+    _close(exact.transform(pixels.numpy()), expected)
+    # tokens from the vision tower; a block chosen by its name in the full model
+    mean = FeatureExtractor(f"hf:{directory}", pooling="mean", preprocess=None,
+                            device="cpu").fit(pixels.numpy())
+    n_prefix = 1 if kind == "clip" else 0  # SigLIP has no class token
+    _close(mean.transform(pixels.numpy()), tower.last_hidden_state[:, n_prefix:].mean(1))
+    layer = FeatureExtractor(f"hf:{directory}", layer="vision_model.encoder.layers.1",
+                             preprocess=None, device="cpu").fit(pixels.numpy())
+    block = tower.hidden_states[2]
+    _close(layer.transform(pixels.numpy()), block[:, 0] if kind == "clip" else block.mean(1))
+    if kind == "siglip":
+        with pytest.raises(ValueError, match="class token"):
+            FeatureExtractor(f"hf:{directory}", pooling="cls", device="cpu").fit(HF_IMAGES)
+    path = extractor.save(tmp_path / "fe.skcf")
+    _close(skclusterfit.load(path).transform(HF_IMAGES), extractor.transform(HF_IMAGES))
+
+
+def test_hf_siglip_blocks_normalised_as_its_last(hf_image_text_dir):
+    """SigLIP's post_layernorm normalises its last block; DINO-style earlier blocks get it too."""
+    kind, model, _, directory = hf_image_text_dir
+    if kind != "siglip":
+        pytest.skip("CLIP's last block comes out unnormalised: nothing to check")
+    pixels = torch.from_numpy(RNG.rand(3, 3, 32, 32).astype(np.float32))
+    with torch.no_grad():
+        tower = model.vision_model(pixel_values=pixels, output_hidden_states=True)
+        norm = model.vision_model.post_layernorm
+        expected = torch.cat([norm(tower.hidden_states[-2]).mean(1),
+                              tower.last_hidden_state.mean(1)], 1)
+    extractor = FeatureExtractor(f"hf:{directory}", pooling="mean", n_last_blocks=2,
+                                 preprocess=None, device="cpu").fit(pixels.numpy())
+    _close(extractor.transform(pixels.numpy()), expected)
+
+
 def test_open_clip_encode_image_arrays_and_files(clip_dir, tmp_path):
     model, preprocess, directory = clip_dir
     spec = f"open_clip:local-dir:{directory}"

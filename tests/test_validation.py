@@ -447,6 +447,26 @@ def test_float_images_far_outside_0_1_warn(digits_small):
         _warn_image_range(-2.1, 2.6, "X")  # ImageNet-normalised images: no warning
 
 
+def test_range_check_reads_a_bounded_strided_sample():
+    """The 0..255 check must not cost a pass over a large X (it once read all of it)."""
+    from skclusterfit._validation import _spread_out_sample
+
+    X = np.zeros((512, 3, 224, 224), dtype=np.float32)
+    sample = _spread_out_sample(X)
+    assert np.shares_memory(sample, X) and sample.size <= 2**20 * 1.1
+    assert sample.shape[:2] == (512, 3)  # every sample, every channel, fewer pixels
+    small = np.zeros((60, 1, 8, 8), dtype=np.float32)
+    assert _spread_out_sample(small).shape == small.shape
+    video = np.zeros((40, 3, 16, 112, 112), dtype=np.float32)
+    assert _spread_out_sample(video).size <= 2**20 * 1.1
+    X[:, :, 100:140, 100:140] = 255.0  # a patch of unscaled pixels is still seen
+    with pytest.warns(UserWarning, match="divide them by 255"):
+        from skclusterfit._validation import _warn_image_range
+
+        sample = _spread_out_sample(X)
+        _warn_image_range(float(sample.min()), float(sample.max()), "X")
+
+
 def test_torch_tensor_X_is_accepted_as_its_array(digits_small):
     X, _ = digits_small
     X = X[:60]

@@ -383,6 +383,12 @@ class _HuggingFace(_Adapter):
         return AutoModel.from_config(config)
 
     def default_features(self, module, x):
+        if _is_image_text(module):
+            # CLIP, SigLIP, ALIGN...: the image embedding that is compared with text.
+            out = module.get_image_features(pixel_values=x)
+            if not torch.is_tensor(out):  # transformers >= 5 returns the vision outputs
+                out = out.pooler_output
+            return torch.flatten(out, 1)
         out = module(pixel_values=x)
         pooled = getattr(out, "pooler_output", None)
         if pooled is not None:
@@ -390,8 +396,9 @@ class _HuggingFace(_Adapter):
         return self._blocks(module, out, x, 1)[-1][0][:, 0]
 
     def tokens(self, module, x, n):
-        out = module(pixel_values=x, output_hidden_states=n > 1)
-        return self._blocks(module, out, x, n)
+        tower = _image_tower(module)
+        out = tower(pixel_values=x, output_hidden_states=n > 1)
+        return self._blocks(tower, out, x, n)
 
     def _blocks(self, module, out, x, n):
         last = out.last_hidden_state
@@ -404,24 +411,31 @@ class _HuggingFace(_Adapter):
         if n > 1:
             # The last block's tokens are normalised by the model; normalise the
             # earlier ones the same way (DINO's get_intermediate_layers(norm=True)).
-            norm = getattr(module, "layernorm", None) or nn.Identity()
+            # SigLIP names that norm post_layernorm; CLIP's post_layernorm acts on
+            # the pooled token only, and its last block comes out unnormalised.
+            norm = getattr(module, "layernorm", None)
+            if norm is None and not torch.equal(out.hidden_states[-1], last):
+                norm = getattr(module, "post_layernorm", None)
+            norm = norm or nn.Identity()
             hidden = [norm(h) for h in out.hidden_states[-n:-1]] + hidden
         p = self.n_prefix_tokens(module, x, n_tokens=last.shape[1])
         return [(h[:, :p], h[:, p:]) for h in hidden]
 
     def n_prefix_tokens(self, module, x, n_tokens=None):
-        patch = getattr(module.config, "patch_size", None)
+        config = _vision_config(module)
+        patch = getattr(config, "patch_size", None)
         if patch is None or n_tokens is None:
-            return 1 if getattr(module.config, "model_type", "") in _HF_CLS_MODELS else 0
+            return 1 if getattr(config, "model_type", "") in _HF_CLS_MODELS else 0
         ph, pw = (patch, patch) if isinstance(patch, int) else patch
         return max(0, n_tokens - (x.shape[-2] // ph) * (x.shape[-1] // pw))
 
     def input_size(self, module):
-        size = getattr(module.config, "image_size", None)
+        config = _vision_config(module)
+        size = getattr(config, "image_size", None)
         if size is None:
             return None
         h, w = (size, size) if isinstance(size, int) else size
-        return (getattr(module.config, "num_channels", 3), h, w)
+        return (getattr(config, "num_channels", 3), h, w)
 
     def preprocessing(self, module, name, weights):
         from transformers import AutoImageProcessor
@@ -437,6 +451,22 @@ class _HuggingFace(_Adapter):
 _HF_CLS_MODELS = ("vit", "dinov2", "dinov2_with_registers", "deit", "beit", "data2vec-vision",
                   "clip_vision_model", "vit_msn", "vit_mae", "ijepa", "dinov3_vit")
 _PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _is_image_text(module):
+    """Whether a Hugging Face model has an image tower and a text tower (CLIP, SigLIP...)."""
+    return callable(getattr(module, "get_image_features", None)) and hasattr(module,
+                                                                               "vision_model")
+
+
+def _image_tower(module):
+    """The vision model of an image-text model; any other model itself."""
+    return module.vision_model if _is_image_text(module) else module
+
+
+def _vision_config(module):
+    """The configuration of the part that sees images (CLIPConfig.vision_config...)."""
+    return getattr(module.config, "vision_config", None) or module.config
 
 
 def hf_processor_settings(processor, what):
@@ -724,7 +754,9 @@ class LibraryFeatures(nn.Module):
 
     ``pooling="auto"`` with ``n_last_blocks=1``: timm ``forward_head(
     forward_features(x), pre_logits=True)``; Hugging Face ``pooler_output``
-    (the class token of ``last_hidden_state`` where the model has no pooler);
+    (the class token of ``last_hidden_state`` where the model has no pooler;
+    ``get_image_features`` for image-text models such as CLIP and SigLIP,
+    whose tokens come from their ``vision_model``);
     open_clip ``encode_image``; a torch.hub network's output, its linear head
     split off. Otherwise tokens of the last ``n_last_blocks`` blocks,
     normalised as the model normalises its last one: ``"cls"`` class tokens,
