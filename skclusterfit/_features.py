@@ -99,6 +99,13 @@ class FeatureExtractor(
         random initialisation for a name). For a model library's name,
         loaded by the library's own code: "auto" is its pretrained default;
         also a local file or directory, or one of its pretrained tags.
+    model_kwargs : dict or None, default=None
+        Keyword arguments of the call that builds a network given by name:
+        ``timm.create_model`` (e.g. ``{"img_size": 224}``), Hugging Face
+        ``from_pretrained`` (configuration overrides), ``open_clip.create_model``,
+        a torch.hub entry, ``torchvision.models.get_model``, the built-in
+        networks' constructors (``{"width": 64}``). Kept with a saved model,
+        and given to the default student of ClusterFit with the name.
     layer : str, default=None
         A node name as in ``torchvision.models.feature_extraction``
         (e.g. ``"layer3"``), or for a model library's network a module name
@@ -183,6 +190,7 @@ class FeatureExtractor(
     _parameter_constraints = {
         "model": [str, nn.Module, callable],
         "weights": [str, os.PathLike, None],
+        "model_kwargs": [dict, None],
         "layer": [str, None],
         "pooling": [StrOptions(set(POOLINGS))],
         "n_last_blocks": [Interval(Integral, 1, None, closed="left")],
@@ -199,6 +207,7 @@ class FeatureExtractor(
         model="resnet50",
         *,
         weights="auto",
+        model_kwargs=None,
         layer=None,
         pooling="auto",
         n_last_blocks=1,
@@ -211,6 +220,7 @@ class FeatureExtractor(
     ):
         self.model = model
         self.weights = weights
+        self.model_kwargs = model_kwargs
         self.layer = layer
         self.pooling = pooling
         self.n_last_blocks = n_last_blocks
@@ -248,7 +258,8 @@ class FeatureExtractor(
             random_state = shared_random_state(random_state)
         with seeded(draw_seed(random_state), torch.device("cpu")):
             # A model library's network comes with its weights, loaded by the library.
-            module = build_module(self.model, sample_shape, weights=weights)
+            module = build_module(self.model, sample_shape, weights=weights,
+                                  model_kwargs=self.model_kwargs)
         # Input shape and channels before any weights: a wrong input must not
         # first download (or fail to download) 100 MB of weights.
         check_channels(module, sample_shape, "feature")
@@ -315,7 +326,7 @@ class FeatureExtractor(
         model = self.model
         if isinstance(model, nn.Module):
             model = reset_parameters(copy.deepcopy(model))
-        return NetClassifier(model=model)
+        return NetClassifier(model=model, model_kwargs=self.model_kwargs)
 
     # -- persistence protocol (skclusterfit.storage) ----------------------
     def _saved_networks(self):
@@ -328,7 +339,7 @@ class FeatureExtractor(
 
     def _rebuild_network(self, name, info):
         module = build_module(self.model, tuple(info["build_shape"] or ()),
-                              library_info=info.get("library"))
+                              library_info=info.get("library"), model_kwargs=self.model_kwargs)
         return self._feature_network(module)
 
     def _transform_source(self, source):

@@ -159,6 +159,12 @@ class NetClassifier(
         head replaced through its own API, e.g. timm ``reset_classifier``),
         an ``nn.Module`` (copied; trained from its current weights) or a
         callable returning one.
+    model_kwargs : dict or None, default=None
+        Keyword arguments of the call that builds a network given by name
+        (``timm.create_model``, ``torchvision.models.get_model``, the
+        built-in networks' constructors, ...; see
+        :class:`~skclusterfit.FeatureExtractor`), e.g.
+        ``{"drop_path_rate": 0.1}`` for a timm ViT. Kept with a saved model.
     max_epochs : int, default=30
         Passes over the data.
     batch_size : int, default=32
@@ -258,6 +264,7 @@ class NetClassifier(
 
     _parameter_constraints = {
         "model": [str, nn.Module, callable],
+        "model_kwargs": [dict, None],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions(set(OPTIMIZERS)), type],
@@ -281,6 +288,7 @@ class NetClassifier(
         self,
         model="auto",
         *,
+        model_kwargs=None,
         max_epochs=30,
         batch_size=32,
         optimizer="adamw",
@@ -301,6 +309,7 @@ class NetClassifier(
         **optimizer_params,
     ):
         self.model = model
+        self.model_kwargs = model_kwargs
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.optimizer = optimizer
@@ -455,7 +464,8 @@ class NetClassifier(
         checkpoint = as_epoch_checkpoint(checkpoint, self, X, targets, group)
         rng = check_random_state(_ddp.shared_random_state(self.random_state, group))
         with seeded(draw_seed(rng), device):
-            module = build_module(self.model, source.sample_shape, len(self.classes_))
+            module = build_module(self.model, source.sample_shape, len(self.classes_),
+                                  model_kwargs=self.model_kwargs)
             check_channels(module, source.sample_shape, "student")
             network = with_new_head(module, len(self.classes_), f"model={self.model!r}")
             # Small networks on small batches: the threads they can use, no more.
@@ -494,7 +504,7 @@ class NetClassifier(
     def _rebuild_network(self, name, info):
         n_classes = len(self.classes_)
         module = build_module(self.model, tuple(info["build_shape"] or ()), n_classes,
-                              library_info=info.get("library"))
+                              library_info=info.get("library"), model_kwargs=self.model_kwargs)
         return with_new_head(module, n_classes, f"model={self.model!r}")
 
     def _draw_probabilities(self, sample_weight, n_samples):

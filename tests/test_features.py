@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from skclusterfit import FeatureExtractor
+from skclusterfit import FeatureExtractor, NetClassifier
 from skclusterfit.networks import SmallCNN
 
 
@@ -158,3 +158,28 @@ def test_one_weights_rule_for_extractor_and_clusterfit_teacher(monkeypatch):
     assert len(requested) == 2 and requested[0] == requested[1]
     assert FeatureExtractor("resnet18", weights=None).fit(X).random_init_
     assert FeatureExtractor("cnn").fit(np.zeros((2, 1, 8, 8), np.float32)).random_init_
+
+
+def test_model_kwargs_build_named_networks_and_name_bad_ones(tmp_path):
+    import skclusterfit
+
+    X = np.random.RandomState(0).rand(12, 3, 16, 16).astype(np.float32)
+    y = np.arange(12) % 3
+    narrow = NetClassifier("cnn", model_kwargs={"width": 8}, max_epochs=1, device="cpu",
+                           random_state=0).fit(X, y)
+    wide = NetClassifier("cnn", max_epochs=1, device="cpu", random_state=0).fit(X, y)
+    n_params = [sum(p.numel() for p in c.model_.parameters()) for c in (narrow, wide)]
+    assert n_params[0] < n_params[1]
+    loaded = skclusterfit.load(narrow.save(tmp_path / "narrow.skcf"))
+    np.testing.assert_allclose(loaded.predict_proba(X), narrow.predict_proba(X), rtol=1e-6)
+    half = FeatureExtractor("mobilenet_v3_small", weights=None, preprocess=None,
+                            model_kwargs={"width_mult": 0.5}, device="cpu").fit(X)
+    full = FeatureExtractor("mobilenet_v3_small", weights=None, preprocess=None,
+                            device="cpu").fit(X)
+    assert half.n_features_out_ < full.n_features_out_
+    with pytest.raises(ValueError, match=r"model_kwargs=\{'widht': 8\} for model='cnn'.*widht"):
+        NetClassifier("cnn", model_kwargs={"widht": 8}, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"sets \['num_classes'\], which skclusterfit sets"):
+        NetClassifier("cnn", model_kwargs={"num_classes": 5}, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="applies to a network given by name"):
+        FeatureExtractor(torch.nn.Flatten(), model_kwargs={"width": 8}).fit(X)

@@ -549,3 +549,42 @@ def test_cli_fit_with_a_library_teacher_reads_files_its_way(clip_dir, tmp_path):
     reader = model.named_steps["images"]
     assert (reader.interpolation, reader.crop) == ("bicubic", (32, 32))
     assert reader.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+
+
+# -- model_kwargs: the keywords of the library's own building call ---------------------------
+def test_model_kwargs_reach_timm_and_its_preprocessing(tmp_path):
+    torch.manual_seed(0)
+    direct = timm.create_model("test_vit", img_size=64, num_classes=0).eval()
+    path = tmp_path / "vit64.pth"
+    torch.save(direct.state_dict(), path)
+    extractor = FeatureExtractor("timm:test_vit", weights=str(path),
+                                 model_kwargs={"img_size": 64}, device="cpu").fit(IMAGES)
+    # timm's data config keeps the pretrained 160 px; the network takes 64
+    assert extractor.preprocess_settings_["crop"] == (64, 64)
+    x = extractor.preprocess_(torch.from_numpy(IMAGES))
+    with torch.no_grad():
+        expected = direct.forward_head(direct.forward_features(x), pre_logits=True)
+    _close(extractor.transform(IMAGES), expected)
+    loaded = skclusterfit.load(extractor.save(tmp_path / "fe.skcf"))
+    _close(loaded.transform(IMAGES), extractor.transform(IMAGES))
+    # ClusterFit's default student: the same name, built with the same keywords
+    from skclusterfit._teachers import student_from
+
+    student = student_from(None, extractor)
+    assert (student.model, student.model_kwargs) == ("timm:test_vit", {"img_size": 64})
+
+
+def test_model_kwargs_override_a_hugging_face_config(hf_dir, tmp_path):
+    import shutil
+
+    _, _, directory = hf_dir
+    copy = str(tmp_path / "copy")
+    shutil.copytree(directory, copy)
+    extractor = FeatureExtractor(f"hf:{copy}", model_kwargs={"hidden_act": "relu"},
+                                 device="cpu").fit(HF_IMAGES)
+    assert extractor.network_.model.config.hidden_act == "relu"
+    default = FeatureExtractor(f"hf:{copy}", device="cpu").fit(HF_IMAGES)
+    assert not np.allclose(extractor.transform(HF_IMAGES), default.transform(HF_IMAGES))
+    path = extractor.save(tmp_path / "fe.skcf")
+    shutil.rmtree(copy)  # rebuilt from the saved configuration, overrides included
+    _close(skclusterfit.load(path).transform(HF_IMAGES), extractor.transform(HF_IMAGES))

@@ -74,6 +74,22 @@ class HeadedNetwork(nn.Module):
         return self.head(self.features(x))
 
 
+def _built(build, model, kwargs, *args, **fixed):
+    """``build(*args, **fixed, **kwargs)``, naming ``model_kwargs`` when it refuses one."""
+    clash = sorted(set(kwargs) & set(fixed))
+    if clash:
+        raise ValueError(
+            f"model_kwargs={kwargs!r} sets {clash}, which skclusterfit sets for "
+            f"model={model!r} (from the data or the estimator's parameters)."
+        )
+    try:
+        return build(*args, **fixed, **kwargs)
+    except TypeError as exc:
+        if not kwargs or "argument" not in str(exc):
+            raise
+        raise ValueError(f"model_kwargs={kwargs!r} for model={model!r}: {exc}") from exc
+
+
 def builtin_name(model, sample_shape):
     """Resolve ``"auto"`` to the built-in network that fits the input's shape."""
     if model == "auto":
@@ -81,15 +97,26 @@ def builtin_name(model, sample_shape):
     return model
 
 
-def build_module(model, sample_shape, num_classes=10, *, weights=None, library_info=None):
+def build_module(model, sample_shape, num_classes=10, *, weights=None, library_info=None,
+                 model_kwargs=None):
     """Return a fresh ``nn.Module`` for ``model``; never the user's own object.
 
     A model library's specification (``"timm:NAME"``, ...) is built by the
     library with ``weights`` (see :func:`~skclusterfit.networks._libraries.build_library_network`),
     or from ``library_info`` without them; other names ignore ``weights``.
+    ``model_kwargs`` go to the call that builds a named network (the
+    library's, torchvision's ``get_model``, the built-in's constructor).
     """
+    kwargs = dict(model_kwargs or {})
+    if kwargs and not isinstance(model, str):
+        raise ValueError(
+            f"model_kwargs={kwargs!r} applies to a network given by name; "
+            f"model={model!r} is built already: give it those arguments where it is "
+            "built, or name the network."
+        )
     if parse_spec(model) is not None:
-        return build_library_network(model, weights, num_classes, info=library_info)
+        return build_library_network(model, weights, num_classes, info=library_info,
+                                     kwargs=kwargs)
     if isinstance(model, str):
         name = builtin_name(model, sample_shape)
         if name == "cnn":
@@ -98,9 +125,11 @@ def build_module(model, sample_shape, num_classes=10, *, weights=None, library_i
                     f"model='cnn' needs image input (n, C, H, W); got samples of "
                     f"shape {tuple(sample_shape)}. Use model='mlp' for vectors."
                 )
-            return SmallCNN(in_channels=sample_shape[0], num_classes=num_classes)
+            return _built(SmallCNN, model, kwargs, in_channels=sample_shape[0],
+                          num_classes=num_classes)
         if name == "mlp":
-            return MLP(int(math.prod(sample_shape)), num_classes=num_classes)
+            return _built(MLP, model, kwargs, int(math.prod(sample_shape)),
+                          num_classes=num_classes)
         import torchvision  # imported on use: ~1 s and hundreds of MB of model code
 
         if name in video_model_names():
@@ -109,14 +138,14 @@ def build_module(model, sample_shape, num_classes=10, *, weights=None, library_i
                     f"model={model!r} is a video network: X must hold videos "
                     f"(n, T, C, H, W); got samples of shape {tuple(sample_shape)}."
                 )
-            return VideoModel(name)()
+            return _built(VideoModel(name), model, kwargs)
         if name not in torchvision.models.list_models():
             raise ValueError(
                 f"model={model!r} is neither a built-in network ('auto', 'cnn', "
                 "'mlp'), a torchvision model name (see "
                 f"torchvision.models.list_models()), nor a model library's: {SPEC_HELP}."
             )
-        return torchvision.models.get_model(name, weights=None)
+        return _built(torchvision.models.get_model, model, kwargs, name, weights=None)
     if isinstance(model, nn.Module):
         return copy.deepcopy(model)
     if callable(model):

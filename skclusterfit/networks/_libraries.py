@@ -171,15 +171,17 @@ class _Adapter:
     def check_name(self, name):
         """Raise a ValueError with the library's close matches when ``name`` is unknown."""
 
-    def build(self, name, weights, num_classes=None):
+    def build(self, name, weights, num_classes=None, kwargs=None):
+        """The library's module; ``kwargs``: the user's keyword arguments of the
+        library's own building call (``timm.create_model``, ``from_pretrained``...)."""
         raise NotImplementedError
 
     def build_info(self, module):
         """JSON-able information from which :meth:`rebuild` makes the architecture again."""
         return {}
 
-    def rebuild(self, name, info, num_classes=None):
-        return self.build(name, None, num_classes)
+    def rebuild(self, name, info, num_classes=None, kwargs=None):
+        return self.build(name, None, num_classes, kwargs)
 
     def prepare(self, module):
         """The module as its features are taken (the head kept or dropped)."""
@@ -228,11 +230,11 @@ class _Timm(_Adapter):
         if not timm.is_model(architecture):
             raise _unknown("timm", architecture, timm.list_models(), self.listing)
 
-    def build(self, name, weights, num_classes=None):
+    def build(self, name, weights, num_classes=None, kwargs=None):
         import timm
 
         self.check_name(name)
-        kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        kwargs = {**(kwargs or {}), **({} if num_classes is None else {"num_classes": num_classes})}
         what = f"'timm:{name}'"
         if name.startswith(("local-dir:", "hf-hub:")):
             # timm reads the architecture, its arguments and the weights from there.
@@ -267,14 +269,14 @@ class _Timm(_Adapter):
         local = config.get("file") if config.get("source") == "local-dir" else None
         return {"num_classes": int(getattr(module, "num_classes", 0)), "local_dir": local}
 
-    def rebuild(self, name, info, num_classes=None):
+    def rebuild(self, name, info, num_classes=None, kwargs=None):
         import timm
 
         if info.get("local_dir"):
             name = f"local-dir:{info['local_dir']}"
         n = info.get("num_classes") if num_classes is None else num_classes
         return timm.create_model(name, pretrained=False,
-                                 **({} if n is None else {"num_classes": n}))
+                                 **{**(kwargs or {}), **({} if n is None else {"num_classes": n})})
 
     def strip_head(self, module):
         module.reset_classifier(0)
@@ -311,6 +313,9 @@ class _Timm(_Adapter):
         import timm.data
 
         config = timm.data.resolve_model_data_config(module)
+        # A ViT built at another img_size (model_kwargs) takes that size; timm's
+        # config still gives its pretrained one. The crop fraction stays.
+        config["input_size"] = self.input_size(module)
         settings = settings_from_transforms(
             timm.data.create_transform(**config, is_training=False), f"'timm:{name}'"
         )
@@ -351,22 +356,26 @@ class _HuggingFace(_Adapter):
         if os.sep in name.strip("/") and name.count("/") > 1 or name.startswith((".", "/")):
             raise ValueError(f"model='hf:{name}': no such directory.")
 
-    def build(self, name, weights, num_classes=None):
+    def build(self, name, weights, num_classes=None, kwargs=None):
         from transformers import AutoConfig, AutoModel
 
         self.check_name(name)
         what = f"'hf:{name}'"
+        kwargs = dict(kwargs or {})
         try:
             if weights == "auto" or (is_local(weights) and os.path.isdir(weights)):
                 source = name if weights == "auto" else os.fspath(weights)
-                return AutoModel.from_pretrained(source)
-            config = AutoConfig.from_pretrained(name)
+                return AutoModel.from_pretrained(source, **kwargs)
             if weights is None or is_local(weights):
-                model = AutoModel.from_config(config)
+                # from_pretrained's rule: keywords that name configuration
+                # attributes override them, the others go to the model.
+                config, kwargs = AutoConfig.from_pretrained(name, return_unused_kwargs=True,
+                                                            **kwargs)
+                model = AutoModel.from_config(config, **kwargs)
                 if weights is not None:
                     _load_state(model, os.fspath(weights), what)
                 return model
-            return AutoModel.from_pretrained(name, revision=weights)
+            return AutoModel.from_pretrained(name, revision=weights, **kwargs)
         except (OSError, EnvironmentError) as exc:
             if os.path.isdir(name):
                 raise
@@ -375,12 +384,15 @@ class _HuggingFace(_Adapter):
     def build_info(self, module):
         return {"config": module.config.to_dict()}
 
-    def rebuild(self, name, info, num_classes=None):
+    def rebuild(self, name, info, num_classes=None, kwargs=None):
         from transformers import AutoConfig, AutoModel
 
+        # The saved configuration holds the keywords that overrode it; the
+        # others (e.g. attn_implementation) go to the model again.
         config = dict(info["config"])
-        config = AutoConfig.for_model(config.pop("model_type"), **config)
-        return AutoModel.from_config(config)
+        config, kwargs = AutoConfig.for_model(config.pop("model_type"), **config), dict(kwargs or {})
+        kwargs = {k: v for k, v in kwargs.items() if not hasattr(config, k)}
+        return AutoModel.from_config(config, **kwargs)
 
     def default_features(self, module, x):
         if _is_image_text(module):
@@ -509,16 +521,17 @@ class _OpenClip(_Adapter):
         if name not in open_clip.list_models():
             raise _unknown("open_clip", name, open_clip.list_models(), self.listing)
 
-    def build(self, name, weights, num_classes=None):
+    def build(self, name, weights, num_classes=None, kwargs=None):
         import open_clip
 
         self.check_name(name)
         what = f"'open_clip:{name}'"
+        kwargs = dict(kwargs or {})
         try:
             if name.startswith(("local-dir:", "hf-hub:")):
-                model = open_clip.create_model(name, load_weights=weights is not None)
+                model = open_clip.create_model(name, load_weights=weights is not None, **kwargs)
             elif weights is None:
-                model = open_clip.create_model(name, pretrained=None)
+                model = open_clip.create_model(name, pretrained=None, **kwargs)
             else:
                 if weights == "auto":
                     tags = open_clip.list_pretrained_tags_by_model(name)
@@ -537,7 +550,7 @@ class _OpenClip(_Adapter):
                         f"tag of {what}; its tags are {tags}."
                     )
                 model = open_clip.create_model(
-                    name, pretrained=os.fspath(weights), require_pretrained=True
+                    name, pretrained=os.fspath(weights), require_pretrained=True, **kwargs
                 )
         except (FileNotFoundError, ValueError):
             raise
@@ -616,15 +629,16 @@ class _Hub(_Adapter):
         if entry not in entries:
             raise _unknown(f"hub:{directory}", entry, entries, self.listing)
 
-    def build(self, name, weights, num_classes=None):
+    def build(self, name, weights, num_classes=None, kwargs=None):
         self.check_name(name)
         directory, entry = self._split(name)
         what = f"'hub:{name}'"
+        user = dict(kwargs or {})
         kwargs = {} if weights == "auto" else {"pretrained": False}
         if num_classes is not None:
             kwargs["num_classes"] = num_classes
         try:
-            module = _hub_load(directory, entry, kwargs)
+            module = _hub_load(directory, entry, kwargs, keep=user)
         except TypeError:
             raise
         except Exception as exc:
@@ -683,13 +697,16 @@ def _hub_entries(directory):
             if callable(getattr(module, name)) and not name.startswith("_")]
 
 
-def _hub_load(directory, entry, kwargs):
-    """torch.hub's local loading, without the keywords the entry does not take."""
+def _hub_load(directory, entry, kwargs, keep=None):
+    """torch.hub's local loading, without the keywords of ``kwargs`` the entry does
+    not take; those of ``keep`` (the user's) always go, an error if it refuses them."""
+    keep = dict(keep or {})
     while True:
         try:
-            return torch.hub.load(directory, entry, source="local", trust_repo=True, **kwargs)
+            return torch.hub.load(directory, entry, source="local", trust_repo=True,
+                                  **{**kwargs, **keep})
         except TypeError as exc:
-            unexpected = [k for k in kwargs if f"'{k}'" in str(exc)]
+            unexpected = [k for k in kwargs if f"'{k}'" in str(exc) and k not in keep]
             if not unexpected or "unexpected keyword" not in str(exc):
                 raise
             kwargs = {k: v for k, v in kwargs.items() if k not in unexpected}
@@ -712,22 +729,24 @@ def adapter_of(module):
 
 
 # -- building ---------------------------------------------------------------------------------
-def build_library_network(model, weights, num_classes=None, info=None):
+def build_library_network(model, weights, num_classes=None, info=None, kwargs=None):
     """The library's module for the specification ``model``, with ``weights`` loaded.
 
     ``weights``: None (random initialisation), "auto" (the library's
     pretrained default, downloaded by the library or read from its cache), a
     local file or directory, or a pretrained tag of the library. With
     ``info`` (from :func:`library_build_info`), the architecture is rebuilt
-    from it without weights.
+    from it without weights. ``kwargs``: keyword arguments of the library's
+    building call (``timm.create_model(name, **kwargs)``, ``from_pretrained``,
+    ``open_clip.create_model``, the hub entry).
     """
     library, name = parse_spec(model)
     if library != "hub":
         require(library, f"model={model!r}")
     adapter = ADAPTERS[library]
     if info is not None:
-        return adapter.rebuild(name, info, num_classes)
-    return adapter.build(name, weights, num_classes)
+        return adapter.rebuild(name, info, num_classes, kwargs)
+    return adapter.build(name, weights, num_classes, kwargs)
 
 
 def library_build_info(model, network):
