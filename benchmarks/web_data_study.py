@@ -116,7 +116,7 @@ def probes(model, X_train, y_train, X_test, y_test, order=None):
     from skclusterfit.evaluation import knn_probe, linear_probe
 
     train, test = model.transform(X_train), model.transform(X_test)
-    out = {"linear": linear_probe(None, train, y_train, test, y_test),
+    out = {"linear": linear_probe(train, y_train, test, y_test),
            "knn": knn_probe(train, y_train, test, y_test, k=min(20, len(train)),
                             temperature=0.07)}
     if order is not None:
@@ -124,8 +124,7 @@ def probes(model, X_train, y_train, X_test, y_test, order=None):
         for name, classes in thirds.items():
             rows = np.isin(y_test, classes)
             # The same probe refitted (deterministic) and scored on the third's rows.
-            out[f"linear_{name}"] = linear_probe(None, train, y_train, test[rows],
-                                                 y_test[rows])
+            out[f"linear_{name}"] = linear_probe(train, y_train, test[rows], y_test[rows])
             out[f"knn_{name}"] = knn_probe(train, y_train, test[rows], y_test[rows],
                                            k=min(20, len(train)), temperature=0.07)
     return out

@@ -69,8 +69,8 @@ cf = ClusterFit(
     random_state=seed,
 ).fit(X_train)
 
-pre = linear_probe(teacher, X_train, y_train, X_test, y_test)
-post = linear_probe(cf, X_train, y_train, X_test, y_test)
+pre = linear_probe(X_train, y_train, X_test, y_test, transformer=teacher)
+post = linear_probe(X_train, y_train, X_test, y_test, transformer=cf)
 print(f"linear probe on clean labels: ViT teacher N_pre {pre:.3f}, "
       f"CNN student N_cf {post:.3f} ({100 * (post - pre):+.1f} points)")
 
