@@ -543,7 +543,7 @@ def test_cli_fit_with_a_library_teacher_reads_files_its_way(clip_dir, tmp_path):
     out = str(tmp_path / "out")
     spec = f"open_clip:local-dir:{clip_dir[2]}"
     assert cli.main(["fit", images, "--teacher", spec, "--student", "cnn", "--K", "3",
-                     "--epochs", "1", "--batch-size", "8", "--workers", "0",
+                     "--max-epochs", "1", "--batch-size", "8", "--num-workers", "0",
                      "--device", "cpu", "--out", out, "--quiet"]) == 0
     model = skclusterfit.load(os.path.join(out, "model"))
     reader = model.named_steps["images"]
@@ -588,3 +588,45 @@ def test_model_kwargs_override_a_hugging_face_config(hf_dir, tmp_path):
     path = extractor.save(tmp_path / "fe.skcf")
     shutil.rmtree(copy)  # rebuilt from the saved configuration, overrides included
     _close(skclusterfit.load(path).transform(HF_IMAGES), extractor.transform(HF_IMAGES))
+
+
+@pytest.mark.slow  # seconds, not milliseconds: CI's slow pass runs it
+def test_cli_teacher_kwargs_build_the_teacher_and_its_reading(tmp_path):
+    """`--teacher-kwargs '{"img_size": 32}'`: a timm ViT built, read and saved at 32 px."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _image_folders import write_digit_folder
+
+    from skclusterfit import cli
+
+    torch.manual_seed(0)
+    path = str(tmp_path / "vit32.pth")
+    torch.save(timm.create_model("test_vit", img_size=32).state_dict(), path)
+    images = str(tmp_path / "images")
+    write_digit_folder(images, range(12), bad_files=False)
+    out = str(tmp_path / "out")
+    assert cli.main(["fit", images, "--teacher", "timm:test_vit", "--weights", path,
+                     "--teacher-kwargs", '{"img_size": 32}', "--student", "cnn",
+                     "--student-kwargs", '{"width": 8}', "--K", "3", "--max-epochs", "1",
+                     "--batch-size", "8", "--num-workers", "0", "--device", "cpu",
+                     "--out", out, "--quiet"]) == 0
+    model = skclusterfit.load(os.path.join(out, "model"))
+    assert model.named_steps["images"].crop == (32, 32)
+    cf = model.named_steps["clusterfit"]
+    assert cf.teacher_.model_kwargs == {"img_size": 32}
+    assert cf.student_.model_kwargs == {"width": 8}
+    with open(os.path.join(out, "run.json")) as f:
+        assert json.load(f)["settings"]["teacher_kwargs"] == {"img_size": 32}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("{img_size: 32}", "is not JSON"), ("[32]", "is a JSON list, not an object"),
+])
+def test_cli_kwargs_must_be_a_json_object(value, message, capsys, tmp_path):
+    from skclusterfit import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fit", str(tmp_path), "--teacher", "cnn", "--teacher-kwargs", value,
+                  "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--teacher-kwargs" in err and message in err

@@ -56,7 +56,7 @@ def _load_teacher_file(path):
 
 
 def reader_settings(teacher, weights="auto", *, size=None, crop=None, mean=None,
-                    std=None, mode=None):
+                    std=None, mode=None, teacher_kwargs=None):
     """The :class:`ImageFiles` settings (mode, size, crop, mean, std) for a teacher.
 
     Explicit values win. Otherwise: the transforms of ``weights`` when it is
@@ -75,7 +75,8 @@ def reader_settings(teacher, weights="auto", *, size=None, crop=None, mean=None,
     defaults = {"mode": "RGB", "size": None, "crop": None, "mean": None, "std": None,
                 "interpolation": "bilinear"}
     if isinstance(teacher, str) and parse_spec(teacher) is not None:
-        library = _library_settings(teacher, resolve_weights(teacher, weights))
+        library = _library_settings(teacher, resolve_weights(teacher, weights),
+                                    teacher_kwargs)
         defaults.update(library or {"size": 256, "crop": 224, "mean": IMAGENET_MEAN,
                                     "std": IMAGENET_STD})
     elif not isinstance(teacher, str) or os.path.isfile(teacher):
@@ -121,7 +122,7 @@ def reader_settings(teacher, weights="auto", *, size=None, crop=None, mean=None,
     return settings
 
 
-def _library_settings(teacher, weights):
+def _library_settings(teacher, weights, model_kwargs=None):
     """A model library's evaluation preprocessing, read from the model's configuration.
 
     The architecture is built without weights (nothing is downloaded); a
@@ -131,7 +132,7 @@ def _library_settings(teacher, weights):
     from ..networks._backbones import build_module
     from ..networks._libraries import library_preprocessing
 
-    module = build_module(teacher, (), weights=None)
+    module = build_module(teacher, (), weights=None, model_kwargs=model_kwargs)
     return library_preprocessing(teacher, module, weights)
 
 
@@ -149,7 +150,7 @@ def _torchvision_weights_of_file(model, path):
 
 
 def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, num_workers=0,
-                 device="auto", random_state=0):
+                 device="auto", random_state=0, model_kwargs=None):
     """A frozen teacher for ClusterFit: a FeatureExtractor, or a saved model frozen."""
     if os.path.isfile(teacher):
         estimator = _load_teacher_file(teacher)
@@ -158,20 +159,24 @@ def make_teacher(teacher, weights="auto", layer=None, *, batch_size=64, num_work
         _set_running(estimator, batch_size, num_workers, device)
         return FrozenEstimator(estimator)
     return FeatureExtractor(
-        teacher, weights=weights, layer=layer, preprocess=None, batch_size=batch_size,
-        num_workers=num_workers, device=device, random_state=random_state,
+        teacher, weights=weights, model_kwargs=model_kwargs, layer=layer, preprocess=None,
+        batch_size=batch_size, num_workers=num_workers, device=device,
+        random_state=random_state,
     )
 
 
 def student_recipe(teacher, student=None, *, max_epochs=30, lr=None, batch_size=64,
-                   num_workers=0, device="auto", verbose=0):
+                   num_workers=0, device="auto", verbose=0, model_kwargs=None):
     """The student NetClassifier with the command's training settings.
 
     ``student``'s architecture, else the teacher's: ClusterFit's own rule
     (``student_from``), so that the command and ``ClusterFit(student=None)``
-    agree.
+    agree. ``model_kwargs`` (``--student-kwargs``) replace the ones it takes
+    from the teacher.
     """
     network = student_from(student, teacher)
+    if model_kwargs is not None:
+        network.set_params(model_kwargs=model_kwargs)
     network.set_params(max_epochs=max_epochs, verbose=verbose)
     if lr is not None:
         network.set_params(lr=lr)
@@ -257,6 +262,8 @@ def fit_folder(
     layer=None,
     K="auto",
     student=None,
+    teacher_kwargs=None,
+    student_kwargs=None,
     max_epochs=30,
     lr=None,
     random_state=0,
@@ -303,6 +310,12 @@ def fit_folder(
         most 16,000).
     student : str or None, default=None
         The student's architecture; None: the teacher's.
+    teacher_kwargs, student_kwargs : dict or None, default=None
+        Keyword arguments of the call that builds the teacher (the
+        student) by name: ``FeatureExtractor``'s and ``NetClassifier``'s
+        ``model_kwargs``, e.g. ``{"img_size": 224}`` for a timm ViT. A
+        student of the teacher's architecture takes the teacher's unless
+        ``student_kwargs`` is given.
     max_epochs : int, default=30
         The student's epochs.
     lr : float or None, default=None
@@ -343,7 +356,8 @@ def fit_folder(
     try:
         return _fit_folder(
             images, out, teacher=teacher, weights=weights, layer=layer, K=K,
-            student=student, lr=lr, crop=crop, mean=mean, std=std, mode=mode,
+            student=student, teacher_kwargs=teacher_kwargs, student_kwargs=student_kwargs,
+            lr=lr, crop=crop, mean=mean, std=std, mode=mode,
             batch_size=batch_size, device=device, labels=labels, verbose=verbose,
             command=command, **given,
         )
@@ -362,16 +376,16 @@ def fit_folder(
 _BOOKKEEPING_FILES = ("scan.json", "skipped.txt", "run.json")
 
 
-def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs, lr,
-                random_state, size, crop, mean, std, mode, batch_size, device, num_workers,
-                labels, verbose, command):
+def _fit_folder(images, out, *, teacher, weights, layer, K, student, teacher_kwargs,
+                student_kwargs, max_epochs, lr, random_state, size, crop, mean, std, mode,
+                batch_size, device, num_workers, labels, verbose, command):
     from ._report import cluster_distances, read_labels, write_report
 
     wall_start = time.perf_counter()
     timings = {}
     start = time.perf_counter()
     settings = reader_settings(teacher, weights, size=size, crop=crop, mean=mean,
-                               std=std, mode=mode)
+                               std=std, mode=mode, teacher_kwargs=teacher_kwargs)
     dataset, left_out = read_images(images, settings, out, num_workers=num_workers,
                                     verbose=verbose, min_images=2 if K == "auto" else K)
     timings["checking images"] = time.perf_counter() - start
@@ -387,13 +401,14 @@ def _fit_folder(images, out, *, teacher, weights, layer, K, student, max_epochs,
 
     run_settings = locals_for_run(images, teacher, weights, layer, K, student, max_epochs,
                                   lr, random_state, settings, batch_size, device, num_workers)
+    run_settings.update(teacher_kwargs=teacher_kwargs, student_kwargs=student_kwargs)
     previous = previous_fit(out, dataset)
     frozen_teacher = make_teacher(teacher, weights, layer, batch_size=batch_size,
                                   num_workers=num_workers, device=device,
-                                  random_state=random_state)
+                                  random_state=random_state, model_kwargs=teacher_kwargs)
     student_net = student_recipe(frozen_teacher, student, max_epochs=max_epochs, lr=lr,
                                  batch_size=batch_size, num_workers=num_workers,
-                                 device=device, verbose=verbose)
+                                 device=device, verbose=verbose, model_kwargs=student_kwargs)
     cf = ClusterFit(
         frozen_teacher, K, student=student_net, device=device, random_state=random_state,
         checkpoint_dir=os.path.join(out, "checkpoint"), verbose=verbose,
@@ -541,7 +556,9 @@ def fit_from_args(args):
     """``skclusterfit fit`` for parsed arguments."""
     return fit_folder(
         args.images, args.out, teacher=args.teacher, weights=args.weights,
-        layer=args.layer, K=args.K, student=args.student, max_epochs=args.max_epochs,
+        layer=args.layer, K=args.K, student=args.student,
+        teacher_kwargs=args.teacher_kwargs, student_kwargs=args.student_kwargs,
+        max_epochs=args.max_epochs,
         lr=args.lr, random_state=args.random_state, size=args.size, crop=args.crop,
         mean=args.mean, std=args.std, mode=args.mode, batch_size=args.batch_size,
         device=args.device, num_workers=args.num_workers, labels=args.labels,

@@ -77,6 +77,27 @@ def _k_value(text):
 _k_value.__name__ = "K"
 
 
+def _json_object(text):
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not JSON ({exc.msg}); write an object such as "
+            "'{\"img_size\": 224}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a JSON {type(value).__name__}, not an object of keyword "
+            "arguments such as '{\"img_size\": 224}'"
+        )
+    return value
+
+
+_json_object.__name__ = "JSON object"
+
+
 def _device(text):
     from ..runtime._torch_utils import resolve_device
 
@@ -190,6 +211,11 @@ def _add_fit(commands):
                          "IMAGENET1K_V2 or a library's pretrained tag; 'auto': the "
                          "default pretrained weights of torchvision or of the "
                          "library (downloads need network access or the cache)")
+    teacher.add_argument("--teacher-kwargs", type=_json_object, default=None,
+                         metavar="JSON",
+                         help="keyword arguments of the call that builds the teacher by "
+                         "name, as a JSON object: e.g. '{\"img_size\": 224}' for "
+                         "timm.create_model (FeatureExtractor's model_kwargs)")
     teacher.add_argument("--layer", default=None,
                          help="feature node of the teacher (torchvision feature-"
                          "extraction name, or a module name of a library's network "
@@ -205,6 +231,11 @@ def _add_fit(commands):
                           help="the student's architecture (a torchvision name, "
                           "'cnn', or timm:NAME and the other prefixes of "
                           "--teacher), trained from scratch; default: the teacher's")
+    clusters.add_argument("--student-kwargs", type=_json_object, default=None,
+                          metavar="JSON",
+                          help="keyword arguments of the call that builds the student, "
+                          "as a JSON object (NetClassifier's model_kwargs); default: "
+                          "the teacher's when the student is the teacher's architecture")
     _add_option(clusters, "max_epochs", type=_number(int, 1), default=30, metavar="N",
                 help="epochs of the student's training")
     clusters.add_argument("--lr", type=_number(float, 0, low_open=True), default=None,
@@ -359,9 +390,9 @@ def _check_teacher(parser, args):
     if parse_spec(teacher) is not None:
         _check_library(parser, "--teacher", teacher)
     elif os.path.isfile(teacher):
-        if args.weights != "auto" or args.layer is not None:
+        if args.weights != "auto" or args.layer is not None or args.teacher_kwargs:
             parser.error(
-                "--weights and --layer apply to a teacher given by name; "
+                "--weights, --layer and --teacher-kwargs apply to a teacher given by name; "
                 f"--teacher {teacher!r} is a saved model that has its own"
             )
     elif teacher.endswith(".skcf") or os.sep in teacher or os.path.isdir(teacher):
