@@ -18,10 +18,18 @@ LONGTAIL = ["N_pre", "N_cf", "N_cf balanced", "N_cf curated"]
 
 
 def read(path):
+    """The CSV's rows, the first of each run only: two processes resuming the
+    same grid can both finish a run that neither had seen finished."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows, seen = [], set()
+        for row in csv.DictReader(f):
+            key = tuple(row[k] for k in ("plan", "dataset", "kind", "p", "seed", "network"))
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+        return rows
 
 
 def rst_table(lines):
