@@ -118,6 +118,17 @@ else
         python benchmarks/loops.py --device cuda --n-samples 50000 --epochs 2 \
             --batch-size 256 --extract-batch-size 1024 --repeats 3
 fi
+# The model-library adapters (timm, Hugging Face, open_clip, hub; ViT-S/14 at
+# 224 px) against bare loops (the dev extra installs the libraries).
+if [ "$DRY" = 1 ]; then
+    step "model-library adapters vs bare loops (dry run)" \
+        python benchmarks/loops.py --libraries --device cpu --n-samples 32 \
+            --large-samples 2 --extract-batch-size 16 --repeats 1
+else
+    step "model-library adapters vs bare loops" \
+        python benchmarks/loops.py --libraries --device cuda --n-samples 4096 \
+            --large-samples 1024 --extract-batch-size 256 --repeats 3
+fi
 
 # 7. Several GPUs: the distributed tests and a DDP fit of ClusterFit (NCCL),
 #    against the same fit in one process.

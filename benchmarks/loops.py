@@ -19,7 +19,8 @@ copied from pinned host memory without blocking; each timed run ends with
 its results on the host (``torch.cuda.synchronize``). The warm-up (CUDA
 context, cuDNN's algorithm search) is untimed.
 
-``--libraries`` instead compares extraction through each model-library
+``--libraries`` (on ``--device`` too, with the GPU settings above) instead
+compares extraction through each model-library
 adapter (``FeatureExtractor("timm:...")``, ``"hf:DIR"``, ``"open_clip:..."``,
 ``"hub:DIR:ENTRY"``; small random models saved to a temporary directory, and
 ViT-S/14 = ``timm:vit_small_patch14_dinov2`` at 224 px) with a bare loop over
@@ -218,31 +219,39 @@ def library_loops(args):
     X_all = rng.random((max(args.n_samples, args.large_samples), 3, 224, 224), dtype=np.float32)
     batch = args.extract_batch_size
     print(header())
+    gpu = f", {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""
     print(f"{args.n_samples} float images 3x224x224 ({args.large_samples} for the 224-px "
           f"models), extraction batch {batch}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device cpu; the machine is shared with "
-          "other users: the load average above is the load when it started")
+          f"{torch.get_num_threads()} threads, device {DEVICE}{gpu}, autocast {amp_dtype()}; "
+          "the machine is shared with other users: the load average above is the load "
+          "when it started")
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for name, (kwargs, call, *size) in _library_models(folder).items():
             X = X_all[:args.large_samples if size else args.n_samples]
-            extractor = FeatureExtractor(**kwargs, batch_size=batch, device="cpu").fit(X[:1])
+            extractor = FeatureExtractor(**kwargs, batch_size=batch, device=DEVICE).fit(X[:1])
             module, prep = extractor.network_.model, extractor.preprocess_
             with torch.no_grad():
-                shape = tuple(prep(torch.zeros(1, *X.shape[1:])).shape[1:])
+                shape = tuple(prep(torch.zeros(1, *X.shape[1:], device=DEVICE)).shape[1:])
             # the count FeatureExtractor.transform runs with (same network, shape, batch)
             threads = threads_for(extractor.network_, shape, min(batch, len(X)), training=False)
+            dtype = amp_dtype()
 
             def bare(n_threads, module=module, prep=prep, call=call, X=X):
                 out = []
-                with torch.inference_mode(), torch_threads(n_threads):
+                with torch.inference_mode(), torch_threads(n_threads), torch.autocast(
+                        DEVICE.type, dtype=dtype, enabled=dtype is not None):
                     for start in range(0, len(X), batch):
                         x = torch.from_numpy(X[start:start + batch])
-                        out.append(torch.flatten(call(module, prep(x)), 1))
-                return torch.cat(out).numpy()
+                        if DEVICE.type == "cuda":
+                            x = x.pin_memory().to(DEVICE, non_blocking=True)
+                        out.append(torch.flatten(call(module, prep(x)), 1).float())
+                return torch.cat(out).cpu().numpy()
 
-            np.testing.assert_allclose(extractor.transform(X[:4]), bare(threads)[:4], rtol=1e-4,
-                                       atol=1e-4)
+            # bf16 autocast on a GPU rounds both sides alike but not to float32's digits
+            tolerance = 1e-4 if dtype is None else 5e-2
+            np.testing.assert_allclose(extractor.transform(X[:4]), bare(threads)[:4],
+                                       rtol=tolerance, atol=tolerance)
             runs = {"ours": lambda: extractor.transform(X),
                     "bare": lambda: bare(threads),
                     "bare, all threads": lambda: bare(torch.get_num_threads()),
@@ -295,10 +304,10 @@ def main(argv=None):
     parser.add_argument("--libraries", action="store_true",
                         help="compare extraction through the model-library adapters instead")
     args = parser.parse_args(argv)
-    if args.libraries:
-        return library_loops(args)
     global DEVICE
     DEVICE = torch.device(args.device)
+    if args.libraries:
+        return library_loops(args)
     gpu = f", {torch.cuda.get_device_name()}" if DEVICE.type == "cuda" else ""
     torch.manual_seed(0)
     X, y = make_images(args.n_samples, args.side, args.classes)
