@@ -477,6 +477,15 @@ def noise_fit(teacher, X, y, X_held_out, y_held_out):
         ``likely_to_help``: ``memorisation > MEMORISATION_THRESHOLD``
         (0.05), the rule validated in ``docs/paper_results.rst``.
 
+    Notes
+    -----
+    Measured on labels flipped uniformly at random (the paper's noise), the
+    rule was right on 40 of 48 and 23 of 30 teachers. On labels flipped to
+    the most confusable class (structured noise, as hashtags err) it said
+    "likely to help" for all 30 teachers while ClusterFit helped 11: such a
+    teacher memorises its flips, but they cost its features
+    little. There, compare the student with its teacher on held-out images.
+
     Examples
     --------
     >>> from skclusterfit import NetClassifier
