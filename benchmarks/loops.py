@@ -212,8 +212,10 @@ def _library_models(folder):
 def library_loops(args):
     import tempfile
 
+    from skclusterfit._base import step_threads
     from skclusterfit._validation import validate_input
-    from skclusterfit.runtime._threads import threads_for, torch_threads
+    from skclusterfit.data._sources import make_source
+    from skclusterfit.runtime._threads import torch_threads
 
     rng = np.random.default_rng(0)
     X_all = rng.random((max(args.n_samples, args.large_samples), 3, 224, 224), dtype=np.float32)
@@ -231,10 +233,9 @@ def library_loops(args):
             X = X_all[:args.large_samples if size else args.n_samples]
             extractor = FeatureExtractor(**kwargs, batch_size=batch, device=DEVICE).fit(X[:1])
             module, prep = extractor.network_.model, extractor.preprocess_
-            with torch.no_grad():
-                shape = tuple(prep(torch.zeros(1, *X.shape[1:], device=DEVICE)).shape[1:])
-            # the count FeatureExtractor.transform runs with (same network, shape, batch)
-            threads = threads_for(extractor.network_, shape, min(batch, len(X)), training=False)
+            # the count FeatureExtractor.transform runs with, by its own rule
+            threads = step_threads(extractor.network_, make_source(X), batch, DEVICE, prep,
+                                   training=False)
             dtype = amp_dtype()
 
             def bare(n_threads, module=module, prep=prep, call=call, X=X):

@@ -234,7 +234,7 @@ class _Timm(_Adapter):
         import timm
 
         self.check_name(name)
-        kwargs = {**(kwargs or {}), **({} if num_classes is None else {"num_classes": num_classes})}
+        kwargs = _with_classes(kwargs, num_classes)
         what = f"'timm:{name}'"
         if name.startswith(("local-dir:", "hf-hub:")):
             # timm reads the architecture, its arguments and the weights from there.
@@ -275,8 +275,7 @@ class _Timm(_Adapter):
         if info.get("local_dir"):
             name = f"local-dir:{info['local_dir']}"
         n = info.get("num_classes") if num_classes is None else num_classes
-        return timm.create_model(name, pretrained=False,
-                                 **{**(kwargs or {}), **({} if n is None else {"num_classes": n})})
+        return timm.create_model(name, pretrained=False, **_with_classes(kwargs, n))
 
     def strip_head(self, module):
         module.reset_classifier(0)
@@ -321,6 +320,11 @@ class _Timm(_Adapter):
         )
         settings["mode"] = "L" if config["input_size"][0] == 1 else "RGB"
         return settings
+
+
+def _with_classes(kwargs, num_classes):
+    """The user's creation keywords with the head's size, when one is asked for."""
+    return {**(kwargs or {}), **({} if num_classes is None else {"num_classes": num_classes})}
 
 
 _TIMM_OFFLINE = (
@@ -390,8 +394,8 @@ class _HuggingFace(_Adapter):
         # The saved configuration holds the keywords that overrode it; the
         # others (e.g. attn_implementation) go to the model again.
         config = dict(info["config"])
-        config, kwargs = AutoConfig.for_model(config.pop("model_type"), **config), dict(kwargs or {})
-        kwargs = {k: v for k, v in kwargs.items() if not hasattr(config, k)}
+        config = AutoConfig.for_model(config.pop("model_type"), **config)
+        kwargs = {k: v for k, v in (kwargs or {}).items() if not hasattr(config, k)}
         return AutoModel.from_config(config, **kwargs)
 
     def default_features(self, module, x):
