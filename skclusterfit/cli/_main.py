@@ -491,7 +491,9 @@ class _Interrupts:
     every second until the command has answered it (Python's "Exception
     ignored" report of the lost one is not printed). A DataLoader whose
     workers the same Ctrl-C killed first raises RuntimeError ("worker exited
-    unexpectedly"): noted, it counts as the interrupt.
+    unexpectedly"): noted, it counts as the interrupt. Forked workers, which
+    the terminal signals with the main process, let the Ctrl-C pass: the main
+    process stops them.
     """
 
     def __init__(self):
@@ -518,8 +520,15 @@ class _Interrupts:
         return False
 
     def _on_interrupt(self, signum, frame):
-        # Forked DataLoader workers inherit this handler: they just stop.
-        if os.getpid() == self._pid and not self.received:
+        if os.getpid() != self._pid:
+            # A forked DataLoader worker inherits this handler. Raising there
+            # can land before torch's worker loop catches it (in
+            # multiprocessing's bootstrap): the worker then prints a traceback
+            # and exits 1, and the main process reports it as a crash. The
+            # main process answers for the interrupt and shuts its workers
+            # down, so a worker lets it pass.
+            return
+        if not self.received:
             self.received = True
             threading.Thread(target=self._repeat, daemon=True).start()
         raise KeyboardInterrupt
@@ -529,11 +538,8 @@ class _Interrupts:
             os.kill(self._pid, signal.SIGINT)
 
     def _unraisable(self, unraisable):
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            if self.received:
-                return  # raised again by _repeat
-            if os.getpid() != self._pid:
-                return  # a forked worker stopping; the command answers for it
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.received:
+            return  # raised again by _repeat
         self._hook(unraisable)
 
 
