@@ -572,6 +572,11 @@ def test_model_kwargs_reach_timm_and_its_preprocessing(tmp_path):
 
     student = student_from(None, extractor)
     assert (student.model, student.model_kwargs) == ("timm:test_vit", {"img_size": 64})
+    # a feature extractor may pick the head it reads through; a classifier's is y's
+    with pytest.raises(ValueError, match=r"sets \['num_classes'\], which skclusterfit sets "
+                                         r"for model='timm:test_vit'"):
+        NetClassifier("timm:test_vit", model_kwargs={"num_classes": 5, "img_size": 32},
+                      max_epochs=1, device="cpu").fit(IMAGES, np.arange(len(IMAGES)) % 2)
 
 
 def test_model_kwargs_override_a_hugging_face_config(hf_dir, tmp_path):
