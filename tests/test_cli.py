@@ -22,6 +22,19 @@ from skclusterfit.data import ImageFiles
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_as_in_a_terminal():
+    """SIGINT handled as in a terminal, even when the tests were started with it
+    ignored (``pytest &`` in a script): the commands these tests start inherit it."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def no_work(monkeypatch):
     """Make any start of real work fail the test: options must be refused first."""
@@ -473,6 +486,19 @@ def test_ctrl_c_that_kills_dataloader_workers_first_is_one_clean_line(monkeypatc
     assert capsys.readouterr().err == (
         "skclusterfit fit: interrupted; run the same command again to resume.\n")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_ignoring_it():
+    """``nohup skclusterfit fit ...`` or ``skclusterfit fit ... &`` in a script."""
+    from skclusterfit.cli._main import _Interrupts
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the fixture restores it
+    with _Interrupts() as interrupts:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert not interrupts.received
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_ctrl_c_during_the_import_is_one_clean_line(tmp_path):

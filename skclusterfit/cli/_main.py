@@ -503,7 +503,10 @@ class _Interrupts:
         self._previous = self._hook = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # A command started with Ctrl-C ignored (``nohup``, ``cmd &`` in a
+        # script) keeps ignoring it, as Python itself does at startup.
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):
             try:
                 self._previous = signal.signal(signal.SIGINT, self._on_interrupt)
             except (ValueError, OSError):  # not settable here (embedded interpreters)
