@@ -480,9 +480,9 @@ def noise_fit(teacher, X, y, X_held_out, y_held_out):
     Notes
     -----
     Measured on labels flipped uniformly at random (the paper's noise), the
-    rule was right on 40 of 48 and 23 of 30 teachers. On labels flipped to
+    rule was right on 40 of 48 and 27 of 36 teachers. On labels flipped to
     the most confusable class (structured noise, as hashtags err) it said
-    "likely to help" for all 30 teachers while ClusterFit helped 11: such a
+    "likely to help" for all 36 teachers while ClusterFit helped 12: such a
     teacher memorises its flips, but they cost its features
     little. There, compare the student with its teacher on held-out images.
 
