@@ -74,14 +74,19 @@ class HeadedNetwork(nn.Module):
         return self.head(self.features(x))
 
 
-def _built(build, model, kwargs, *args, **fixed):
-    """``build(*args, **fixed, **kwargs)``, naming ``model_kwargs`` when it refuses one."""
+def _refuse_fixed(model, kwargs, fixed):
+    """Refuse ``model_kwargs`` that set what skclusterfit sets itself (``fixed``)."""
     clash = sorted(set(kwargs) & set(fixed))
     if clash:
         raise ValueError(
             f"model_kwargs={kwargs!r} sets {clash}, which skclusterfit sets for "
             f"model={model!r} (from the data or the estimator's parameters)."
         )
+
+
+def _built(build, model, kwargs, *args, **fixed):
+    """``build(*args, **fixed, **kwargs)``, naming ``model_kwargs`` when it refuses one."""
+    _refuse_fixed(model, kwargs, fixed)
     try:
         return build(*args, **fixed, **kwargs)
     except TypeError as exc:
@@ -115,6 +120,8 @@ def build_module(model, sample_shape, num_classes=10, *, weights=None, library_i
             "built, or name the network."
         )
     if parse_spec(model) is not None:
+        # A classifier's head has one output per class of y, as for the others.
+        _refuse_fixed(model, kwargs, {} if num_classes is None else {"num_classes": num_classes})
         return build_library_network(model, weights, num_classes, info=library_info,
                                      kwargs=kwargs)
     if isinstance(model, str):

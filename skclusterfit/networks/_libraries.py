@@ -745,13 +745,6 @@ def build_library_network(model, weights, num_classes=None, info=None, kwargs=No
     ``open_clip.create_model``, the hub entry).
     """
     library, name = parse_spec(model)
-    if num_classes is not None and "num_classes" in (kwargs or {}):
-        # A classifier's head has one output per class of y: a second count
-        # would be dropped by one of the two building paths without a word.
-        raise ValueError(
-            f"model_kwargs={kwargs!r} sets ['num_classes'], which skclusterfit sets for "
-            f"model={model!r} (from the classes of y)."
-        )
     if library != "hub":
         require(library, f"model={model!r}")
     adapter = ADAPTERS[library]
