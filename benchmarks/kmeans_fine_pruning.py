@@ -28,6 +28,7 @@ Usage (from the repository root)::
 """
 
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,21 @@ from skclusterfit.runtime import LOCAL  # noqa: E402
 
 
 class Counts:
+    """Per-iteration tallies, added to by the engine's worker threads (one group each)."""
+
     def __init__(self, n_iter):
         self.rows = np.zeros(n_iter)
         self.hamerly = np.zeros(n_iter)
         self.pairs = np.zeros(n_iter)
         self.elkan = np.zeros(n_iter)
+        self._lock = threading.Lock()
+
+    def add(self, it, rows, hamerly, pairs, elkan):
+        with self._lock:
+            self.rows[it] += rows
+            self.hamerly[it] += hamerly
+            self.pairs[it] += pairs
+            self.elkan[it] += elkan
 
 
 def counting_lloyd(counts, engine_lloyd):
@@ -71,12 +82,13 @@ def counting_lloyd(counts, engine_lloyd):
                 upper = old_distance[rows, old_labels] + shift[old_labels]
                 second = np.partition(old_distance, 1, axis=1)[:, 1]
                 lower = second - shift.max()
-                counts.rows[it] += X.shape[0]
-                counts.hamerly[it] += np.count_nonzero(upper > lower)
                 pair_lower = old_distance - shift[None]
                 pair_lower[rows, old_labels] = np.inf
-                counts.pairs[it] += X.shape[0] * (centers.shape[0] - 1)
-                counts.elkan[it] += np.count_nonzero(pair_lower < upper[:, None])
+                counts.add(
+                    it, X.shape[0], np.count_nonzero(upper > lower),
+                    X.shape[0] * (centers.shape[0] - 1),
+                    np.count_nonzero(pair_lower < upper[:, None]),
+                )
             shift = np.sqrt(((step - centers) ** 2).sum(1))
             previous = labels, distance, shift
             centers = step
