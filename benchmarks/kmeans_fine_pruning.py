@@ -64,18 +64,18 @@ class Counts:
 
 
 def counting_lloyd(counts, engine_lloyd):
-    """``_lloyd_small`` with the bounds counted beside it (same centres)."""
+    """The engine's ``lloyd_block`` with the bounds counted beside it (same centres)."""
 
-    def lloyd(X, centers, n_iter):
+    def lloyd(X, centers, n_iter, labels):
         if centers.shape[0] < 2:
-            return engine_lloyd(X, centers, n_iter)
+            return engine_lloyd(X, centers, n_iter, labels)
         x_sq = np.einsum("ij,ij->i", X, X)
         previous = None
+        n_empty = 0
         for it in range(n_iter):
-            step = engine_lloyd(X, centers, 1)
             d2 = x_sq[:, None] + 2 * (half_squared_norms(centers)[None] - X @ centers.T)
             distance = np.sqrt(np.maximum(d2, 0))
-            labels = distance.argmin(1)
+            nearest = distance.argmin(1)
             if previous is not None:
                 old_labels, old_distance, shift = previous
                 rows = np.arange(X.shape[0])
@@ -89,17 +89,18 @@ def counting_lloyd(counts, engine_lloyd):
                     X.shape[0] * (centers.shape[0] - 1),
                     np.count_nonzero(pair_lower < upper[:, None]),
                 )
-            shift = np.sqrt(((step - centers) ** 2).sum(1))
-            previous = labels, distance, shift
-            centers = step
-        return centers
+            before = centers.copy()
+            n_empty += engine_lloyd(X, centers, 1, labels)  # one iteration, in place
+            shift = np.sqrt(((centers - before) ** 2).sum(1))
+            previous = nearest, distance, shift
+        return n_empty
 
     return lloyd
 
 
 def main():
     print(header(), flush=True)
-    engine_lloyd = _hierarchical._lloyd_small
+    engine_lloyd = _hierarchical.lloyd_block
     n_iter = _hierarchical.FINE_ITER
     print(f"fine Lloyd iterations per group: {n_iter}; iteration 1 computes every distance")
     print("\n| data | iteration | rows to recompute (Hamerly) | row-centre pairs left (Elkan) |")
@@ -115,18 +116,18 @@ def main():
 
         def mesoclusters(*args):
             # The mesoclusters' Lloyd (on a sample) is not the fine stage: not counted.
-            _hierarchical._lloyd_small = engine_lloyd
+            _hierarchical.lloyd_block = engine_lloyd
             try:
                 return engine_meso(*args)
             finally:
-                _hierarchical._lloyd_small = counted
+                _hierarchical.lloyd_block = counted
 
-        _hierarchical._lloyd_small = counted
+        _hierarchical.lloyd_block = counted
         _hierarchical._mesoclusters = mesoclusters
         try:
             _hierarchical.hierarchical_centers(ArrayRows(X), n_clusters, comm=LOCAL, seed=0)
         finally:
-            _hierarchical._lloyd_small = engine_lloyd
+            _hierarchical.lloyd_block = engine_lloyd
             _hierarchical._mesoclusters = engine_meso
         for it in range(1, n_iter):
             print(f"| {n_samples} x {n_features}, K = {n_clusters}, {modes} modes | {it + 1} | "

@@ -29,24 +29,22 @@ stage holds, and refinement streams every row by blocks like any engine.
 """
 
 import math
+import threading
 
 import numpy as np
 
 from ..runtime._progress import log, progress
 from . import _ann, _exact_cpu, _exact_torch
+from ._block_kmeans import gather_rows, greedy_seeds, lloyd_block
 from ._common import (
     KMeansResult,
-    _accumulate,
     _counting_order,
-    half_squared_norms,
     inertia,
-    split_empty_clusters,
     squared_shift,
     update_centers,
 )
 from ._distributed import global_sample, shard_layout
 from ._parallel import map_chunks, single_threaded_blas
-from ._seeding import kmeans_plusplus
 
 # Mesocluster Lloyd runs on a sample of this many rows per group (at least
 # all rows of a small data set): sqrt(K) centres are well placed by far fewer
@@ -72,35 +70,6 @@ def n_groups_for(n_clusters):
     return max(1, int(round(math.sqrt(n_clusters))))
 
 
-def _lloyd_small(X, centers, n_iter):
-    """Lloyd by float32 GEMM on an in-memory array (one thread); float32 centres.
-
-    Empty clusters are split from the largest (the engines' rule), so every
-    returned centre has rows for ``X`` unless ``X`` has fewer distinct rows.
-    """
-    centers = np.array(centers, dtype=np.float32)
-    k = centers.shape[0]
-    if k == 1:
-        return X.mean(0, dtype=np.float64, keepdims=True).astype(np.float32)
-    sums = np.empty((k, X.shape[1]), dtype=np.float64)
-    counts = np.empty(k, dtype=np.int64)
-    for _ in range(n_iter):
-        scores = X @ centers.T
-        np.subtract(half_squared_norms(centers), scores, out=scores)
-        labels = scores.argmin(1)
-        # float64 sums by a numba loop over the rows sorted by label: np.add.reduceat
-        # over a float32 gather cost more than the GEMM at these sizes.
-        sums[:] = 0
-        counts[:] = 0
-        order, offsets = _counting_order(labels, k)
-        _accumulate(X, order, offsets, sums, counts, 0, k)
-        new = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
-        new[counts == 0] = centers[counts == 0]
-        split_empty_clusters(new, counts)
-        centers = new
-    return centers
-
-
 def _fine_clusters(X, k, seed, n_iter):
     """``k`` centres of one group's rows ``X``: greedy k-means++ then Lloyd."""
     rng = np.random.RandomState(seed)
@@ -109,14 +78,15 @@ def _fine_clusters(X, k, seed, n_iter):
         # smaller than its share, more): every row a centre, repeated if need
         # be; the global iterations split the duplicates apart.
         return np.array(X[np.arange(k) % max(X.shape[0], 1)], dtype=np.float32)
-    # Seeding on at most 8 rows per centre: greedy k-means++ costs
-    # ``rows * k * log(k)`` distances, Lloyd ``rows * k`` per iteration.
+    # Seeding on at most SEED_ROWS_PER_CLUSTER rows per centre: greedy
+    # k-means++ costs ``rows * k * log(k)`` distances, Lloyd ``rows * k`` per
+    # iteration.
     size = min(X.shape[0], SEED_ROWS_PER_CLUSTER * k)
     sample = X if size == X.shape[0] else X[np.sort(rng.choice(X.shape[0], size, replace=False))]
-    # Candidates of 8 centres drawn together: the same distances in 1/8 of the
-    # Python rounds (``kmeans_plusplus``'s batch), which dominate at k ~ sqrt(K).
-    centers = kmeans_plusplus(sample, k, rng, batch=8)
-    return _lloyd_small(X, centers, n_iter)
+    centers = greedy_seeds(np.ascontiguousarray(sample, dtype=np.float32), k, rng)
+    if n_iter > 0:
+        lloyd_block(X, centers, n_iter, np.empty(X.shape[0], dtype=np.int64))
+    return centers
 
 
 def allocate(counts, n_clusters):
@@ -174,19 +144,27 @@ def _mesoclusters(rows, n_groups, rng, comm):
     sample, seed = global_sample(rows, max(MESO_ROWS_PER_GROUP * n_groups, 10_000), rng, comm)
     centers = np.empty((n_groups, rows.n_features), dtype=np.float32)
     if comm.rank == 0:
-        seeding = np.random.RandomState(seed)
-        centers = kmeans_plusplus(sample, n_groups, seeding, batch=8)
+        # Seeded on the whole sample (not SEED_ROWS_PER_CLUSTER rows per group):
+        # the groups decide which centres a row can reach in the fine stage.
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
         with single_threaded_blas():
-            centers = _lloyd_small(sample, centers, MESO_ITER)
+            centers = greedy_seeds(sample, n_groups, np.random.RandomState(seed))
+            lloyd_block(sample, centers, MESO_ITER, np.empty(sample.shape[0], np.int64))
     return comm.broadcast(centers)
 
 
 def _group_rows(rows, meso, n_clusters, seed, comm):
     """Every rank's groups with their rows (at most FINE_ROWS_PER_CLUSTER per cluster).
 
-    Returns ``(groups, k, pieces)``: ``k`` the fine clusters of every group
-    (global), and ``pieces`` this rank's groups as ``(group, rows)`` pairs,
-    each group's rows in global row order.
+    Returns ``(k, owner, pieces, fetch)``: ``k`` the fine clusters of
+    every group (global), ``owner`` the rank of every group, ``pieces`` this
+    rank's groups as ``(group, first, stop)``: the positions of their rows
+    among this rank's kept rows (by group, then global row order);
+    ``fetch(first, stop, buffer)`` returns those rows (float32, C-contiguous),
+    either a view of the gathered rows or, for rows in memory in a
+    one-process fit, gathered into ``buffer`` (at least ``stop - first``
+    rows) by the calling thread: the fine stage's threads gather their own
+    groups' rows, in parallel, and no copy of the data is made.
     """
     n_groups = meso.shape[0]
     _, offset = shard_layout(comm, rows.n_rows)
@@ -198,19 +176,18 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
     used = np.minimum(counts, FINE_ROWS_PER_CLUSTER * np.maximum(k, 1))
     owner = _owners(used * k, comm.world_size)
     keep_fraction = np.where(counts > 0, used / np.maximum(counts, 1), 0.0)
+    X = None
     if comm.world_size == 1:
-        # Rows written straight to their place, by group then row order: one
-        # copy of the kept rows (a gather when they are all in memory).
         keep = None
         if np.any(used < counts):
             keep = _keep(np.arange(rows.n_rows), keep_fraction[labels], seed)
             labels = np.where(keep, labels, -1)
         kept = labels >= 0
         groups = labels[kept]
-        order = np.argsort(groups, kind="stable")
-        if keep is None and hasattr(rows, "array"):
-            X = rows.array[order]
-        else:
+        order, _ = _counting_order(groups, n_groups)  # stable: by group, then row
+        row_of = order if keep is None else np.flatnonzero(kept)[order]
+        if not hasattr(rows, "array"):
+            # Streamed rows written straight to their place: one copy of the kept rows.
             position = np.empty(rows.n_rows, dtype=np.int64)
             position[np.flatnonzero(kept)[order]] = np.arange(order.size)
             X = np.empty((order.size, rows.n_features), dtype=np.float32)
@@ -239,11 +216,17 @@ def _group_rows(rows, meso, n_clusters, seed, comm):
         X, groups = X[order], groups[order]
     bounds = np.searchsorted(groups, np.arange(n_groups + 1))
     pieces = [
-        (g, X[bounds[g] : bounds[g + 1]])
+        (g, bounds[g], bounds[g + 1])
         for g in range(n_groups)
         if owner[g] == comm.rank and k[g] > 0
     ]
-    return k, owner, pieces
+    if X is None:
+        def fetch(first, stop, buffer):
+            return gather_rows(rows.array, row_of[first:stop], buffer)
+    else:
+        def fetch(first, stop, buffer):
+            return X[first:stop]
+    return k, owner, pieces, fetch
 
 
 def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_iter=None,
@@ -258,20 +241,24 @@ def hierarchical_centers(rows, n_clusters, *, comm, seed, n_groups=None, fine_it
     n_groups = min(n_groups or n_groups_for(n_clusters), n_clusters)
     meso = _mesoclusters(rows, n_groups, rng, comm)
     fine_seed = int(rng.randint(2**31 - 1))
-    k, owner, pieces = _group_rows(rows, meso, n_clusters, fine_seed, comm)
+    k, owner, pieces, fetch = _group_rows(rows, meso, n_clusters, fine_seed, comm)
     log("KMeans", f"hierarchical: {n_groups} mesoclusters, {len(pieces)} on this rank, "
         f"fine clusters per group {int(k.min())}-{int(k.max())}", verbose)
     # Largest groups first, so the threads end together.
-    pieces.sort(key=lambda piece: -piece[1].shape[0] * k[piece[0]])
+    pieces.sort(key=lambda piece: -(piece[2] - piece[1]) * k[piece[0]])
     results = {}
+    most_rows = max((stop - first for _, first, stop in pieces), default=0)
+    buffers = threading.local()  # each thread's rows of its current group
 
     def work(a, b):
-        for g, X in pieces[a:b]:
+        if not hasattr(buffers, "rows"):
+            buffers.rows = np.empty((most_rows, rows.n_features), dtype=np.float32)
+        for g, first, stop in pieces[a:b]:
+            X = fetch(first, stop, buffers.rows)
             results[g] = _fine_clusters(X, int(k[g]), fine_seed + g, fine_iter)
 
     with single_threaded_blas():
         map_chunks(work, len(pieces), 1)
-    del pieces
     mine = [g for g in range(n_groups) if g in results]
     local = (
         np.concatenate([results[g] for g in mine])

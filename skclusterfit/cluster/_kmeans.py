@@ -440,14 +440,21 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             raise ValueError("Input X contains NaN or infinity.")
         return out
 
-    def _rows(self, X, shift):
-        """Rows for an engine: a prepared copy in memory, or streamed by blocks."""
+    def _rows(self, X, shift, checked=True):
+        """Rows for an engine: a prepared copy in memory, or streamed by blocks.
+
+        ``checked``: whether ``X`` passed ``validate_data``'s finiteness check
+        (a sample of a memory map, in memory, did not).
+        """
         n_features = X.shape[1] if self.whitener_ is None else self.whitener_.whitening_.shape[1]
         if isinstance(X, np.memmap) or 4 * X.shape[0] * n_features > _COPY_LIMIT_BYTES:
             # validate_data checked an in-memory X; a memory map is checked here.
             prepare = functools.partial(self._prepare, check_finite=isinstance(X, np.memmap))
             return StreamRows(X, prepare, n_features, shift=shift)
-        return ArrayRows(self._prepare(X, shift))
+        # Whitening or L2 normalisation of finite rows is finite: rows that
+        # validate_data checked are not checked again (a full pass, with a
+        # boolean array as large as X).
+        return ArrayRows(self._prepare(X, shift, check_finite=not checked))
 
     def _fit_whitener(self, X, whiten_dim, comm):
         if whiten_dim is None:
@@ -545,7 +552,7 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
             local = index[(index >= offset) & (index < offset + n_local)] - offset
             fit_rows = X[local]  # the sample only, in memory
         self.whitener_ = self._fit_whitener(fit_rows, whiten_dim, comm)
-        rows = self._rows(fit_rows, shift=None)
+        rows = self._rows(fit_rows, shift=None, checked=not isinstance(X, np.memmap))
         # Centre the data (scikit-learn does too): distances computed as
         # |x|^2 - 2 x.c + |c|^2 lose the digits of a large common offset.
         _, mean, variance = feature_moments(rows, comm)
