@@ -605,7 +605,7 @@ def bench_peers(name, methods, iters, repeats, workdir, timeout):
                 print(f"  round {round_index + 1}: {method} [{n_iter}]: ERROR {record['error']}",
                       flush=True)
                 continue
-            print(f"  round {round_index + 1}: {method} [iterations {n_iter or 'default'}]: "
+            print(f"  round {round_index + 1}: {method} [iterations {'default' if n_iter is None else n_iter}]: "
                   f"{record['seconds']:.2f} s wall, {record['cpu_seconds']:.1f} s CPU "
                   f"({record['cores_busy']:.2f} cores busy), load {record['load']}, quality "
                   f"{record['quality']:.6f}, peak RSS +{record['peak_above_base_gib']:.2f} GiB, "
@@ -652,7 +652,7 @@ def print_peers(records):
 def bench_size(name, methods, repeats, workdir, timeout):
     n_samples, n_features, n_clusters, n_iter, options = SIZES[name]
     print(f"\n## {name}: {n_samples} x {n_features}, K={n_clusters}, "
-          f"{n_iter or 'default'} iterations {options or ''}", flush=True)
+          f"{'default' if n_iter is None else n_iter} iterations {options or ''}", flush=True)
     data_path = workdir / f"{name}-data.npy"
     start = time.perf_counter()
     if options.get("float16_memmap"):

@@ -74,6 +74,47 @@ def test_groups_refinement_within_one_percent(monkeypatch):
     assert np.mean(hier.predict(X) == d.argmin(1)) > 0.999
 
 
+def test_no_global_iteration_labels_rows_within_their_mesocluster(monkeypatch):
+    """max_iter=0: the stages only (SuperKMeans' default scheme), every row labelled
+    by the nearest fine centre of its nearest mesocluster; cheaper, a little worse."""
+    X = mixture(12000, 32, 30)
+    seen = {}
+    stages = _hierarchical.hierarchical_centers
+
+    def keep(*args, **kwargs):
+        seen["result"] = stages(*args, **kwargs)
+        return seen["result"]
+
+    monkeypatch.setattr(_hierarchical, "hierarchical_centers", keep)
+    km = KMeans(300, algorithm="hierarchical", max_iter=0, device="cpu",
+                random_state=0).fit(X)
+    assert (km.engine_, km.n_iter_, km.centroid_graph_) == ("groups", 0, None)
+    assert np.bincount(km.labels_, minlength=300).min() >= 1
+    # The labels: nearest mesocluster, then its nearest centre (centred data).
+    centers, meso, group_of = seen["result"]
+    Xc = X - X.mean(0, dtype=np.float64).astype(np.float32)
+    group = ((Xc[:, None] - meso[None]) ** 2).sum(-1).argmin(1)
+    d = ((Xc[:, None] - centers[None]) ** 2).sum(-1)
+    d[group_of[None, :] != group[:, None]] = np.inf
+    if np.array_equal(centers + X.mean(0, dtype=np.float64), km.cluster_centers_):
+        assert np.mean(d.argmin(1) == km.labels_) > 0.999
+    else:  # an empty cluster was filled after the labels: all but a few rows agree
+        assert np.mean(d.argmin(1) == km.labels_) > 0.99
+    diff = X.astype(np.float64) - km.cluster_centers_[km.labels_]
+    assert km.inertia_ == pytest.approx((diff**2).sum(), rel=1e-4)
+    exact = exact_lloyd(X, 300).inertia_
+    refined = KMeans(300, algorithm="hierarchical", device="cpu", random_state=0).fit(X)
+    assert refined.inertia_ < km.inertia_ < 1.05 * exact
+
+
+def test_no_global_iteration_needs_the_hierarchical_algorithm():
+    X = mixture(3000, 8, 20)
+    with pytest.raises(ValueError, match="max_iter=0.*algorithm='auto' runs flat Lloyd"):
+        KMeans(40, max_iter=0, device="cpu").fit(X)
+    with pytest.raises(ValueError, match="max_iter=0"):
+        KMeans(40, max_iter=0, algorithm="lloyd", device="cpu").fit(X)
+
+
 def test_auto_picks_hierarchical_at_large_k_and_many_rows(monkeypatch):
     X = mixture(3000, 8, 20)
     assert KMeans(40, device="cpu", random_state=0).fit(X).algorithm_ == "lloyd"
@@ -188,7 +229,8 @@ def test_two_processes_match_one_and_exact(two_ranks, data_name, name, monkeypat
     assert np.mean(labels == one.labels_) >= 0.999
     assert np.bincount(labels, minlength=200).min() >= 1
     assert float(ranks[0][f"{key}/inertia"]) == pytest.approx(one.inertia_, rel=1e-5)
-    assert float(ranks[0][f"{key}/inertia"]) <= 1.01 * exact_lloyd(X, 200).inertia_
+    if CONFIGS[name].get("_within_one_percent", True):
+        assert float(ranks[0][f"{key}/inertia"]) <= 1.01 * exact_lloyd(X, 200).inertia_
 
 
 def test_streamed_rows_and_capped_groups_match_in_memory(tmp_path, monkeypatch):

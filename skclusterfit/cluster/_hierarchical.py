@@ -323,7 +323,7 @@ def lloyd_groups(rows, centers_init, *, max_iter, tol, verbose=0, comm, groups, 
             if shift <= tol or changed == 0:
                 break
     total = inertia(rows, centers, labels, comm)
-    return KMeansResult(centers, labels, total, iteration + 1, n_empty)
+    return KMeansResult(centers, labels, total, min(iteration + 1, max_iter), n_empty)
 
 
 def lloyd_hierarchical(
@@ -340,7 +340,8 @@ def lloyd_hierarchical(
         Unused: the engine seeds each group itself (k-means++ within it).
     max_iter, tol, verbose, comm
         As for every engine (``_common.py``); ``max_iter`` and ``tol`` apply to
-        the global refinement.
+        the global refinement. ``max_iter=0``: none; each row is labelled by
+        the nearest fine centre of its nearest mesocluster.
     n_clusters : int
         K.
     seed : int, default=0
@@ -370,6 +371,13 @@ def lloyd_hierarchical(
         verbose=verbose,
     )
     refine_seed = int(np.random.RandomState(seed).randint(2**31 - 1))
+    if max_iter == 0:
+        # No global iteration: every row takes the nearest fine centre of its
+        # nearest mesocluster, as the fine stage left it (SuperKMeans' default).
+        return lloyd_groups(
+            rows, centers, max_iter=0, tol=tol, verbose=verbose, comm=comm,
+            groups=_groups_index(meso, group_of, n_probe=1), chunk_size=chunk_size,
+        )
     if refine == "torch":
         return _exact_torch.lloyd_torch(
             rows, centers, max_iter=max_iter, tol=tol, verbose=verbose, comm=comm,
