@@ -123,9 +123,9 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         refinement iterations after the per-group clustering. "auto": 20
         (flat), 2 (hierarchical). 0 (hierarchical only): no global
         iteration, SuperKMeans' default scheme: each row is labelled with the
-        nearest fine centre of its mesocluster (``engine_ == "groups"``);
-        several times faster at K in the thousands, and 0.3-2% above the
-        objective of the default on the benchmarks' mixtures
+        nearest fine centre of its mesocluster (``engine_ == "groups"``). On
+        the benchmarks' mixtures (K = 4000 to 16,000) it took 0.40-0.58x the
+        default's time and ended 0.2-1.6% above its objective
         (``benchmarks/README.md``).
     init : {"k-means++", "random"} or ndarray of shape (n_clusters, n_features), default="k-means++"
         Seeding. "k-means++" is k-means++ on a random sample of ``init_size``
