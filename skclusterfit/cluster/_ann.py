@@ -474,7 +474,7 @@ def lloyd_graph(
     seed : int, default=0
         Seeds the inverted file of the first assignment.
     chunk_size : int, default=None
-        Rows per task of the inverted-file searches (None: 4096).
+        Rows searched at a time by the inverted file (None: 65,536).
     first_groups : CentroidGroups, default=None
         The inverted file (over ``centers_init``) where the first E-step's
         walks start; None: balanced groups of the initial centres.

@@ -353,7 +353,7 @@ def lloyd_hierarchical(
     n_neighbors : int, default=32
         Centroid-graph neighbours (``refine="graph"``).
     chunk_size : int, default=None
-        Rows per task of the inverted-file searches.
+        Rows searched at a time by the inverted file (None: 65,536).
     n_groups : int, default=None
         Mesoclusters; None: ``round(sqrt(n_clusters))``.
     fine_iter : int, default=None

@@ -141,8 +141,8 @@ class KMeans(PersistenceMixin, ClusterMixin, BaseEstimator):
         stops when no label changes.
     chunk_size : int, default=None
         Rows per distance chunk of the torch engine (None sizes chunks to
-        ~32 MB), and rows per task of the graph engine's inverted-file
-        search (None: 4096).
+        ~32 MB), and rows searched at a time by the inverted file of the
+        graph and groups engines (None: 65,536).
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     random_state : int, RandomState instance or None, default=None
