@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from ._common import SPLIT_EPS
+from ._common import _split_empty
 from ._numba import njit
 
 # Seeds whose k-means++ candidates are drawn together (one pass over the rows
@@ -54,26 +54,6 @@ def gather_rows(X, index, out):
     for i in range(index.shape[0]):
         out[i] = X[index[i]]
     return out[: index.shape[0]]
-
-
-@njit(nogil=True)
-def _split_empty(centers, counts):
-    """``split_empty_clusters`` (``_common.py``) in numba: the same splits, in place."""
-    n_empty = 0
-    counts = counts.copy()
-    for j in range(centers.shape[0]):
-        if counts[j] != 0:
-            continue
-        n_empty += 1
-        largest = np.argmax(counts)
-        for t in range(centers.shape[1]):
-            sign = 1.0 if t % 2 == 0 else -1.0
-            base = centers[largest, t]
-            centers[j, t] = base * (1 + SPLIT_EPS * sign)
-            centers[largest, t] = base * (1 - SPLIT_EPS * sign)
-        counts[j] = counts[largest] // 2
-        counts[largest] -= counts[j]
-    return n_empty
 
 
 @njit(nogil=True)

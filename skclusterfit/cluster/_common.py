@@ -85,6 +85,31 @@ def cluster_sums(rows, labels, n_clusters, comm):
     return comm.all_reduce(sums), comm.all_reduce(counts)
 
 
+@njit(nogil=True)
+def _split_empty(centers, counts):
+    """The splits of :func:`split_empty_clusters`, compiled: also called inside
+    the hierarchical engine's per-group Lloyd kernel (``_block_kmeans``).
+
+    Each product ``base * (1 +- SPLIT_EPS)`` of two float32 numbers is exact in
+    float64 and rounds once, so float32 centres get float32 arithmetic's result.
+    """
+    n_empty = 0
+    counts = counts.copy()
+    for j in range(centers.shape[0]):
+        if counts[j] != 0:
+            continue
+        n_empty += 1
+        largest = np.argmax(counts)
+        for t in range(centers.shape[1]):
+            sign = 1.0 if t % 2 == 0 else -1.0
+            base = centers[largest, t]
+            centers[j, t] = base * (1 + SPLIT_EPS * sign)
+            centers[largest, t] = base * (1 - SPLIT_EPS * sign)
+        counts[j] = counts[largest] // 2
+        counts[largest] -= counts[j]
+    return n_empty
+
+
 def split_empty_clusters(centers, counts):
     """Re-seed every empty cluster by splitting the currently largest one (in place).
 
@@ -92,20 +117,9 @@ def split_empty_clusters(centers, counts):
     distributed fit makes the same splits. Returns the number of clusters
     that were empty.
     """
-    empty = np.flatnonzero(counts == 0)
-    if empty.size == 0:
+    if np.all(counts != 0):
         return 0
-    counts = counts.copy()
-    sign = np.ones(centers.shape[1], dtype=centers.dtype)
-    sign[1::2] = -1
-    for j in empty:
-        largest = int(np.argmax(counts))
-        base = centers[largest].copy()
-        centers[j] = base * (1 + SPLIT_EPS * sign)
-        centers[largest] = base * (1 - SPLIT_EPS * sign)
-        counts[j] = counts[largest] // 2
-        counts[largest] -= counts[j]
-    return int(empty.size)
+    return int(_split_empty(centers, np.asarray(counts)))
 
 
 def update_centers(rows, labels, centers, comm):
